@@ -1,0 +1,225 @@
+//! One function per subcommand. Each loads and validates the configuration first, so bad input
+//! exits 2 before anything is contacted or changed.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::output::Table;
+use super::{ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, exit};
+use crate::config::{self, LoadedConfig};
+use crate::reconcile::{self, Context, Mode, StepName, StepReport, StepStatus};
+
+/// The local example (targets scripts/dev-services); embedded so `init` needs no files.
+pub const LOCAL_EXAMPLE: &str = include_str!("../../../examples/local.yaml");
+/// The production example: every section.
+pub const PRODUCTION_EXAMPLE: &str = include_str!("../../../examples/production.yaml");
+
+pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
+    match &cli.command {
+        Command::Validate(a) => validate(cli, &a.file),
+        Command::Plan(a) => plan(cli, a).await,
+        Command::Apply(a) => apply(cli, a).await,
+        Command::Init { profile } => {
+            print!(
+                "{}",
+                match profile {
+                    Profile::Local => LOCAL_EXAMPLE,
+                    Profile::Production => PRODUCTION_EXAMPLE,
+                }
+            );
+            Ok(exit::OK)
+        }
+        Command::ConfigSchema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default()
+            );
+            Ok(exit::OK)
+        }
+        Command::Run(a) => not_implemented("run", &a.config.file),
+        Command::Status(a) => not_implemented("status", &a.file),
+        Command::Certs { action } => {
+            let file = match action {
+                super::CertsAction::Issue(a)
+                | super::CertsAction::Renew(a)
+                | super::CertsAction::Inspect(a) => &a.file,
+            };
+            not_implemented("certs", file)
+        }
+        Command::Render(a) => not_implemented("render", &a.config.file),
+        Command::Upgrade { action } => {
+            let file = match action {
+                super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
+            };
+            not_implemented("upgrade", file)
+        }
+    }
+}
+
+/// Loads the configuration and prints its warnings on stderr.
+pub(super) fn load(file: &std::path::Path) -> Result<LoadedConfig, CliError> {
+    let loaded = config::load_file(file)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded)
+}
+
+fn not_implemented(command: &str, file: &std::path::Path) -> Result<u8, CliError> {
+    // Validate first anyway: a bad file is still exit 2, whatever the command.
+    load(file)?;
+    Err(CliError::runtime(format!(
+        "`{command}` is not implemented yet in this release (see README: Status of the commands)"
+    )))
+}
+
+fn validate(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
+    let loaded = load(file)?;
+    let c = &loaded.config;
+    match cli.output {
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"valid": true, "file": file.display().to_string(), "warnings": loaded.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>()})
+        ),
+        OutputFormat::Table => println!(
+            "OK: {} is valid (cluster {}, Temporal {}, {} namespaces, {} worker pools, {} warnings)",
+            file.display(),
+            c.cluster.name,
+            c.cluster.temporal_version,
+            c.namespaces.len(),
+            c.workers.len(),
+            loaded.warnings.len()
+        ),
+    }
+    Ok(exit::OK)
+}
+
+fn context(loaded: LoadedConfig, offline: bool) -> Context {
+    let base_dir = loaded
+        .path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    Context {
+        config: Arc::new(loaded.config),
+        base_dir,
+        offline,
+    }
+}
+
+fn parse_only(only: &Option<String>) -> Result<Vec<StepName>, CliError> {
+    match only {
+        None => Ok(vec![]),
+        Some(s) => StepName::parse_list(s).map_err(|e| CliError::invalid(format!("--only: {e}"))),
+    }
+}
+
+async fn plan(cli: &Cli, a: &PlanArgs) -> Result<u8, CliError> {
+    let loaded = load(&a.config.file)?;
+    let only = parse_only(&a.only)?;
+    let ctx = context(loaded, a.offline);
+    let reports = reconcile::run(&ctx, Mode::Plan, &only).await;
+    print_reports(cli, "plan", &reports);
+    let pending = reports.iter().any(|r| r.status == StepStatus::Pending);
+    finish(
+        &reports,
+        if a.detailed_exitcode && pending {
+            exit::CHANGES_PENDING
+        } else {
+            exit::OK
+        },
+    )
+}
+
+async fn apply(cli: &Cli, a: &ApplyArgs) -> Result<u8, CliError> {
+    let loaded = load(&a.config.file)?;
+    let only = parse_only(&a.only)?;
+    let ctx = context(loaded, false);
+    let mode = if a.dry_run { Mode::Plan } else { Mode::Apply };
+    let reports = reconcile::run(&ctx, mode, &only).await;
+    print_reports(
+        cli,
+        if a.dry_run {
+            "apply --dry-run"
+        } else {
+            "apply"
+        },
+        &reports,
+    );
+    finish(&reports, exit::OK)
+}
+
+/// A failed step decides the exit code: invalid input (2) beats runtime failure (1).
+fn finish(reports: &[StepReport], ok_code: u8) -> Result<u8, CliError> {
+    let failed: Vec<&StepReport> = reports
+        .iter()
+        .filter(|r| r.status == StepStatus::Failed)
+        .collect();
+    if failed.is_empty() {
+        return Ok(ok_code);
+    }
+    let invalid = failed
+        .iter()
+        .any(|r| r.error_class == Some(reconcile::ErrorClass::Invalid));
+    let names: Vec<&str> = failed.iter().map(|r| r.step.as_str()).collect();
+    let message = format!("{} step(s) failed: {}", failed.len(), names.join(", "));
+    Err(if invalid {
+        CliError::invalid(message)
+    } else {
+        CliError::runtime(message)
+    })
+}
+
+fn print_reports(cli: &Cli, title: &str, reports: &[StepReport]) {
+    match cli.output {
+        OutputFormat::Json => {
+            let doc = json!({ "command": title, "steps": reports });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Table => {
+            let mut t = Table::new(["step", "status", "changes", "duration", "detail"]);
+            for r in reports {
+                let status = serde_json::to_value(r.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                t.row([
+                    r.step.to_string(),
+                    status,
+                    r.changes.len().to_string(),
+                    format!("{}ms", r.duration_ms),
+                    r.message.clone().unwrap_or_default(),
+                ]);
+            }
+            print!("{}", t.render());
+            let mut changes = Table::new(["step", "action", "resource", "detail"]);
+            for r in reports {
+                for c in &r.changes {
+                    let action = serde_json::to_value(c.action)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    changes.row([
+                        r.step.to_string(),
+                        action,
+                        c.resource.clone(),
+                        c.detail.clone(),
+                    ]);
+                }
+            }
+            if !changes.is_empty() {
+                println!();
+                print!("{}", changes.render());
+            }
+        }
+    }
+}

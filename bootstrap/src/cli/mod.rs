@@ -1,0 +1,302 @@
+//! The command line: argument parsing, logging, output and exit codes.
+//!
+//! Exit codes (stable, scripts rely on them): 0 success or nothing to do; 1 runtime failure (a
+//! system unreachable, a step failed); 2 invalid input or a refused change; 3 `plan
+//! --detailed-exitcode` with pending changes. Results go to stdout, logs to stderr.
+
+mod commands;
+pub mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes of the CLI contract.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const RUNTIME: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const CHANGES_PENDING: u8 = 3;
+}
+
+/// A failure at the edge, with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::INVALID,
+            message: message.into(),
+        }
+    }
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::RUNTIME,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::config::ConfigErrors> for CliError {
+    fn from(e: crate::config::ConfigErrors) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "temporal-bootstrap",
+    version,
+    about = "Provision and keep converged a self-hosted Temporal platform",
+    long_about = "Provision and keep converged a self-hosted Temporal platform: PostgreSQL persistence, \
+                  Elasticsearch or SQL visibility, history shards sized from projected load, mTLS \
+                  certificates, namespaces and search attributes, dashboards and alert rules.",
+    after_help = "Exit codes: 0 ok, 1 runtime failure, 2 invalid input or refused change, 3 changes pending (plan --detailed-exitcode)."
+)]
+pub struct Cli {
+    /// Result format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More logs (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The platform description.
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "TEMPORAL_BOOTSTRAP_CONFIG",
+        value_name = "FILE"
+    )]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check platform.yaml without contacting anything.
+    #[command(after_help = "Example: temporal-bootstrap validate -f platform.yaml")]
+    Validate(ConfigArg),
+    /// Show what apply would change, step by step, and the capacity plan.
+    #[command(
+        after_help = "Example: temporal-bootstrap plan -f platform.yaml --offline --output json"
+    )]
+    Plan(PlanArgs),
+    /// Bring the platform to the described state.
+    #[command(
+        after_help = "Example: temporal-bootstrap apply -f platform.yaml --only namespaces,search-attributes"
+    )]
+    Apply(ApplyArgs),
+    /// Run as a daemon: reconcile every interval, serve /healthz, /readyz and /metrics.
+    #[command(
+        after_help = "Example: temporal-bootstrap run -f platform.yaml --interval 60s --listen 127.0.0.1:9464"
+    )]
+    Run(RunArgs),
+    /// Show the platform's health in one table.
+    #[command(after_help = "Example: temporal-bootstrap status -f platform.yaml")]
+    Status(ConfigArg),
+    /// Issue, renew or inspect the mTLS certificates.
+    #[command(after_help = "Example: temporal-bootstrap certs inspect -f platform.yaml")]
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+    /// Render deployment artefacts (Helm values, k3s manifests, Grafana provisioning, Prometheus rules).
+    #[command(
+        after_help = "Example: temporal-bootstrap render helm-values -f platform.yaml --out deploy/"
+    )]
+    Render(RenderArgs),
+    /// Plan or apply a Temporal upgrade, one minor version at a time.
+    #[command(after_help = "Example: temporal-bootstrap upgrade plan --to 1.31.2 -f platform.yaml")]
+    Upgrade {
+        #[command(subcommand)]
+        action: UpgradeAction,
+    },
+    /// Print a commented example platform.yaml that validates.
+    #[command(after_help = "Example: temporal-bootstrap init --profile production > platform.yaml")]
+    Init {
+        /// `local` targets the dev stack of scripts/dev-services; `production` shows every section.
+        #[arg(long, value_enum, default_value_t = Profile::Local)]
+        profile: Profile,
+    },
+    /// Print the JSON Schema of platform.yaml (for editors and CI).
+    #[command(
+        after_help = "Example: temporal-bootstrap config-schema > schemas/platform.schema.json"
+    )]
+    ConfigSchema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    Local,
+    Production,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Contact nothing; plan only what files and the capacity model can tell.
+    #[arg(long)]
+    pub offline: bool,
+    /// Only these steps (comma-separated), in their fixed order.
+    #[arg(long, value_name = "STEP,...")]
+    pub only: Option<String>,
+    /// Exit 3 when changes are pending (0 when converged).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Show what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only these steps (comma-separated), in their fixed order.
+    #[arg(long, value_name = "STEP,...")]
+    pub only: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Time between reconciliations (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s")]
+    pub interval: String,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsAction {
+    /// Issue the CA and every certificate that is missing.
+    Issue(ConfigArg),
+    /// Re-issue certificates that expire within pki.renew_before.
+    Renew(ConfigArg),
+    /// List every certificate with its expiry and status.
+    Inspect(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    pub target: RenderTarget,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderTarget {
+    HelmValues,
+    K3s,
+    GrafanaProvisioning,
+    PrometheusRules,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpgradeAction {
+    /// Show the hops from the running version to the target.
+    Plan(UpgradeArgs),
+    /// Perform the hops, schema first, one minor version at a time.
+    Apply(UpgradeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Target release, e.g. 1.31.2.
+    #[arg(long, value_name = "VERSION")]
+    pub to: String,
+    /// Plan from this release instead of asking the running cluster.
+    #[arg(long, value_name = "VERSION")]
+    pub from: Option<String>,
+    /// Change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    match runtime.block_on(commands::dispatch(&cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("TEMPORAL_BOOTSTRAP_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}

@@ -1,0 +1,222 @@
+//! Reading `platform.yaml`: syntax, types and cross-field rules, every error with its position.
+//!
+//! Flow: YAML text -> generic tree (serde-saphyr, syntax errors with positions) -> typed model
+//! (serde_path_to_error gives the field path) -> cross-field rules (`validate`). Positions of typed
+//! and cross-field errors come from a [`PathIndex`] built from the same text.
+//!
+//! Guarantees: no I/O beyond reading the one file; no secret value appears in any error (secret
+//! fields are refused without echoing what was written).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::locate::{PathIndex, Position};
+use super::model::PlatformConfig;
+use super::validate;
+
+/// One problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    /// Dotted field path, `namespaces[0].retention`; empty for the document itself.
+    pub path: String,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(document)"
+        } else {
+            &self.path
+        };
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.col, path, self.message
+        )
+    }
+}
+
+/// Every problem found; loading stops at the first syntax or type error, but cross-field rules
+/// are all checked and reported together.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A valid configuration plus the warnings found while validating it.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: PlatformConfig,
+    pub path: PathBuf,
+    pub warnings: Vec<ConfigIssue>,
+}
+
+/// A finding of a cross-field rule before it is given a position.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub path: String,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Field names whose values are secrets: type errors there never echo the value.
+const SECRET_FIELDS: &[&str] = &["password", "token", "key", "api_key", "secret"];
+
+/// Reads and validates a configuration file.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        issues: vec![ConfigIssue {
+            file: file.clone(),
+            line: 0,
+            col: 0,
+            path: String::new(),
+            message: format!("cannot read the configuration file: {e}; pass an existing file with -f (temporal-bootstrap init > platform.yaml writes an example)"),
+        }],
+    })?;
+    let mut loaded = load_str(&text, &file)?;
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
+}
+
+/// Parses and validates configuration text; `file` is used in messages only.
+pub fn load_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigErrors> {
+    let one = |line: usize, col: usize, path: String, message: String| ConfigErrors {
+        issues: vec![ConfigIssue {
+            file: file.to_string(),
+            line,
+            col,
+            path,
+            message,
+        }],
+    };
+
+    let tree: serde_json::Value = match serde_saphyr::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line() as usize, l.column() as usize))
+                .unwrap_or((1, 1));
+            return Err(one(
+                line,
+                col,
+                String::new(),
+                format!(
+                    "invalid YAML: {}",
+                    strip_position(&first_line(&e.to_string()))
+                ),
+            ));
+        }
+    };
+    if tree.is_null() {
+        return Err(one(1, 1, String::new(), "the file is empty; expected the sections cluster, capacity, persistence, visibility, namespaces (run `temporal-bootstrap init` for an example)".into()));
+    }
+
+    let index = PathIndex::build(text);
+    let config: PlatformConfig = match serde_path_to_error::deserialize(&tree) {
+        Ok(c) => c,
+        Err(e) => {
+            let path = render_path(e.path());
+            let mut message = e.inner().to_string();
+            let last = path.rsplit(['.', '[']).next().unwrap_or("");
+            if SECRET_FIELDS.contains(&last) && !message.contains("secret reference") {
+                message = "expected a secret reference `env:NAME` or `file:PATH`; inline secret values are not accepted".into();
+            }
+            let pos = index.find(&path);
+            return Err(one(pos.line, pos.col, path, humanize_serde(&message)));
+        }
+    };
+
+    let report = validate::check(&config);
+    let place = |f: Finding| {
+        let Position { line, col } = index.find(&f.path);
+        ConfigIssue {
+            file: file.to_string(),
+            line,
+            col,
+            path: f.path,
+            message: f.message,
+        }
+    };
+    if !report.errors.is_empty() {
+        return Err(ConfigErrors {
+            issues: report.errors.into_iter().map(place).collect(),
+        });
+    }
+    Ok(LoadedConfig {
+        config,
+        path: PathBuf::from(file),
+        warnings: report.warnings.into_iter().map(place).collect(),
+    })
+}
+
+fn render_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// serde's messages are close to what we want; make the common ones say what is valid.
+fn humanize_serde(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        return format!("unknown field {rest}");
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        return format!("unknown value {rest}");
+    }
+    msg.to_string()
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).trim().to_string()
+}
+
+/// The YAML parser prefixes its messages with `error: line L column C:`; we print the position
+/// ourselves in the `FILE:LINE:COL` form.
+fn strip_position(msg: &str) -> String {
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    if msg.starts_with("line ")
+        && let Some((_, rest)) = msg.split_once(": ")
+    {
+        return rest.to_string();
+    }
+    msg.to_string()
+}

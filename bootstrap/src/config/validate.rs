@@ -1,0 +1,300 @@
+//! Cross-field rules: what the types alone cannot express. Pure; reports every finding at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::load::Finding;
+use super::model::*;
+use super::types::{HumanDuration, SearchAttributeType, ShardSetting};
+use crate::versions;
+
+/// Errors make the configuration unusable; warnings are printed and do not fail `validate`.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+}
+
+impl Report {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Finding::new(path, message));
+    }
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Finding::new(path, message));
+    }
+}
+
+/// Shortest retention we accept: the dev server takes one hour, production clusters need a day.
+pub const MIN_RETENTION: HumanDuration = HumanDuration::from_days(1);
+
+pub fn check(c: &PlatformConfig) -> Report {
+    let mut r = Report::default();
+    check_cluster(c, &mut r);
+    check_capacity(c, &mut r);
+    check_stores(c, &mut r);
+    check_namespaces(c, &mut r);
+    check_workers(c, &mut r);
+    if let Some(pki) = &c.pki {
+        check_pki(pki, &mut r);
+    }
+    check_observability(&c.observability, &mut r);
+    r
+}
+
+fn check_cluster(c: &PlatformConfig, r: &mut Report) {
+    let v = c.cluster.temporal_version;
+    if let Err(why) = versions::check_target(v) {
+        r.error("cluster.temporal_version", why);
+    }
+    if let Some(tls) = &c.cluster.frontend.tls
+        && tls.cert.is_some() != tls.key.is_some()
+    {
+        r.error(
+            "cluster.frontend.tls",
+            "set both `cert` and `key` for mTLS, or neither",
+        );
+    }
+}
+
+fn check_capacity(c: &PlatformConfig, r: &mut Report) {
+    let cap = &c.capacity;
+    if cap.burst_multiplier.get() < 1.0 {
+        r.error(
+            "capacity.burst_multiplier",
+            "must be at least 1 (1 means no burst above the daily peak)",
+        );
+    }
+    if cap.growth.years > 10 {
+        r.error("capacity.growth.years", "must be between 0 and 10; plan longer horizons by re-planning, not by oversizing today");
+    }
+    let lat = cap.persistence_write_latency.as_millis();
+    if !(1..=10_000).contains(&lat) {
+        r.error(
+            "capacity.persistence_write_latency",
+            "must be between 1ms and 10s (a typical PostgreSQL p99 write is 2ms-20ms)",
+        );
+    }
+    if cap.average_workflow_duration.as_millis() == 0 {
+        r.error(
+            "capacity.average_workflow_duration",
+            "must be greater than 0 (e.g. 30s, 2h, 7d)",
+        );
+    }
+    if let ShardSetting::Pinned(n) = cap.history_shards
+        && !n.is_power_of_two()
+    {
+        r.warn(
+            "capacity.history_shards",
+            format!("{n} is not a power of two; multi-cluster replication later needs shard counts that are multiples of each other, so prefer {}", n.next_power_of_two()),
+        );
+    }
+    if let Some(ret) = cap.retention
+        && ret < MIN_RETENTION
+    {
+        r.error("capacity.retention", "must be at least 1d");
+    }
+}
+
+fn check_stores(c: &PlatformConfig, r: &mut Report) {
+    let production = c.cluster.environment == Environment::Production;
+    if production && matches!(c.persistence, PersistenceConfig::Sqlite(_)) {
+        r.error("persistence.sqlite", "SQLite is for development only; use `postgres`, or set cluster.environment: development");
+    }
+    if production && matches!(c.visibility, VisibilityConfig::Sqlite(_)) {
+        r.error("visibility.sqlite", "SQLite is for development only; use `elasticsearch` or `postgres`, or set cluster.environment: development");
+    }
+    if let PersistenceConfig::Postgres(pg) = &c.persistence {
+        if pg.host.trim().is_empty() {
+            r.error(
+                "persistence.postgres.host",
+                "must not be empty; expected a host name or IP address",
+            );
+        }
+        if pg.port == 0 {
+            r.error("persistence.postgres.port", "must be between 1 and 65535");
+        }
+        for (field, value) in [("database", &pg.database), ("user", &pg.user)] {
+            if !is_sql_identifier(value) {
+                r.error(format!("persistence.postgres.{field}"), format!("`{value}` is not a plain SQL identifier; expected lowercase letters, digits and '_' starting with a letter (at most 63)"));
+            }
+        }
+        if let Some(tls) = &pg.tls
+            && tls.mode == PostgresTlsMode::VerifyFull
+            && tls.ca.is_none()
+        {
+            r.error(
+                "persistence.postgres.tls.ca",
+                "verify-full needs the CA certificate that signed the server certificate",
+            );
+        }
+        if let VisibilityConfig::Postgres(vis) = &c.visibility {
+            if !is_sql_identifier(&vis.database) {
+                r.error("visibility.postgres.database", format!("`{}` is not a plain SQL identifier; expected lowercase letters, digits and '_' starting with a letter", vis.database));
+            }
+            if vis.database == pg.database {
+                r.error("visibility.postgres.database", "must differ from persistence.postgres.database (Temporal keeps visibility in its own database)");
+            }
+        }
+    } else if matches!(c.visibility, VisibilityConfig::Postgres(_)) {
+        r.error("visibility.postgres", "PostgreSQL visibility uses the persistence PostgreSQL server; configure persistence.postgres too");
+    }
+    if let VisibilityConfig::Elasticsearch(es) = &c.visibility
+        && !es.index.starts_with("temporal_visibility_v1")
+    {
+        r.error("visibility.elasticsearch.index", format!("`{}` does not match Temporal's index template pattern temporal_visibility_v1*; use e.g. temporal_visibility_v1_{}", es.index, c.cluster.name.as_str().replace('-', "_")));
+    }
+}
+
+fn check_namespaces(c: &PlatformConfig, r: &mut Report) {
+    if c.namespaces.is_empty() {
+        r.error(
+            "namespaces",
+            "at least one namespace is required (workflows need a namespace to run in)",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, ns) in c.namespaces.iter().enumerate() {
+        let at = format!("namespaces[{i}]");
+        if !seen.insert(ns.name.clone()) {
+            r.error(
+                format!("{at}.name"),
+                format!(
+                    "namespace `{}` is listed twice; each namespace appears once",
+                    ns.name
+                ),
+            );
+        }
+        if ns.retention < MIN_RETENTION {
+            r.error(
+                format!("{at}.retention"),
+                format!(
+                    "{} is too short; retention must be at least 1d",
+                    ns.retention
+                ),
+            );
+        }
+        if c.visibility.is_sql() {
+            let mut per_type: BTreeMap<SearchAttributeType, usize> = BTreeMap::new();
+            for ty in ns.search_attributes.values() {
+                *per_type.entry(*ty).or_default() += 1;
+            }
+            for (ty, count) in per_type {
+                if count > ty.sql_visibility_cap() {
+                    r.error(
+                        format!("{at}.search_attributes"),
+                        format!("{count} attributes of type {ty}, but SQL visibility allows at most {} per namespace; remove some or use Elasticsearch visibility", ty.sql_visibility_cap()),
+                    );
+                }
+            }
+        }
+        let mut lower = BTreeMap::new();
+        for name in ns.search_attributes.keys() {
+            if let Some(other) = lower.insert(name.as_str().to_ascii_lowercase(), name.clone()) {
+                r.error(format!("{at}.search_attributes.{name}"), format!("`{name}` and `{other}` differ only in case; Elasticsearch and SQL visibility treat them as the same column"));
+            }
+        }
+    }
+}
+
+fn check_workers(c: &PlatformConfig, r: &mut Report) {
+    let mut names = BTreeSet::new();
+    for (i, w) in c.workers.iter().enumerate() {
+        let at = format!("workers[{i}]");
+        if !names.insert(w.name.clone()) {
+            r.error(
+                format!("{at}.name"),
+                format!("worker pool `{}` is listed twice", w.name),
+            );
+        }
+        if w.replicas.max == 0 || w.replicas.min > w.replicas.max {
+            r.error(
+                format!("{at}.replicas"),
+                format!(
+                    "min {} and max {} are inconsistent; expected 0 <= min <= max and max >= 1",
+                    w.replicas.min, w.replicas.max
+                ),
+            );
+        }
+        match (w.profile, w.gpus) {
+            (WorkerProfile::Gpu, None | Some(0)) => r.error(
+                format!("{at}.gpus"),
+                "the gpu profile needs `gpus: N` (1 or more per replica)",
+            ),
+            (WorkerProfile::Cpu | WorkerProfile::Io, Some(_)) => r.error(
+                format!("{at}.gpus"),
+                "`gpus` applies only to the gpu profile",
+            ),
+            _ => {}
+        }
+        if let Some(ns) = &w.namespace
+            && !c.namespaces.iter().any(|n| &n.name == ns)
+        {
+            r.error(
+                format!("{at}.namespace"),
+                format!("namespace `{ns}` is not declared under namespaces"),
+            );
+        }
+    }
+}
+
+fn check_pki(pki: &PkiConfig, r: &mut Report) {
+    let ca = pki.ca.validity;
+    let leaves = std::iter::once(("pki.frontend".to_string(), &pki.frontend.validity))
+        .chain(std::iter::once((
+            "pki.internode".to_string(),
+            &pki.internode.validity,
+        )))
+        .chain(
+            pki.clients
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("pki.clients[{i}]"), &c.validity)),
+        );
+    for (at, validity) in leaves {
+        let v = validity.unwrap_or(DEFAULT_LEAF_VALIDITY);
+        if v > ca {
+            r.error(format!("{at}.validity"), format!("{v} is longer than the CA's validity {ca}; a certificate cannot outlive its issuer"));
+        }
+        if pki.renew_before >= v {
+            r.error(
+                "pki.renew_before",
+                format!(
+                    "{} is not shorter than the validity {v} of {at}; it would renew on every run",
+                    pki.renew_before
+                ),
+            );
+        }
+    }
+    if pki.frontend.dns_names.is_empty() && pki.frontend.ip_addresses.is_empty() {
+        r.error(
+            "pki.frontend",
+            "needs at least one entry in dns_names or ip_addresses (clients check the server name)",
+        );
+    }
+    let mut names = BTreeSet::new();
+    for (i, c) in pki.clients.iter().enumerate() {
+        if !names.insert(c.name.clone()) {
+            r.error(
+                format!("pki.clients[{i}].name"),
+                format!("client `{}` is listed twice", c.name),
+            );
+        }
+    }
+}
+
+fn check_observability(o: &ObservabilityConfig, r: &mut Report) {
+    if o.slo.schedule_to_start_warning >= o.slo.schedule_to_start_critical {
+        r.error("observability.slo", "schedule_to_start_warning must be lower than schedule_to_start_critical (defaults 200ms and 500ms)");
+    }
+    if let Some(g) = &o.grafana
+        && g.folder.trim().is_empty()
+    {
+        r.error("observability.grafana.folder", "must not be empty");
+    }
+}
+
+fn is_sql_identifier(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
