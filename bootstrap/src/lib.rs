@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod reconcile;
 pub mod versions;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::output::Table;
-use super::{ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, exit};
+use super::{ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, RunArgs, exit};
 use crate::config::{self, LoadedConfig};
 use crate::reconcile::{self, Context, Mode, StepName, StepReport, StepStatus};
 
@@ -37,8 +37,8 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
             );
             Ok(exit::OK)
         }
-        Command::Run(a) => not_implemented("run", &a.config.file),
-        Command::Status(a) => not_implemented("status", &a.file),
+        Command::Run(a) => run_daemon(a).await,
+        Command::Status(a) => status(cli, &a.file).await,
         Command::Certs { action } => {
             let file = match action {
                 super::CertsAction::Issue(a)
@@ -222,4 +222,76 @@ fn print_reports(cli: &Cli, title: &str, reports: &[StepReport]) {
             }
         }
     }
+}
+
+async fn run_daemon(a: &RunArgs) -> Result<u8, CliError> {
+    let loaded = load(&a.config.file)?;
+    let interval: crate::config::types::HumanDuration = a
+        .interval
+        .parse()
+        .map_err(|e| CliError::invalid(format!("--interval: {e}")))?;
+    if interval.as_millis() < 1000 {
+        return Err(CliError::invalid("--interval: must be at least 1s"));
+    }
+    let listen: std::net::SocketAddr = a.listen.parse().map_err(|_| {
+        CliError::invalid(format!(
+            "--listen: `{}` is not an address; expected IP:PORT such as 127.0.0.1:9464",
+            a.listen
+        ))
+    })?;
+    let ctx = context(loaded, false);
+    crate::daemon::run(ctx, interval.as_duration(), listen)
+        .await
+        .map_err(|e| match e {
+            crate::daemon::DaemonError::Listen { .. } => CliError::invalid(e.to_string()),
+            other => CliError::runtime(other.to_string()),
+        })?;
+    Ok(exit::OK)
+}
+
+/// The platform's health: every step observed (no writes). Exit 1 when a step failed or the
+/// platform differs from its description.
+async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
+    let loaded = load(file)?;
+    let ctx = context(loaded, false);
+    let reports = reconcile::run(&ctx, Mode::Plan, &[]).await;
+    let health = |r: &StepReport| match r.status {
+        StepStatus::UpToDate => "ok",
+        StepStatus::Pending => "drift",
+        StepStatus::Failed => "error",
+        StepStatus::Skipped | StepStatus::NotImplemented | StepStatus::Applied => "-",
+    };
+    match cli.output {
+        OutputFormat::Json => {
+            let steps: Vec<_> = reports
+                .iter()
+                .map(|r| json!({"step": r.step, "health": health(r), "status": r.status, "changes": r.changes, "message": r.message}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"command": "status", "steps": steps}))
+                    .unwrap_or_default()
+            );
+        }
+        OutputFormat::Table => {
+            let mut t = Table::new(["component", "health", "detail"]);
+            for r in &reports {
+                let detail = match (&r.message, r.changes.as_slice()) {
+                    (Some(m), _) => m.clone(),
+                    (None, []) => "converged".to_string(),
+                    (None, changes) => changes
+                        .iter()
+                        .map(|c| format!("{}: {}", c.resource, c.detail))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
+                t.row([r.step.to_string(), health(r).to_string(), detail]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    let unhealthy = reports
+        .iter()
+        .any(|r| matches!(r.status, StepStatus::Failed | StepStatus::Pending));
+    Ok(if unhealthy { exit::RUNTIME } else { exit::OK })
 }
