@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bounded Temporal workload that makes a real server and a real Python SDK worker emit metrics.
 
-Used by scripts/checks/observability-live. It exercises, in about 90 seconds:
+Used by scripts/checks/observability-live. It exercises, in about 100 seconds:
   * successful workflows and activities,
   * activity retries (an activity that fails twice, then succeeds),
   * workflow failures (non-retryable application error),
@@ -9,8 +9,9 @@ Used by scripts/checks/observability-live. It exercises, in about 90 seconds:
   * workflow task failures (a workflow whose code raises), terminated afterwards,
   * cancellations,
   * exhausted activity slots (slow activities on a worker with 2 slots),
-  * a workflow-task backlog and an activity backlog: tasks are queued on task queues that have
-    no worker for ~75 s (long enough for the server's backlog gauges to appear), then drained.
+  * a workflow-task backlog and an activity backlog: tasks are queued while no worker runs for
+    ~70 s (long enough for the server's backlog gauges to appear), then drained; everything else
+    happens in the ~30 s after that, so a 1m rate window at READY sees it.
 
 After the workload it writes READY to --ready-file and keeps the worker (and so its Prometheus
 endpoint) alive until --linger seconds pass or the process is terminated, so that Prometheus keeps
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -180,8 +182,8 @@ async def expect_outcome(handle, label: str) -> str:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backlog-seconds", type=float, default=75.0,
-                        help="how long the backlog queues stay without a worker (default 75)")
+    parser.add_argument("--backlog-seconds", type=float, default=70.0,
+                        help="how long the backlog queues stay without a worker (default 70)")
     parser.add_argument("--ready-file", default="", help="file to write READY into when the workload is done")
     parser.add_argument("--linger", type=float, default=300.0,
                         help="keep the worker and its metrics endpoint alive this long afterwards (default 300)")
@@ -194,7 +196,11 @@ async def main() -> int:
         return 2
     metrics_address = os.environ.get("TB_WORKER_METRICS_ADDRESS", "127.0.0.1:59092")
 
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address)))
+    # The intentional failures would print long tracebacks: keep the output to this script's own lines.
+    logging.getLogger("temporalio").setLevel(logging.CRITICAL)
+    runtime = Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address), logging=None)
+    )
     client = await Client.connect(address, namespace=args.namespace, runtime=runtime)
     log(f"connected to {address}, SDK metrics on http://{metrics_address}/metrics")
     run_id = uuid.uuid4().hex[:8]
@@ -203,14 +209,19 @@ async def main() -> int:
     def wid(kind: str, i: int) -> str:
         return f"obs-{run_id}-{kind}-{i}"
 
-    # 1. Backlog: workflow tasks on a queue nobody polls yet, and one activity for a queue nobody polls.
+    # Phase 1: a backlog. Workflow tasks on a queue nobody polls, and (once the main worker runs) one
+    # activity for a queue nobody polls. No worker runs at all during this phase, so everything below
+    # happens in the last ~30 s before READY, inside the 1m rate window the checker queries with.
     backlog_handles = [
         await client.start_workflow(SuccessWorkflow.run, 1, id=wid("backlog", i), task_queue=BACKLOG_WF_QUEUE)
         for i in range(6)
     ]
     remote = await client.start_workflow(RemoteActivityWorkflow.run, id=wid("remote", 0), task_queue=MAIN_QUEUE)
-    log(f"queued {len(backlog_handles)} workflows on {BACKLOG_WF_QUEUE} and 1 activity for {BACKLOG_ACT_QUEUE}")
+    log(f"queued 6 workflows on {BACKLOG_WF_QUEUE} and 1 on {MAIN_QUEUE} (its activity goes to {BACKLOG_ACT_QUEUE}); "
+        f"no worker for {args.backlog_seconds:.0f}s (backlog gauges appear after about a minute)")
+    await asyncio.sleep(max(0.0, args.backlog_seconds - (time.monotonic() - t0)))
 
+    # Phase 2: workers for every queue, and a mix of outcomes.
     main_worker = Worker(
         client,
         task_queue=MAIN_QUEUE,
@@ -218,7 +229,10 @@ async def main() -> int:
         activities=ACTIVITIES,
         max_concurrent_activities=2,  # small on purpose: slow activities exhaust the slots
     )
-    async with main_worker:
+    drain_wf = Worker(client, task_queue=BACKLOG_WF_QUEUE, workflows=WORKFLOWS, activities=ACTIVITIES)
+    drain_act = Worker(client, task_queue=BACKLOG_ACT_QUEUE, activities=ACTIVITIES)
+    async with main_worker, drain_wf, drain_act:
+        log("workers started; draining the backlog")
         handles: dict[str, list] = {}
 
         async def start(kind: str, count: int, wf, *wf_args, **opts):
@@ -244,6 +258,10 @@ async def main() -> int:
         for h in handles["terminate"]:
             await h.terminate("workload: intentional termination")
 
+        await asyncio.gather(*(h.result() for h in backlog_handles))
+        await remote.result()
+        log("backlog drained")
+
         for kind in ("success", "retry", "fail", "acttimeout", "wftimeout", "cancel", "terminate", "slow"):
             outcomes = await asyncio.gather(*(expect_outcome(h, kind) for h in handles[kind]))
             summary: dict[str, int] = {}
@@ -251,30 +269,18 @@ async def main() -> int:
                 summary[o] = summary.get(o, 0) + 1
             log(f"{kind}: {summary}")
 
-        # A second wave of quick successes keeps the rates non-zero near the end of the workload.
+        # A last wave of quick successes keeps the rates non-zero right up to READY.
         await start("success2", 6, SuccessWorkflow.run, 2)
         await asyncio.gather(*(h.result() for h in handles["success2"]))
+        for h in handles["badcode"]:
+            await h.terminate("workload: end of the workflow task failure demo")
 
-        wait = args.backlog_seconds - (time.monotonic() - t0)
-        if wait > 0:
-            log(f"keeping the backlog for another {wait:.0f}s (backlog gauges appear after about a minute)")
-            await asyncio.sleep(wait)
-
-        log("starting the worker for the backlog queues")
-        drain_wf = Worker(client, task_queue=BACKLOG_WF_QUEUE, workflows=WORKFLOWS, activities=ACTIVITIES)
-        drain_act = Worker(client, task_queue=BACKLOG_ACT_QUEUE, activities=ACTIVITIES)
-        async with drain_wf, drain_act:
-            await asyncio.gather(*(h.result() for h in backlog_handles))
-            await remote.result()
-            log("backlog drained")
-            for h in handles["badcode"]:
-                await h.terminate("workload: end of the workflow task failure demo")
-            log(f"workload done after {time.monotonic() - t0:.0f}s")
-            if args.ready_file:
-                with open(args.ready_file, "w", encoding="utf-8") as f:
-                    f.write("READY\n")
-            # Keep polling (pollers, slots and sticky cache stay visible) until terminated.
-            await asyncio.sleep(args.linger)
+        log(f"workload done after {time.monotonic() - t0:.0f}s")
+        if args.ready_file:
+            with open(args.ready_file, "w", encoding="utf-8") as f:
+                f.write("READY\n")
+        # Keep the workers polling (pollers, slots, sticky cache stay visible) until terminated.
+        await asyncio.sleep(args.linger)
     return 0
 
 
