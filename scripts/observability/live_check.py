@@ -11,7 +11,8 @@ What it checks:
     (/api/v1/label/__name__/values), unless the allow-list says why it cannot exist here;
   * every dashboard query ($__rate_interval/$__interval -> 1m, template variables -> .*) evaluates without
     error through /api/v1/query and returns data, unless allow-listed;
-  * every alert expression evaluates without error (returning data means: firing right now), and every
+  * every alert expression evaluates without error (returning data means: its condition is true now; the
+    alerts the workload must trigger are listed under expect_true_after_workload), and every
     vector selector inside it, evaluated alone, returns data unless allow-listed;
   * with --rules-loaded: Prometheus loaded the rendered rule files and every rule's health is "ok".
 Exit status 1 on any failure. Allow-list: scripts/observability/live-allowlist.json (a reason per entry).
@@ -175,6 +176,7 @@ def main() -> int:
     allow = json.loads(ALLOWLIST.read_text(encoding="utf-8"))
     absent_ok: dict[str, str] = allow["absent_metrics"]
     empty_ok: dict[str, str] = allow["empty_queries"]
+    expect_true: dict[str, str] = allow.get("expect_true_after_workload", {})
     used_allow: set[str] = set()
 
     names_res = prom.get("/api/v1/label/__name__/values")
@@ -259,7 +261,12 @@ def main() -> int:
             rows.append(("alert", name, expr, "ERROR " + err, "FAIL"))
             failures.append(f"alert {name}: query error {err}")
         else:
-            note = "FIRING now" if result else "quiet"
+            note = "condition TRUE now" if result else "quiet"
+            if name in expect_true:
+                used_allow.add("expect:" + name)
+                if not result:
+                    note = "FAIL: expected true after the workload: " + expect_true[name]
+                    failures.append(f"alert {name}: condition not true, expected after the workload ({expect_true[name]})")
             if state:
                 note += f" (Prometheus rule state: {state}, health {health})"
             rows.append(("alert", name, expr, describe(result), note))
@@ -292,6 +299,7 @@ def main() -> int:
     stale = sorted(
         [f"metric:{m}" for m in absent_ok if f"metric:{m}" not in used_allow and m in scraped]
         + [f"query:{q}" for q in empty_ok if f"query:{q}" not in used_allow]
+        + [f"expect:{a}" for a in expect_true if f"expect:{a}" not in used_allow]
     )
 
     def count(kind: str, pred) -> int:
@@ -302,7 +310,7 @@ def main() -> int:
           f"{count('panel', lambda r: r[4] == 'ok')} with data, "
           f"{count('panel', lambda r: r[4].startswith('allow-listed'))} allow-listed empty, "
           f"{count('panel', lambda r: r[4] == 'FAIL')} failing")
-    print(f"alerts: {len(alerts)} rules evaluated, {count('alert', lambda r: r[4].startswith('FIRING'))} firing now, "
+    print(f"alerts: {len(alerts)} rules evaluated, {count('alert', lambda r: r[4].startswith('condition TRUE'))} with their condition true now, "
           f"{count('alert', lambda r: r[4] == 'FAIL')} failing; selectors: {len(selector_seen)}: "
           f"{count('selector', lambda r: r[4] == 'ok')} with data, "
           f"{count('selector', lambda r: r[4].startswith('allow-listed'))} allow-listed empty, "
