@@ -97,6 +97,10 @@ fn validate(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
 }
 
 fn context(loaded: LoadedConfig, offline: bool) -> Context {
+    context_with(loaded, offline, false)
+}
+
+fn context_with(loaded: LoadedConfig, offline: bool, force: bool) -> Context {
     let base_dir = loaded
         .path
         .parent()
@@ -113,6 +117,7 @@ fn context(loaded: LoadedConfig, offline: bool) -> Context {
         config: Arc::new(loaded.config),
         base_dir,
         offline,
+        force,
     }
 }
 
@@ -143,7 +148,7 @@ async fn plan(cli: &Cli, a: &PlanArgs) -> Result<u8, CliError> {
 async fn apply(cli: &Cli, a: &ApplyArgs) -> Result<u8, CliError> {
     let loaded = load(&a.config.file)?;
     let only = parse_only(&a.only)?;
-    let ctx = context(loaded, false);
+    let ctx = context_with(loaded, false, a.force);
     let mode = if a.dry_run { Mode::Plan } else { Mode::Apply };
     let reports = reconcile::run(&ctx, mode, &only).await;
     print_reports(

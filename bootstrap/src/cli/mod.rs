@@ -181,6 +181,9 @@ pub struct ApplyArgs {
     /// Only these steps (comma-separated), in their fixed order.
     #[arg(long, value_name = "STEP,...")]
     pub only: Option<String>,
+    /// Overwrite what was changed outside the bootstrap (e.g. dashboards edited in Grafana).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -177,6 +177,8 @@ pub struct Context {
     pub base_dir: PathBuf,
     /// Do not contact any system (plan only what can be known from files).
     pub offline: bool,
+    /// Overwrite what was changed outside the bootstrap (e.g. a dashboard edited in Grafana).
+    pub force: bool,
 }
 
 impl Context {
