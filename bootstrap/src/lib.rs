@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod fsutil;
 pub mod observability;
 pub mod reconcile;
+pub mod render;
 pub mod versions;
 
 /// Installs the process-wide rustls crypto provider (ring) once. `main` calls it first; library

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::output::Table;
-use super::{ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, RunArgs, exit};
+use super::{
+    ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, RenderArgs, RenderTarget,
+    RunArgs, exit,
+};
 use crate::config::{self, LoadedConfig};
 use crate::reconcile::{self, Context, Mode, StepName, StepReport, StepStatus};
 
@@ -47,7 +50,7 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
             };
             not_implemented("certs", file)
         }
-        Command::Render(a) => not_implemented("render", &a.config.file),
+        Command::Render(a) => render(cli, a),
         Command::Upgrade { action } => {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
@@ -299,4 +302,42 @@ async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
         .iter()
         .any(|r| matches!(r.status, StepStatus::Failed | StepStatus::Pending));
     Ok(if unhealthy { exit::RUNTIME } else { exit::OK })
+}
+
+fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
+    use crate::render::{self as r, RenderError};
+    let loaded = load(&a.config.file)?;
+    let artefacts = match a.target {
+        RenderTarget::PrometheusRules => r::prometheus_rules(&loaded.config),
+        RenderTarget::GrafanaProvisioning => r::grafana_provisioning(&loaded.config),
+        RenderTarget::HelmValues | RenderTarget::K3s => {
+            return not_implemented("render helm-values|k3s", &a.config.file);
+        }
+    }
+    .map_err(|e| match e {
+        RenderError::Io { .. } => CliError::runtime(e.to_string()),
+        other => CliError::invalid(other.to_string()),
+    })?;
+    let report = r::write_all(&a.out, &artefacts).map_err(|e| CliError::runtime(e.to_string()))?;
+    match cli.output {
+        OutputFormat::Json => {
+            let files: Vec<_> = report
+                .iter()
+                .map(|(p, w)| json!({"path": p.display().to_string(), "result": w}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"command": "render", "files": files}))
+                    .unwrap_or_default()
+            );
+        }
+        OutputFormat::Table => {
+            let mut t = Table::new(["file", "result"]);
+            for (p, w) in &report {
+                t.row([p.display().to_string(), format!("{w:?}").to_lowercase()]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    Ok(exit::OK)
 }
