@@ -386,3 +386,30 @@ mounted existing Secrets, never values.
   value: {{ .value | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+checkov skip annotations of a workload, each with its reason, emitted only when the condition
+that triggers the check holds. Call with (dict "image" <image values> "resources" <resources>
+"envSecrets" <bool> "token" <bool>).
+*/}}
+{{- define "tp.checkovSkips" -}}
+{{- $skips := list -}}
+{{- if not (and .resources .resources.limits (hasKey .resources.limits "cpu")) -}}
+{{- $skips = append $skips "CKV_K8S_11=No CPU limit by design: CFS throttling adds tail latency to Temporal services and workers; CPU requests and memory limits are set" -}}
+{{- end -}}
+{{- if ne (default "IfNotPresent" .image.pullPolicy) "Always" -}}
+{{- $skips = append $skips "CKV_K8S_15=Images are pinned (release tag or digest) and air-gapped nodes run preloaded images, so IfNotPresent; set image.pullPolicy to Always to change" -}}
+{{- end -}}
+{{- if not .image.digest -}}
+{{- $skips = append $skips "CKV_K8S_43=Pinned by release tag; set image.digest (rendered by temporal-bootstrap when known) to pin by digest" -}}
+{{- end -}}
+{{- if .envSecrets -}}
+{{- $skips = append $skips "CKV_K8S_35=Temporal server config takes datastore passwords only as values; they are read from env (secretKeyRef) by the config template and never written to disk or the ConfigMap" -}}
+{{- end -}}
+{{- if .token -}}
+{{- $skips = append $skips "CKV_K8S_38=The bootstrap daemon writes the certificate Secrets through the API; its Role is limited to those Secrets by name" -}}
+{{- end -}}
+{{- range $i, $s := $skips }}
+checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
+{{- end }}
+{{- end -}}
