@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Render the chart with every ci/*-values.yaml through the real Helm engine (helm-python-sdk).
 
-For each values file: validate it against values.schema.json, render, split the output into
+Extra cases can be given as NAME=VALUES_FILE after OUT (e.g. the values embedded in the k3s
+HelmChart). For each values file: validate it against values.schema.json, render, split the output into
 one file per Kubernetes object under OUT/<case>/<kind>-<name>.yaml, and write OUT/<case>/all.yaml.
 Exits non-zero when any values file fails the schema or the templates fail to render.
 """
@@ -21,8 +22,9 @@ def main() -> int:
     failures = 0
     total = 0
     with helm.Chart.load(str(chart_dir)) as chart:
-        for values_file in sorted((chart_dir / "ci").glob("*-values.yaml")):
-            case = values_file.name.removesuffix("-values.yaml")
+        cases = [(f.name.removesuffix("-values.yaml"), f) for f in sorted((chart_dir / "ci").glob("*-values.yaml"))]
+        cases += [(name, pathlib.Path(path)) for name, path in (arg.split("=", 1) for arg in sys.argv[3:])]
+        for case, values_file in cases:
             values = yaml.safe_load(values_file.read_text()) or {}
             try:
                 chart.validate_schema(values)
@@ -47,7 +49,7 @@ def main() -> int:
             (case_dir / "all.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
             total += len(docs)
             print(f"ok   {values_file.name}: schema valid, {len(docs)} objects rendered")
-    print(f"rendered {total} objects from {len(list((chart_dir / 'ci').glob('*-values.yaml')))} values files, {failures} failed")
+    print(f"rendered {total} objects from {len(cases)} values files, {failures} failed")
     return 1 if failures else 0
 
 
