@@ -3,7 +3,7 @@
 #
 # Usage: k3s/install.sh [--dry-run] [--bundle-dir DIR] [--values FILE]
 #                       [--postgres cnpg|external] [--visibility postgres|opensearch-operator|external]
-#                       [--data-dir DIR] [--config-dir DIR] [--no-secrets]
+#                       [--data-dir DIR] [--config-dir DIR] [--no-secrets] [--root DIR]
 #
 # Bundle directory (everything the install needs, nothing is downloaded):
 #   DIR/k3s                 the k3s binary            (skipped when k3s is already installed)
@@ -14,7 +14,9 @@
 #                           opensearch-operator.tgz (optional)
 #
 # Every step compares before it writes: running it twice changes nothing the second time.
-# --dry-run prints each action as "+ ..." and changes nothing.
+# Each action is printed as "+ ..."; --dry-run prints them and changes nothing.
+# --root DIR installs the files under DIR (node image builds, tests) and runs nothing against
+# the host: no sysctl -p, no k3s install script, no kubectl.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +29,7 @@ data_dir=/var/lib/rancher/k3s
 config_dir=/etc/rancher/k3s
 make_secrets=true
 namespace=temporal
+root=""
 
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
@@ -45,6 +48,7 @@ while (($# > 0)); do
     --data-dir) data_dir="${2:?}"; shift ;;
     --config-dir) config_dir="${2:?}"; shift ;;
     --no-secrets) make_secrets=false ;;
+    --root) root="${2:?--root needs a directory}"; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -53,16 +57,31 @@ done
 case "$postgres" in cnpg | external) ;; *) die "--postgres must be cnpg or external" ;; esac
 case "$visibility" in postgres | opensearch-operator | external) ;; *) die "--visibility must be postgres, opensearch-operator or external" ;; esac
 [[ -z "$values_file" || -r "$values_file" ]] || die "cannot read --values file $values_file"
-if [[ "$dry_run" == false && "$(id -u)" -ne 0 ]]; then
-  die "run as root (or use --dry-run)"
+if [[ "$dry_run" == false && -z "$root" && "$(id -u)" -ne 0 ]]; then
+  die "run as root (or use --dry-run / --root)"
 fi
+if [[ -n "$root" ]]; then
+  root="$(cd "$root" && pwd)"
+  data_dir="$root$data_dir"
+  config_dir="$root$config_dir"
+  make_secrets=false
+fi
+sysctl_dir="$root/etc/sysctl.d"
+bin_dir="$root/usr/local/bin"
 
-# run CMD...: execute, or print it in dry-run mode.
+# run CMD...: print it, then execute it unless in dry-run mode.
 run() {
-  if [[ "$dry_run" == true ]]; then
-    printf '+ %s\n' "$*"
-  else
+  printf '+ %s\n' "$*"
+  if [[ "$dry_run" == false ]]; then
     "$@"
+  fi
+}
+# host CMD...: like run, but never against an alternate --root.
+host() {
+  if [[ -n "$root" ]]; then
+    printf 'skip (--root): %s\n' "$*"
+  else
+    run "$@"
   fi
 }
 
@@ -88,11 +107,11 @@ kernel.panic=10
 kernel.panic_on_oops=1
 vm.max_map_count=262144
 EOF
-if ! { [[ -f /etc/sysctl.d/90-kubelet.conf ]] && cmp -s "$tmp/90-kubelet.conf" /etc/sysctl.d/90-kubelet.conf; }; then
-  install_file "$tmp/90-kubelet.conf" /etc/sysctl.d/90-kubelet.conf 0644
-  run sysctl -p /etc/sysctl.d/90-kubelet.conf
+if ! { [[ -f "$sysctl_dir/90-kubelet.conf" ]] && cmp -s "$tmp/90-kubelet.conf" "$sysctl_dir/90-kubelet.conf"; }; then
+  install_file "$tmp/90-kubelet.conf" "$sysctl_dir/90-kubelet.conf" 0644
+  host sysctl -p "$sysctl_dir/90-kubelet.conf"
 else
-  say "unchanged /etc/sysctl.d/90-kubelet.conf"
+  say "unchanged $sysctl_dir/90-kubelet.conf"
 fi
 
 # ------------------------------------------------------------------ 2. k3s configuration
@@ -116,11 +135,13 @@ fi
 
 # ------------------------------------------------------------------ 4. k3s itself
 say "== k3s"
-if command -v k3s >/dev/null 2>&1; then
+if [[ -z "$root" ]] && command -v k3s >/dev/null 2>&1; then
   say "k3s already installed: $(k3s --version 2>/dev/null | head -n1)"
 elif [[ -n "$bundle_dir" && -x "$bundle_dir/k3s" && -r "$bundle_dir/install-k3s.sh" ]]; then
-  install_file "$bundle_dir/k3s" /usr/local/bin/k3s 0755
-  run env INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC=server sh "$bundle_dir/install-k3s.sh"
+  install_file "$bundle_dir/k3s" "$bin_dir/k3s" 0755
+  host env INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC=server sh "$bundle_dir/install-k3s.sh"
+elif [[ -n "$root" ]]; then
+  say "k3s binary not in the bundle: not installed under --root"
 elif [[ "$dry_run" == true ]]; then
   say "+ (k3s missing: would need DIR/k3s and DIR/install-k3s.sh from --bundle-dir)"
 else

@@ -252,6 +252,10 @@ def test_observability_objects(case, values, docs):
     assert ("ServiceMonitor" in kinds) == m["serviceMonitor"]["enabled"]
     assert ("PrometheusRule" in kinds) == m["prometheusRule"]["enabled"]
     for d in docs:
+        if d["kind"] == "ServiceMonitor":
+            for ep in d["spec"]["endpoints"]:
+                assert ep["port"] == "metrics", "ServiceMonitors scrape the port named metrics"
+                assert ep.get("honorLabels") is True, "Temporal's namespace label must not become exported_namespace"
         if d["kind"] == "PrometheusRule":
             assert d["spec"]["groups"], "PrometheusRule without groups"
         if d["kind"] == "ConfigMap" and component(d) == "dashboards":
