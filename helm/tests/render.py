@@ -2,7 +2,8 @@
 """Render the chart with every ci/*-values.yaml through the real Helm engine (helm-python-sdk).
 
 Extra cases can be given as NAME=VALUES_FILE after OUT (e.g. the values embedded in the k3s
-HelmChart). For each values file: validate it against values.schema.json, render, split the output into
+HelmChart). For each values file: validate it against values.schema.json, `helm lint --strict` it, render
+(install and upgrade must give the same objects), split the output into
 one file per Kubernetes object under OUT/<case>/<kind>-<name>.yaml, and write OUT/<case>/all.yaml.
 Exits non-zero when any values file fails the schema or the templates fail to render.
 """
@@ -14,6 +15,7 @@ import yaml
 
 RELEASE = "tp"
 NAMESPACE = "temporal"
+KUBE_VERSION = "v1.33.0"
 
 
 def main() -> int:
@@ -28,7 +30,16 @@ def main() -> int:
             values = yaml.safe_load(values_file.read_text()) or {}
             try:
                 chart.validate_schema(values)
+                report = helm.lint(str(chart_dir), values, strict=True, namespace=NAMESPACE, kube_version=KUBE_VERSION)
+                problems = report.get("errors", []) + [m["error"] for m in report["messages"] if m["severity"] >= 2]
+                if problems:
+                    raise RuntimeError(f"helm lint --strict: {problems}")
                 rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+                upgraded = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_upgrade=True, revision=2)
+                if {k: v for k, v in upgraded.items() if not k.endswith("NOTES.txt")} != {
+                    k: v for k, v in rendered.items() if not k.endswith("NOTES.txt")
+                }:
+                    raise RuntimeError("install and upgrade renders differ")
             except Exception as err:  # the SDK raises typed errors; report them all the same way
                 print(f"FAIL {values_file.name}: {err}")
                 failures += 1
@@ -48,7 +59,7 @@ def main() -> int:
                 (case_dir / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
             (case_dir / "all.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
             total += len(docs)
-            print(f"ok   {values_file.name}: schema valid, {len(docs)} objects rendered")
+            print(f"ok   {values_file.name}: schema valid, lint clean, {len(docs)} objects rendered")
     print(f"rendered {total} objects from {len(cases)} values files, {failures} failed")
     return 1 if failures else 0
 
