@@ -125,7 +125,7 @@ def test_history_and_matching_never_autoscaled(case, values, docs):
 
 
 def test_every_secret_has_a_known_source(case, values, docs):
-    declared = {v for p, v in walk_values(values) if isinstance(v, str) and v and SECRET_VALUE_KEYS.search(p.split("[")[0])}
+    declared = {v for p, v in walk_values(values) if isinstance(v, str) and v and SECRET_VALUE_KEYS.search(p)}
     declared |= set(values.get("imagePullSecrets", []))
     issued_by_cert_manager = {d["spec"]["secretName"] for d in docs if d["kind"] == "Certificate"}
     platform = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform"))

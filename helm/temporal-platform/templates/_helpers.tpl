@@ -385,6 +385,13 @@ mounted existing Secrets, never values.
 - name: {{ .name | quote }}
   value: {{ .value | quote }}
 {{- end }}
+{{- range .Values.bootstrap.secretEnv }}
+- name: {{ .name | quote }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret | quote }}
+      key: {{ .key | quote }}
+{{- end }}
 {{- end -}}
 
 {{/*
