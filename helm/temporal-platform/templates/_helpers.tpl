@@ -347,6 +347,28 @@ mounted existing Secrets, never values.
 {{- end }}
 {{- end -}}
 
+{{/* Extra Secrets of the daemon (bootstrap.extraSecrets), as files. */}}
+{{- define "tp.bootstrapExtraSecretVolumes" -}}
+{{- range .Values.bootstrap.extraSecrets }}
+- name: extra-{{ .name }}
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0400
+    items:
+      - key: {{ .key }}
+        path: {{ .key }}
+{{- end }}
+{{- end -}}
+
+{{- define "tp.bootstrapExtraSecretMounts" -}}
+{{- $sd := include "tp.bootstrapSecretsDir" . -}}
+{{- range .Values.bootstrap.extraSecrets }}
+- name: extra-{{ .name }}
+  mountPath: {{ $sd }}/extra/{{ .name }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
 {{- define "tp.bootstrapSecretMounts" -}}
 {{- $sd := include "tp.bootstrapSecretsDir" . -}}
 {{- $pg := .Values.persistence.postgres -}}
@@ -384,13 +406,6 @@ mounted existing Secrets, never values.
 {{- range .Values.bootstrap.extraEnv }}
 - name: {{ .name | quote }}
   value: {{ .value | quote }}
-{{- end }}
-{{- range .Values.bootstrap.secretEnv }}
-- name: {{ .name | quote }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ .existingSecret | quote }}
-      key: {{ .key | quote }}
 {{- end }}
 {{- end -}}
 
