@@ -7,7 +7,10 @@ closing "N passed, N failed" line; exits 1 on any failure.
 """
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import traceback
 
 import helm_python as helm
@@ -262,6 +265,46 @@ def test_observability_objects(case, values, docs):
             assert d["metadata"]["labels"].get("grafana_dashboard") == "1"
             for v in d["data"].values():
                 assert "title" in yaml.safe_load(v)
+
+
+BUCKETS = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
+
+
+def test_keda_query_semantics_with_promtool(case, values, docs):
+    """Evaluate every rendered ScaledObject query with the real PromQL engine (promtool).
+
+    Each scenario puts all observations into one histogram bucket, so the p95 is known:
+    (0.5, 1] -> 0.975 s: scale up, value 0.975/0.5; (0.25, 0.5] -> 0.4875 s: hold, value 1;
+    (0, 0.05] -> 0.0475 s: scale down, value 0.0475/0.1; no traffic: 0.
+    """
+    scaled = [d for d in docs if d["kind"] == "ScaledObject"]
+    if not scaled:
+        return
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found (Debian package prometheus)"
+    for so in scaled:
+        meta = so["spec"]["triggers"][0]["metadata"]
+        labels = dict(re.findall(r'(namespace|taskqueue)="([^"]*)"', meta["query"]))
+        pool = next(p for p in values["workerPools"] if so["metadata"]["name"].endswith(f"pool-{p['name']}"))
+        auto = {**values["workerAutoscaling"], **pool["autoscaling"]}
+        up, down = auto["scaleUpAboveSeconds"], auto["scaleDownBelowSeconds"]
+        scenarios = {"1": 0.975 / up, "0.5": 1.0, "0.05": 0.0475 / down, None: 0.0}
+        groups = []
+        for bucket, expected in scenarios.items():
+            series = []
+            for le in BUCKETS:
+                filled = bucket is not None and (le == "+Inf" or float(le) >= float(bucket))
+                lbl = ", ".join(f'{k}="{v}"' for k, v in sorted({**labels, "le": le}.items()))
+                series.append({"series": f"task_schedule_to_start_latency_bucket{{{lbl}}}",
+                               "values": "0+60x20" if filled else "0+0x20"})
+            groups.append({"interval": "30s", "input_series": series,
+                           "promql_expr_test": [{"expr": meta["query"], "eval_time": "5m",
+                                                 "exp_samples": [{"labels": "{}", "value": round(expected, 6)}]}]})
+        with tempfile.TemporaryDirectory() as tmp:
+            test_file = pathlib.Path(tmp) / "keda_test.yaml"
+            test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "30s", "tests": groups}))
+            run = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
+            assert run.returncode == 0, f"{so['metadata']['name']}: promtool: {run.stdout}{run.stderr}"
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
