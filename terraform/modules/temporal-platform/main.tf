@@ -34,6 +34,21 @@ resource "kubernetes_secret_v1" "existing" {
   depends_on = [kubernetes_namespace_v1.this]
 }
 
+# Operators whose CRDs the chart uses (ScaledObject, Certificate, ServiceMonitor, PrometheusRule).
+resource "helm_release" "prerequisite" {
+  for_each = var.prerequisite_charts
+
+  name             = each.key
+  repository       = each.value.repository
+  chart            = each.value.chart
+  version          = each.value.version
+  namespace        = each.value.namespace
+  create_namespace = true
+  values           = each.value.values
+  wait             = true
+  atomic           = true
+}
+
 resource "helm_release" "this" {
   name             = var.release_name
   namespace        = var.namespace
@@ -50,5 +65,5 @@ resource "helm_release" "this" {
   cleanup_on_fail = false
   max_history     = 20
 
-  depends_on = [kubernetes_namespace_v1.this, kubernetes_secret_v1.existing]
+  depends_on = [kubernetes_namespace_v1.this, kubernetes_secret_v1.existing, helm_release.prerequisite]
 }

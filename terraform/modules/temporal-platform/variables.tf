@@ -58,3 +58,15 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "prerequisite_charts" {
+  description = "Charts installed before the platform, name => chart: KEDA (worker pool autoscaling), cert-manager (certManager.enabled), kube-prometheus-stack (ServiceMonitor/PrometheusRule CRDs). Empty when the cluster already has them."
+  type = map(object({
+    repository = string
+    chart      = string
+    version    = string
+    namespace  = string
+    values     = optional(list(string), [])
+  }))
+  default = {}
+}
