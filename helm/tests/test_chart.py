@@ -267,6 +267,27 @@ def test_observability_objects(case, values, docs):
                 assert "title" in yaml.safe_load(v)
 
 
+def test_worker_pools_match_platform_workers(case, values, docs):
+    """When platform.yaml lists workers, the rendered pools must be those workers (the contract)."""
+    workers = {w["name"]: w for w in values["bootstrap"]["platform"].get("workers") or []}
+    if not workers:
+        return
+    pools = {p["name"]: p for p in values["workerPools"]}
+    assert set(pools) == set(workers), f"pools {sorted(pools)} != platform workers {sorted(workers)}"
+    for name, pool in pools.items():
+        w = workers[name]
+        assert pool["taskQueue"] == w["task_queue"] and pool["profile"] == w["profile"], name
+        assert pool["namespace"] == w.get("namespace", values["bootstrap"]["platform"]["namespaces"][0]["name"]), name
+        assert f"{pool['image']['repository']}:{pool['image']['tag']}" == w["image"], name
+        auto = pool.get("autoscaling") or {}
+        if auto.get("enabled"):
+            assert (auto["minReplicas"], auto["maxReplicas"]) == (w["replicas"]["min"], w["replicas"]["max"]), name
+        else:
+            assert pool["replicas"] == w["replicas"]["min"], name
+        if w.get("gpus"):
+            assert str(pool["resources"]["limits"].get("nvidia.com/gpu")) == str(w["gpus"]), name
+
+
 BUCKETS = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
 
 
