@@ -256,6 +256,15 @@ def test_observability_objects(case, values, docs):
     assert ("PrometheusRule" in kinds) == m["prometheusRule"]["enabled"]
     for d in docs:
         if d["kind"] == "ServiceMonitor":
+            assert d["spec"]["jobLabel"] == "temporal-platform/job", "job names come from the Services"
+            selected = [x for x in docs if x["kind"] == "Service" and all(
+                x["metadata"]["labels"].get(k) == v for k, v in d["spec"]["selector"]["matchLabels"].items())]
+            assert selected, f"ServiceMonitor {d['metadata']['name']} selects no Service"
+            for svc in selected:
+                job = svc["metadata"]["labels"].get("temporal-platform/job", "")
+                assert job.startswith("temporal-"), f"{svc['metadata']['name']}: job {job!r} outside temporal-.*"
+                if component(svc) == "frontend":
+                    assert job == "temporal-frontend", "the frontend-availability alert selects job temporal-frontend"
             for ep in d["spec"]["endpoints"]:
                 assert ep["port"] == "metrics", "ServiceMonitors scrape the port named metrics"
                 assert ep.get("honorLabels") is True, "Temporal's namespace label must not become exported_namespace"
