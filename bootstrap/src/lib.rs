@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod pki;
 pub mod reconcile;
 pub mod versions;

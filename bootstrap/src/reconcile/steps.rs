@@ -4,5 +4,5 @@
 use super::Step;
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    vec![]
+    vec![Box::new(crate::pki::CertificatesStep)]
 }
