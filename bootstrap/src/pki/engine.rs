@@ -173,6 +173,12 @@ impl Pki {
                 }
                 Ok(false)
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                Err(PkiError::Invalid(format!(
+                    "pki.dir `{}` cannot be created: one of its parents is not a directory",
+                    self.dir_rel()
+                )))
+            }
             Err(e) => Err(PkiError::Invalid(format!(
                 "pki.dir `{}` is not accessible: {e}",
                 self.dir_rel()
@@ -181,6 +187,7 @@ impl Pki {
     }
 
     pub(super) fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, PkiError> {
+        tracing::trace!(file = %self.layout.show(rel), "reading");
         fsio::read_optional(&self.layout.path(rel))
             .map_err(|e| PkiError::Invalid(format!("cannot read {}: {e}", self.layout.show(rel))))
     }
@@ -192,6 +199,12 @@ impl Pki {
         bytes: &[u8],
         mode: u32,
     ) -> Result<(), PkiError> {
+        tracing::debug!(
+            file = %self.layout.show(rel),
+            mode = format!("{mode:04o}"),
+            bytes = bytes.len(),
+            "writing atomically"
+        );
         w.write(&self.layout.path(rel), bytes, mode)
             .map_err(|e| PkiError::Runtime(format!("cannot write {}: {e}", self.layout.show(rel))))
     }
@@ -202,11 +215,13 @@ impl Pki {
         rel: &str,
         detail: impl Into<String>,
     ) -> PkiChange {
-        PkiChange {
+        let c = PkiChange {
             kind,
             file: self.layout.show(rel),
             detail: detail.into(),
-        }
+        };
+        tracing::debug!(kind = ?c.kind, file = %c.file, detail = %c.detail, "pki change");
+        c
     }
 
     /// One pass with an existing writer (used by the rotation phases).
@@ -271,8 +286,16 @@ impl Pki {
             .unwrap_or_else(|| format!("{} Temporal CA", self.cluster))
     }
 
-    fn intermediate_cn(&self) -> String {
-        format!("{} intermediate", self.ca_cn())
+    /// Name of a rotated CA: the base name plus the issue date, so old and new roots in the
+    /// bundle (and in every peer's logs) are told apart.
+    pub(super) fn rotated_cn(&self) -> String {
+        format!(
+            "{} {:04}-{:02}-{:02}",
+            self.ca_cn(),
+            self.now.year(),
+            u8::from(self.now.month()),
+            self.now.day()
+        )
     }
 
     pub(super) fn root_path_len(&self) -> u8 {
@@ -281,12 +304,20 @@ impl Pki {
 
     /// Generates a root CA (key and certificate) in memory.
     pub(super) fn new_root(&self, existing_key: Option<Key>) -> Result<Ca, PkiError> {
+        self.new_root_named(existing_key, &self.ca_cn())
+    }
+
+    pub(super) fn new_root_named(
+        &self,
+        existing_key: Option<Key>,
+        cn: &str,
+    ) -> Result<Ca, PkiError> {
         let key = match existing_key {
             Some(k) => k,
             None => Key::generate(self.cfg.ca.key_algorithm).map_err(rcgen_err)?,
         };
         let pem = issue::root_ca(
-            &self.ca_cn(),
+            cn,
             &key,
             self.now,
             self.cfg.ca.validity.as_duration(),
@@ -309,7 +340,7 @@ impl Pki {
         let not_after = (self.now + self.cfg.ca.validity.as_duration()).min(root.info.not_after);
         let issuer = issue::issuer(&root.pem, &root.key).map_err(rcgen_err)?;
         let pem = issue::intermediate_ca(
-            &self.intermediate_cn(),
+            &format!("{} intermediate", root.info.subject_cn),
             &key,
             &issuer,
             issue::leaf_not_before(self.now),

@@ -73,7 +73,7 @@ impl Pki {
                         self.parse_ca(next_rel, &c, key)?
                     }
                     _ => {
-                        let ca = self.new_root(None)?;
+                        let ca = self.new_root_named(None, &self.rotated_cn())?;
                         changes.push(self.change(
                             ChangeKind::Create,
                             next_key_rel,
