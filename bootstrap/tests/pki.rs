@@ -1318,8 +1318,6 @@ fn temporal_cli_through_nginx_mtls_with_issued_certificates() {
     else {
         return;
     };
-    let s = Site::new(PKI_SIMPLE);
-    s.ok(&["certs", "issue"]);
     // `scripts/dev-services mtls --cert-dir DIR` (re)starts nginx with these certificates;
     // TB_DEV_SERVICES may point at another implementation of the same command.
     let script = std::env::var("TB_DEV_SERVICES").unwrap_or_else(|_| {
@@ -1328,54 +1326,66 @@ fn temporal_cli_through_nginx_mtls_with_issued_certificates() {
             .display()
             .to_string()
     });
-    let out = Command::new(&script)
-        .args(["mtls", "--cert-dir"])
-        .arg(s.dir())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    assert!(
-        out.status.success(),
-        "{script} mtls failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let health = |with_cert: bool| {
-        let mut c = Command::new(&cli);
-        c.args(["operator", "cluster", "health", "--address", &address])
-            .arg("--tls-ca-path")
-            .arg(s.file("ca.pem"))
-            .args(["--tls-server-name", "localhost", "--command-timeout", "10s"]);
-        if with_cert {
-            c.arg("--tls-cert-path")
-                .arg(s.file("clients/demo-worker.pem"))
-                .arg("--tls-key-path")
-                .arg(s.file("clients/demo-worker-key.pem"));
+    // Without and with an intermediate CA (the client sends leaf + intermediate).
+    for cfg in [PKI_SIMPLE, PKI_INTERMEDIATE] {
+        let s = Site::new(cfg);
+        s.ok(&["certs", "issue"]);
+        let out = Command::new(&script)
+            .args(["mtls", "--cert-dir"])
+            .arg(s.dir())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(
+            out.status.success(),
+            "{script} mtls failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let health = |client: Option<(&str, &str)>| {
+            let mut c = Command::new(&cli);
+            c.args(["operator", "cluster", "health", "--address", &address])
+                .arg("--tls-ca-path")
+                .arg(s.file("ca.pem"))
+                .args(["--tls-server-name", "localhost", "--command-timeout", "10s"]);
+            if let Some((cert, key)) = client {
+                c.arg("--tls-cert-path")
+                    .arg(s.file(cert))
+                    .arg("--tls-key-path")
+                    .arg(s.file(key));
+            }
+            let o = c.output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            (o.status.success(), text)
+        };
+        let good = Some(("clients/demo-worker.pem", "clients/demo-worker-key.pem"));
+        // nginx may need a moment after a restart; retry the good case briefly.
+        let mut ok = health(good);
+        for _ in 0..20 {
+            if ok.0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            ok = health(good);
         }
-        c.output().unwrap()
-    };
-    // nginx may need a moment after a restart; retry the good case briefly.
-    let mut ok = health(true);
-    for _ in 0..20 {
-        if ok.status.success() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        ok = health(true);
+        assert!(
+            ok.0 && ok.1.contains("SERVING"),
+            "with a client certificate: {}",
+            ok.1
+        );
+        let (success, text) = health(None);
+        assert!(
+            !success && !text.contains("SERVING") && text.contains("No required SSL certificate"),
+            "without a client certificate: {text}"
+        );
+        // The frontend (server-only) certificate is not accepted as a client certificate.
+        let (success, text) = health(Some(("frontend.pem", "frontend-key.pem")));
+        assert!(
+            !success && !text.contains("SERVING"),
+            "server certificate as client: {text}"
+        );
     }
-    let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(
-        ok.status.success() && stdout.contains("SERVING"),
-        "with a client certificate: {stdout}{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let refused = health(false);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&refused.stdout),
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    assert!(
-        !refused.status.success() && !text.contains("SERVING"),
-        "without a client certificate: {text}"
-    );
 }
