@@ -123,6 +123,8 @@ impl Pki {
         self.plan(policy)?;
         let mut w = Writer::new(false);
         let changes = self.run(policy, &mut w)?;
+        w.sync()
+            .map_err(|e| PkiError::Runtime(format!("cannot sync {}: {e}", self.dir_rel())))?;
         Ok(Outcome {
             changes,
             writes: w.writes(),

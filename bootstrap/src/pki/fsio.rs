@@ -2,13 +2,16 @@
 //! converged run writes nothing.
 //!
 //! Guarantees: a file is either its old content or its new content, never a prefix of it
-//! (temp file in the same directory, fsync, rename, fsync of the directory); private keys are
-//! created 0600 from the first byte (the temp file is opened with that mode), directories 0700.
+//! (temp file in the same directory, fsync, rename); the directories touched are fsynced once at
+//! the end of a run (and when the writer is dropped), so the renames are durable without paying
+//! a directory fsync per file; private keys are created 0600 from the first byte (the temp file
+//! is opened with that mode), directories 0700.
 
+use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const KEY_MODE: u32 = 0o600;
 pub const CERT_MODE: u32 = 0o644;
@@ -19,11 +22,17 @@ pub const DIR_MODE: u32 = 0o700;
 pub struct Writer {
     dry_run: bool,
     writes: usize,
+    /// Directories with renames or removals not yet fsynced.
+    dirty: BTreeSet<PathBuf>,
 }
 
 impl Writer {
     pub fn new(dry_run: bool) -> Self {
-        Self { dry_run, writes: 0 }
+        Self {
+            dry_run,
+            writes: 0,
+            dirty: BTreeSet::new(),
+        }
     }
 
     pub fn dry_run(&self) -> bool {
@@ -51,7 +60,10 @@ impl Writer {
         if self.dry_run {
             return Ok(());
         }
-        write_atomic(path, bytes, mode)?;
+        write_file_then_rename(path, bytes, mode)?;
+        if let Some(parent) = path.parent() {
+            self.dirty.insert(parent.to_path_buf());
+        }
         self.writes += 1;
         Ok(())
     }
@@ -63,16 +75,43 @@ impl Writer {
         }
         fs::remove_file(path)?;
         if let Some(parent) = path.parent() {
-            sync_dir(parent)?;
+            self.dirty.insert(parent.to_path_buf());
         }
         self.writes += 1;
         Ok(())
     }
 }
 
+impl Writer {
+    /// Fsyncs every directory changed so far (renames and removals become durable).
+    pub fn sync(&mut self) -> io::Result<()> {
+        while let Some(dir) = self.dirty.pop_first() {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Best effort on error paths; the success path calls `sync` and reports its error.
+        let _ = self.sync();
+    }
+}
+
 /// Temp file in the same directory, opened with `mode`, written, fsynced, renamed over `path`,
 /// then the directory is fsynced so the rename itself survives a crash.
+#[cfg(test)]
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_file_then_rename(path, bytes, mode)?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// The atomic part of [`write_atomic`]: the directory fsync is left to the caller.
+fn write_file_then_rename(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -97,8 +136,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

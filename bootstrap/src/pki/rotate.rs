@@ -39,6 +39,8 @@ impl Pki {
         self.rotate_pass(phase, &mut dry)?;
         let mut w = Writer::new(false);
         let changes = self.rotate_pass(phase, &mut w)?;
+        w.sync()
+            .map_err(|e| PkiError::Runtime(format!("cannot sync the pki directory: {e}")))?;
         Ok(Outcome {
             changes,
             writes: w.writes(),
