@@ -304,10 +304,10 @@ pub fn verify_leaf(
     trust: &[CertificateDer<'static>],
     at: OffsetDateTime,
 ) -> Result<(), String> {
-    if info.server_auth {
-        if let Some(name) = info.sans().first() {
-            verify_server(chain, trust, name, at)?;
-        }
+    if info.server_auth
+        && let Some(name) = info.sans().first()
+    {
+        verify_server(chain, trust, name, at)?;
     }
     if info.client_auth {
         verify_client(chain, trust, at)?;

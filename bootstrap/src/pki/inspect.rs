@@ -98,10 +98,10 @@ impl Pki {
 
     fn trust_anchors(&self) -> Result<Vec<CertificateDer<'static>>, PkiError> {
         for f in [FileName::CaBundle, FileName::CaCert] {
-            if let Some(b) = self.read(f.as_str())? {
-                if let Ok(chain) = certinfo::parse_pem_chain(&b) {
-                    return Ok(chain);
-                }
+            if let Some(b) = self.read(f.as_str())?
+                && let Ok(chain) = certinfo::parse_pem_chain(&b)
+            {
+                return Ok(chain);
             }
         }
         Ok(vec![])
