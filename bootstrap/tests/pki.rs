@@ -1264,24 +1264,44 @@ fn unusable_directories_and_a_lost_ca_key_are_refused_without_writing() {
     assert_refused(&s, &["certs", "renew"], "PKCS#8");
 }
 
-#[cfg(unix)]
 #[test]
-fn an_unreadable_directory_is_refused_when_not_root() {
-    // Root bypasses permission bits, so this only proves something for other users.
-    if unsafe_is_root() {
-        eprintln!("skipped: running as root (permission bits do not apply)");
-        return;
-    }
+fn an_unreadable_directory_is_refused_without_writing() {
+    // Root bypasses permission bits: as root, run the binary as `nobody` (runuser).
     let s = Site::new(PKI_SIMPLE);
     s.ok(&["certs", "issue"]);
+    let as_root = is_root();
+    if as_root && !Path::new("/usr/sbin/runuser").exists() && !Path::new("/sbin/runuser").exists() {
+        eprintln!(
+            "skipped: running as root without runuser (permission bits do not apply to root)"
+        );
+        return;
+    }
+    // Everything readable by others except pki.dir itself.
+    std::fs::set_permissions(&s.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(s.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o000)).unwrap();
-    let out = s.run(&["certs", "issue"]);
+    let before = s.snapshot();
+    let mut cmd = if as_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    let cfg = s.config();
+    let out = cmd
+        .args(["certs", "issue", "-f", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let after = s.snapshot();
     std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not readable"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pki.dir `pki` is not readable"), "{stderr}");
+    assert_eq!(before, after);
 }
 
-fn unsafe_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()

@@ -317,3 +317,30 @@ pub fn verify_leaf(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip_and_garbage_is_rejected() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x.example".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let cert = params.self_signed(&key).unwrap();
+        let pem = der_to_pem(cert.der());
+        assert_eq!(pem, cert.pem().replace("\r\n", "\n"));
+        let chain = parse_pem_chain(pem.as_bytes()).unwrap();
+        let info = parse_der(&chain[0]).unwrap();
+        assert!(info.is_ca && info.key_cert_sign && info.self_signed());
+        assert_eq!(info.path_len, Some(0));
+        assert_eq!(info.dns_names, vec!["x.example"]);
+        assert_eq!(info.key_algorithm, "ecdsa-p256");
+        assert_eq!(info.public_key, key.public_key_raw());
+        assert!(parse_pem_chain(b"garbage").is_err());
+        assert!(parse_der(b"garbage").is_err());
+        // A CA is not a valid leaf.
+        assert!(verify_leaf(&chain, &info, &chain, OffsetDateTime::now_utc()).is_err());
+    }
+}

@@ -200,3 +200,44 @@ pub fn leaves(pki: &PkiConfig) -> Vec<LeafKind> {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pki(yaml: &str) -> PkiConfig {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn profiles_follow_the_configuration() {
+        let p = pki(
+            "dir: pki\nfrontend: { dns_names: [a.example, b.example], ip_addresses: [10.0.0.1] }\nclients: [ { name: w1, validity: 10d } ]\n",
+        );
+        let fe = leaf_profile(&p, &LeafKind::Frontend, "c");
+        assert_eq!(fe.common_name, "a.example");
+        assert!(fe.server_auth && !fe.client_auth);
+        assert_eq!(fe.ip_addresses.len(), 1);
+        // Internode without names of its own uses the frontend's.
+        let inode = leaf_profile(&p, &LeafKind::Internode, "c");
+        assert_eq!(inode.dns_names, vec!["a.example", "b.example"]);
+        assert!(inode.server_auth && inode.client_auth);
+        assert_eq!(internode_server_name(&p), "a.example");
+        let cl = leaf_profile(&p, &LeafKind::Client("w1".into()), "c");
+        assert_eq!(
+            (cl.common_name.as_str(), cl.dns_names.as_slice()),
+            ("w1", &["w1".to_string()][..])
+        );
+        assert!(!cl.server_auth && cl.client_auth);
+        assert_eq!(
+            leaf_validity(&p, &LeafKind::Client("w1".into())).as_secs(),
+            10 * 86400
+        );
+        assert_eq!(leaf_validity(&p, &LeafKind::Frontend).as_secs(), 90 * 86400);
+        assert_eq!(
+            LeafKind::Client("w1".into()).key_rel(),
+            "clients/w1-key.pem"
+        );
+        assert_eq!(leaves(&p).len(), 3);
+    }
+}
