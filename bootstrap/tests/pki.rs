@@ -1145,10 +1145,19 @@ async fn bring_your_own_ca_issues_under_it_and_never_copies_its_key() {
             .await
             .unwrap();
         assert!(s.ok(&["certs", "issue"]).contains("0 file(s) written"));
+        // A BYO key readable by others is warned about (and still used).
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = s.run(&["certs", "issue"]);
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("file:byo-ca-key.pem: bring-your-own CA key has mode 0644"),
+            "{stderr}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         // Rotation of a BYO CA is a configuration change, not rotate-ca.
         let out = s.run(&["certs", "rotate-ca", "start"]);
         assert_eq!(out.status.code(), Some(2));
-        let _ = key;
     }
 }
 

@@ -455,6 +455,19 @@ impl Pki {
         let key_pem = secret_ref.resolve().map_err(|e| {
             PkiError::Invalid(format!("pki.ca.bring_your_own.key ({}): {e}", byo.key))
         })?;
+        if let SecretRef::File(p) = &secret_ref
+            && let Some(mode) = fsio::loose_key_mode(p)
+        {
+            let c = PkiChange {
+                kind: ChangeKind::Drift,
+                file: byo.key.to_string(),
+                detail: format!(
+                    "bring-your-own CA key has mode {mode:04o} (readable by group or others); run `chmod 600` on it"
+                ),
+            };
+            tracing::warn!(file = %c.file, "{}", c.detail);
+            changes.push(c);
+        }
         let key = Key::from_pem(key_pem.expose()).map_err(|e| {
             PkiError::Invalid(format!("pki.ca.bring_your_own.key ({}): {e}", byo.key))
         })?;
