@@ -4,9 +4,9 @@
 //! - root CA: basicConstraints CA with pathlen 0 (1 when an intermediate is used), keyUsage
 //!   keyCertSign + cRLSign (critical), subject key identifier;
 //! - intermediate CA: pathlen 0, same key usages, authority key identifier of the root;
-//! - leaves: CA:FALSE, keyUsage digitalSignature (+ keyEncipherment for RSA-less profiles is not
-//!   needed: all our keys are ECDSA or Ed25519), extendedKeyUsage serverAuth and/or clientAuth,
-//!   SANs from the configuration, authority key identifier.
+//! - leaves: CA:FALSE, keyUsage digitalSignature (no keyEncipherment: every key we generate is
+//!   ECDSA or Ed25519), extendedKeyUsage serverAuth and/or clientAuth, SANs from the
+//!   configuration, authority key identifier.
 
 use std::net::IpAddr;
 
