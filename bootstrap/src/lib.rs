@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod fsutil;
 pub mod observability;
+pub mod pki;
 pub mod reconcile;
 pub mod render;
 pub mod versions;
