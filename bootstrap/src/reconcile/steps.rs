@@ -4,5 +4,8 @@
 use super::Step;
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    vec![]
+    vec![
+        // `visibility` for Elasticsearch/OpenSearch; enabled() is false for other stores.
+        Box::new(crate::search::SearchVisibilityStep::new()),
+    ]
 }
