@@ -60,6 +60,8 @@ struct State {
     template: Option<Value>,
     /// index -> mappings (as returned by GET _mapping).
     indices: BTreeMap<String, Value>,
+    /// index -> flat settings (as returned by GET _settings?flat_settings=true).
+    index_settings: BTreeMap<String, Map<String, Value>>,
     /// The next index creation loses a race: someone else creates it first.
     race_on_create: bool,
 }
@@ -533,9 +535,29 @@ impl FakeCluster {
                     })
                     .map(|t| t["mappings"].clone())
                     .unwrap_or(json!({}));
+                let mut settings = st
+                    .template
+                    .as_ref()
+                    .filter(|_| from_template != json!({}))
+                    .and_then(|t| t["settings"].as_object().cloned())
+                    .unwrap_or_default();
+                for (k, v) in es_settings(body.get("settings").unwrap_or(&json!({}))) {
+                    settings.insert(k, v);
+                }
+                settings
+                    .entry("index.number_of_shards".to_string())
+                    .or_insert(json!("1"));
+                settings
+                    .entry("index.number_of_replicas".to_string())
+                    .or_insert(json!("1"));
+                settings.insert("index.creation_date".into(), json!("1732611600000"));
+                settings.insert("index.uuid".into(), json!("rVw9qS4eS5iTOf5Zc2soZA"));
+                settings.insert("index.version.created".into(), json!("8512000"));
+                settings.insert("index.provided_name".into(), json!(index));
                 if st.race_on_create {
                     st.race_on_create = false;
                     st.indices.insert(index.to_string(), from_template);
+                    st.index_settings.insert(index.to_string(), settings);
                     return exists_error(index);
                 }
                 if st.indices.contains_key(*index) {
@@ -548,6 +570,7 @@ impl FakeCluster {
                     }
                 }
                 st.indices.insert(index.to_string(), mappings);
+                st.index_settings.insert(index.to_string(), settings);
                 ResponseTemplate::new(200).set_body_json(json!({
                     "acknowledged": true, "shards_acknowledged": true, "index": index
                 }))
@@ -561,6 +584,47 @@ impl FakeCluster {
                     json!({"resource.type": "index_or_alias", "resource.id": index, "index": index}),
                 )),
             },
+            ("GET", [index, "_settings"]) => match st.index_settings.get(*index) {
+                Some(flat) => {
+                    let settings = if query.get("flat_settings").map(String::as_str) == Some("true")
+                    {
+                        Value::Object(flat.clone())
+                    } else {
+                        nest(flat)
+                    };
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({ *index: {"settings": settings} }))
+                }
+                None => ResponseTemplate::new(404).set_body_json(es_error(
+                    404,
+                    "index_not_found_exception",
+                    &format!("no such index [{index}]"),
+                    json!({}),
+                )),
+            },
+            ("PUT", [index, "_settings"]) => {
+                let Some(flat) = st.index_settings.get_mut(*index) else {
+                    return ResponseTemplate::new(404).set_body_json(es_error(
+                        404,
+                        "index_not_found_exception",
+                        &format!("no such index [{index}]"),
+                        json!({}),
+                    ));
+                };
+                let update = es_settings(&body);
+                if update.contains_key("index.number_of_shards") {
+                    return ResponseTemplate::new(400).set_body_json(es_error(
+                        400,
+                        "illegal_argument_exception",
+                        &format!("Can't update non dynamic settings [[index.number_of_shards]] for open indices [[{index}/rVw9qS4eS5iTOf5Zc2soZA]]"),
+                        json!({}),
+                    ));
+                }
+                for (k, v) in update {
+                    flat.insert(k, v);
+                }
+                ResponseTemplate::new(200).set_body_json(json!({"acknowledged": true}))
+            }
             ("PUT", [index, "_mapping"]) => {
                 let Some(m) = st.indices.get_mut(*index) else {
                     return ResponseTemplate::new(404).set_body_json(es_error(
@@ -908,6 +972,10 @@ fn v13_cluster(fake: &FakeCluster) {
         "temporal_visibility_v1_test".into(),
         es_mapping(&t["mappings"]),
     );
+    let mut settings = es_settings(&t["settings"]);
+    settings.insert("index.uuid".into(), json!("rVw9qS4eS5iTOf5Zc2soZA"));
+    st.index_settings
+        .insert("temporal_visibility_v1_test".into(), settings);
 }
 
 #[tokio::test]
@@ -1062,6 +1130,55 @@ async fn shards_from_the_plan_and_configured_replicas_go_into_the_template() {
             .contains("settings.index.number_of_shards: \"3\" -> \"1\"")),
         "{pending:?}"
     );
+}
+
+#[tokio::test]
+async fn existing_index_gets_configured_replicas_and_a_shard_change_is_drift() {
+    let fake = FakeCluster::new(Flavour::Os2, Security::OsAccount);
+    v13_cluster(&fake);
+    let server = start(&fake).await;
+    let mut s = Setup::new(&server.uri(), "opensearch");
+    s.replicas = Some(1);
+    let ctx = s.context();
+    // The capacity planner's hook decides the primary shard count at plan time.
+    let step = SearchVisibilityStep::new().with_shard_hook(|_ctx| 4);
+    assert_eq!(step.primary_shards(&ctx), 4);
+    let done = apply(&step, &ctx).await.unwrap();
+    let r = resources(&done);
+    assert!(
+        r.contains(&"drift index temporal_visibility_v1_test primary shards".to_string()),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"update index temporal_visibility_v1_test settings".to_string()),
+        "{r:?}"
+    );
+    let reqs = received(&server).await;
+    let put: Value = reqs
+        .iter()
+        .find(|r| r.method.as_str() == "PUT" && r.url.path().ends_with("/_settings"))
+        .unwrap()
+        .body_json()
+        .unwrap();
+    assert_eq!(
+        put,
+        json!({"index.auto_expand_replicas": "false", "index.number_of_replicas": "1"})
+    );
+    let template: Value = reqs
+        .iter()
+        .find(|r| r.method.as_str() == "PUT" && r.url.path().starts_with("/_template/"))
+        .unwrap()
+        .body_json()
+        .unwrap();
+    assert_eq!(template["settings"]["index.number_of_shards"], "4");
+    // Converged apart from the shard drift: no write on the next run.
+    let before = reqs.len();
+    let again = apply(&step, &ctx).await.unwrap();
+    assert_eq!(
+        resources(&again),
+        vec!["drift index temporal_visibility_v1_test primary shards"]
+    );
+    assert!(writes(&received(&server).await[before..]).is_empty());
 }
 
 // ------------------------------------------------------------------------------------------------

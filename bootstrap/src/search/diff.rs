@@ -32,6 +32,8 @@ pub struct IndexState {
     pub dynamic: Option<Value>,
     /// The whole mapping `_meta` as stored (other tools' keys are kept).
     pub meta: Map<String, Value>,
+    /// Index settings, flat keys (`index.number_of_shards`), canonical values.
+    pub settings: BTreeMap<String, Value>,
 }
 
 /// One write.
@@ -45,6 +47,8 @@ pub enum Op {
     CreateIndex,
     /// `PUT /<index>/_mapping {"properties": {...}}`: fields the template has and the index lacks.
     AddFields(Map<String, Value>),
+    /// `PUT /<index>/_settings {...}`: dynamic settings that differ (replica count).
+    IndexSettings(Map<String, Value>),
     /// `PUT /<index>/_mapping {"_meta": {...}}`: the whole merged `_meta`.
     RecordMeta(Map<String, Value>),
 }
@@ -56,7 +60,7 @@ impl Op {
             Op::ClusterSettings(_) => (&["manage"], &[]),
             Op::PutTemplate => (&["manage_index_templates"], &[]),
             Op::CreateIndex => (&[], &["create_index"]),
-            Op::AddFields(_) | Op::RecordMeta(_) => (&[], &["manage"]),
+            Op::AddFields(_) | Op::IndexSettings(_) | Op::RecordMeta(_) => (&[], &["manage"]),
         }
     }
 }
@@ -214,6 +218,7 @@ pub fn diff(
             if !add.is_empty() {
                 d.ops.push(Op::AddFields(add));
             }
+            index_settings(&mut d, state, desired, index);
             let current = state.meta.get(META_KEY);
             if current.map(canonical_scalars) != Some(canonical_scalars(&record)) {
                 let was = current
@@ -242,6 +247,64 @@ pub fn diff(
         }
     }
     d
+}
+
+/// Primary shards of an existing index never change (drift); a configured replica count is
+/// enforced (it is a dynamic setting), switching `auto_expand_replicas` off.
+fn index_settings(d: &mut Diff, state: &IndexState, desired: &DesiredTemplate, index: &str) {
+    let want_shards = desired.sizing.primary_shards.to_string();
+    if let Some(Value::String(have)) = state.settings.get("index.number_of_shards")
+        && *have != want_shards
+    {
+        d.changes.push(Change::new(
+            Action::Drift,
+            format!("index {index} primary shards"),
+            format!(
+                "index has {have}, the plan wants {want_shards}; the primary shard count of an existing index never changes (new indices get {want_shards} from the template; moving needs a new index and a reindex)"
+            ),
+        ));
+    }
+    let Some(r) = desired.sizing.replicas else {
+        return;
+    };
+    if state.settings.is_empty() {
+        return;
+    }
+    let want = r.to_string();
+    let mut put = Map::new();
+    let mut details = Vec::new();
+    let auto = state
+        .settings
+        .get("index.auto_expand_replicas")
+        .and_then(Value::as_str)
+        .unwrap_or("false");
+    if auto != "false" {
+        details.push(format!("auto_expand_replicas {auto} -> false"));
+        put.insert(
+            "index.auto_expand_replicas".into(),
+            Value::String("false".into()),
+        );
+    }
+    let have = state
+        .settings
+        .get("index.number_of_replicas")
+        .and_then(Value::as_str)
+        .unwrap_or("unset");
+    if have != want {
+        details.push(format!("number_of_replicas {have} -> {want}"));
+        put.insert("index.number_of_replicas".into(), Value::String(want));
+    } else if !put.is_empty() {
+        // Switching auto-expand off keeps the current count; state it explicitly anyway.
+        put.insert("index.number_of_replicas".into(), Value::String(want));
+    }
+    if !put.is_empty() {
+        d.changes.push(Change::new(
+            Action::Update,
+            format!("index {index} settings"),
+            details.join(", "),
+        ));
+        d.ops.push(Op::IndexSettings(put));
+    }
 }
 
 fn setting(desired: &DesiredTemplate, key: &str) -> Option<String> {
@@ -303,6 +366,11 @@ mod tests {
                 properties: d.properties(),
                 dynamic: Some(json!("false")),
                 meta,
+                settings: BTreeMap::from([
+                    ("index.number_of_shards".into(), json!("1")),
+                    ("index.number_of_replicas".into(), json!("0")),
+                    ("index.uuid".into(), json!("rVw9qS4eS5iTOf5Zc2soZA")),
+                ]),
             }),
         }
     }
@@ -324,6 +392,7 @@ mod tests {
                 Op::PutTemplate => "template",
                 Op::CreateIndex => "index",
                 Op::AddFields(_) => "fields",
+                Op::IndexSettings(_) => "index-settings",
                 Op::RecordMeta(_) => "meta",
             })
             .collect();
@@ -423,5 +492,99 @@ mod tests {
             "{}",
             out.changes[0].detail
         );
+    }
+}
+
+#[cfg(test)]
+mod sizing_tests {
+    use super::super::schema::{IndexSizing, SchemaFolder, desired_template};
+    use super::*;
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    fn desired(shards: u32, replicas: Option<u32>) -> DesiredTemplate {
+        let folder = SchemaFolder {
+            template: json!({"index_patterns": ["temporal_visibility_v1*"],
+                "settings": {"index": {"auto_expand_replicas": "0-2"}},
+                "mappings": {"properties": {}}}),
+            template_path: PathBuf::from("t"),
+            cluster_settings: BTreeMap::new(),
+            schema_version: None,
+        };
+        desired_template(
+            &folder,
+            "temporal_visibility_v1_x",
+            IndexSizing {
+                primary_shards: shards,
+                replicas,
+            },
+        )
+    }
+
+    fn index(settings: &[(&str, &str)]) -> IndexState {
+        IndexState {
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect(),
+            ..IndexState::default()
+        }
+    }
+
+    #[test]
+    fn shard_count_of_an_existing_index_is_drift() {
+        let mut d = Diff::default();
+        let state = index(&[("index.number_of_shards", "1")]);
+        index_settings(&mut d, &state, &desired(4, None), "i");
+        assert_eq!(d.changes.len(), 1);
+        assert_eq!(d.changes[0].action, Action::Drift);
+        assert!(
+            d.changes[0]
+                .detail
+                .contains("index has 1, the plan wants 4")
+        );
+        assert!(d.ops.is_empty());
+    }
+
+    #[test]
+    fn configured_replicas_are_enforced_and_auto_expand_switched_off() {
+        let mut d = Diff::default();
+        let state = index(&[
+            ("index.number_of_shards", "1"),
+            ("index.number_of_replicas", "0"),
+            ("index.auto_expand_replicas", "0-2"),
+        ]);
+        index_settings(&mut d, &state, &desired(1, Some(2)), "i");
+        assert_eq!(
+            d.ops,
+            vec![Op::IndexSettings(
+                json!({"index.auto_expand_replicas": "false", "index.number_of_replicas": "2"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            )]
+        );
+        assert_eq!(
+            d.changes[0].detail,
+            "auto_expand_replicas 0-2 -> false, number_of_replicas 0 -> 2"
+        );
+        // Already there: nothing.
+        let mut d = Diff::default();
+        let state = index(&[
+            ("index.number_of_shards", "1"),
+            ("index.number_of_replicas", "2"),
+            ("index.auto_expand_replicas", "false"),
+        ]);
+        index_settings(&mut d, &state, &desired(1, Some(2)), "i");
+        assert!(d.ops.is_empty() && d.changes.is_empty());
+        // No replicas configured: the index's own replica settings are left alone.
+        let mut d = Diff::default();
+        index_settings(
+            &mut d,
+            &index(&[("index.number_of_replicas", "5")]),
+            &desired(1, None),
+            "i",
+        );
+        assert!(d.ops.is_empty());
     }
 }

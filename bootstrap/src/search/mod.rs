@@ -22,8 +22,10 @@
 //! `_template` API exists (Elasticsearch 7-9, OpenSearch 2); the index name matches the template
 //! pattern (validated in config).
 //!
-//! Caveats: primary shard count comes from [`SearchVisibilityStep::with_primary_shards`] (1 until
-//! the capacity planner provides it) and only affects new indices; on OpenSearch the account API
+//! Caveats: the primary shard count comes from [`SearchVisibilityStep::with_shard_hook`] or
+//! [`SearchVisibilityStep::with_primary_shards`] (1 until the capacity planner provides it) and
+//! only affects new indices (an existing index with another count is reported as drift); a
+//! configured `replicas` is enforced on the existing index too; on OpenSearch the account API
 //! proves authentication, not fine-grained permissions; AWS SigV4 is not supported (see
 //! docs/visibility-elasticsearch.md).
 
@@ -144,11 +146,15 @@ pub fn parse_server_info(body: &Value) -> Result<ServerInfo, SearchError> {
     Ok(info)
 }
 
+/// Where the primary shard count of new visibility indices comes from.
+pub type ShardHook = fn(&Context) -> u32;
+
 /// The `visibility` step for `visibility.elasticsearch`. The lead merges it with the PostgreSQL
 /// visibility step into one `visibility` step that dispatches on the configuration.
 #[derive(Debug, Clone)]
 pub struct SearchVisibilityStep {
     primary_shards: u32,
+    shard_hook: Option<ShardHook>,
 }
 
 impl Default for SearchVisibilityStep {
@@ -160,17 +166,32 @@ impl Default for SearchVisibilityStep {
 impl SearchVisibilityStep {
     /// One primary shard until the capacity planner provides the count.
     pub fn new() -> Self {
-        Self { primary_shards: 1 }
+        Self {
+            primary_shards: 1,
+            shard_hook: None,
+        }
     }
 
-    /// Hook for the capacity planner: primary shards of new visibility indices (at least 1).
+    /// A fixed primary shard count for new visibility indices (at least 1).
     pub fn with_primary_shards(mut self, n: u32) -> Self {
         self.primary_shards = n.max(1);
         self
     }
 
-    pub fn primary_shards(&self) -> u32 {
-        self.primary_shards
+    /// Hook for the capacity planner: computes the primary shard count from the configuration at
+    /// plan time (e.g. `|ctx| capacity::plan(&ctx.config).visibility_primary_shards`). Wins over
+    /// [`Self::with_primary_shards`]; a result of 0 is treated as 1.
+    pub fn with_shard_hook(mut self, hook: ShardHook) -> Self {
+        self.shard_hook = Some(hook);
+        self
+    }
+
+    /// The primary shard count used for `ctx`.
+    pub fn primary_shards(&self, ctx: &Context) -> u32 {
+        self.shard_hook
+            .map(|h| h(ctx))
+            .unwrap_or(self.primary_shards)
+            .max(1)
     }
 
     fn config<'c>(&self, ctx: &'c Context) -> Result<&'c ElasticsearchConfig, SearchError> {
@@ -205,7 +226,7 @@ impl SearchVisibilityStep {
             );
         }
         let sizing = IndexSizing {
-            primary_shards: self.primary_shards,
+            primary_shards: self.primary_shards(ctx),
             replicas: cfg.replicas,
         };
         let desired = schema::desired_template(&folder, &cfg.index, sizing);
@@ -341,7 +362,11 @@ impl Session<'_> {
             200 => {
                 let mpath = format!("/{}/_mapping", self.index());
                 let m = self.client.expect_ok(Method::GET, &mpath, None).await?;
-                obs.index = Some(index_state(&m.body));
+                let mut state = index_state(&m.body);
+                let spath = format!("/{}/_settings?flat_settings=true", self.index());
+                let s = self.client.expect_ok(Method::GET, &spath, None).await?;
+                state.settings = index_settings(&s.body);
+                obs.index = Some(state);
             }
             _ => return Err(self.client.api_error(&format!("HEAD {ipath}"), &head)),
         }
@@ -515,6 +540,12 @@ impl Session<'_> {
                         .expect_ok(Method::PUT, &path, Some(&body))
                         .await?;
                 }
+                Op::IndexSettings(settings) => {
+                    let path = format!("/{}/_settings", self.index());
+                    self.client
+                        .expect_ok(Method::PUT, &path, Some(&Value::Object(settings.clone())))
+                        .await?;
+                }
                 Op::RecordMeta(meta) => {
                     let path = format!("/{}/_mapping", self.index());
                     let body = json!({ "_meta": meta });
@@ -554,7 +585,22 @@ pub fn index_state(body: &Value) -> IndexState {
         properties,
         dynamic,
         meta,
+        settings: Default::default(),
     }
+}
+
+/// Reads `GET /<index>/_settings?flat_settings=true` (keyed by the concrete index name).
+pub fn index_settings(body: &Value) -> std::collections::BTreeMap<String, Value> {
+    body.as_object()
+        .and_then(|m| m.values().next())
+        .and_then(|v| v.get("settings"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), schema::canonical_scalars(v)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether an error reply means "this cluster has no security layer" rather than a failure.

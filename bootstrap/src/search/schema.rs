@@ -63,6 +63,8 @@ pub struct DesiredTemplate {
     /// sha256 of the canonical serialisation.
     pub sha256: String,
     pub schema_version: Option<String>,
+    /// The sizing applied (also enforced on an existing index where it can be).
+    pub sizing: IndexSizing,
 }
 
 impl DesiredTemplate {
@@ -279,6 +281,7 @@ pub fn desired_template(
         canonical,
         sha256,
         schema_version: folder.schema_version.clone(),
+        sizing,
     }
 }
 
