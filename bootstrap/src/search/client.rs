@@ -42,7 +42,7 @@ impl Reply {
             })
     }
 
-    /// `error.reason`, or a string `error`, or the raw text (shortened).
+    /// `error.reason`, or a string `error`, or the raw text (not shortened: redact first).
     pub fn error_reason(&self) -> String {
         if let Some(r) = self.body.pointer("/error/reason").and_then(Value::as_str) {
             return r.to_string();
@@ -53,12 +53,7 @@ impl Reply {
         if let Some(r) = self.body.get("message").and_then(Value::as_str) {
             return r.to_string();
         }
-        let t = self.text.trim();
-        if t.len() > 300 {
-            format!("{}...", &t[..300])
-        } else {
-            t.to_string()
-        }
+        self.text.trim().to_string()
     }
 }
 
@@ -234,7 +229,8 @@ impl SearchClient {
 
     pub fn api_error(&self, call: &str, reply: &Reply) -> SearchError {
         let kind = reply.error_type().unwrap_or("").to_string();
-        let reason = self.redact(&reply.error_reason());
+        // Redact before shortening, so no part of a secret survives a cut.
+        let reason = shorten(&self.redact(&reply.error_reason()), 300);
         let detail = match reply.status {
             401 => format!(
                 "authentication failed ({kind}: {reason}); check visibility.elasticsearch.auth and the referenced secret"
@@ -250,6 +246,14 @@ impl SearchClient {
             status: reply.status,
             detail,
         }
+    }
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() > max {
+        format!("{}...", s.chars().take(max).collect::<String>())
+    } else {
+        s.to_string()
     }
 }
 
@@ -279,4 +283,76 @@ fn transport_message(e: &reqwest::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn client(auth: Value, dir: &Path) -> SearchClient {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg: ElasticsearchConfig = serde_json::from_value(json!({
+            "url": "http://127.0.0.1:9200/",
+            "auth": auth,
+        }))
+        .unwrap();
+        SearchClient::new(&cfg, dir, Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_messages_are_shortened() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "S3cr3t-Value!\n").unwrap();
+        let pw = dir.path().join("pw");
+        let c = client(
+            json!({"basic": {"username": "u", "password": format!("file:{}", pw.display())}}),
+            dir.path(),
+        );
+        // The secret straddles the 300-character cut.
+        let text = format!(
+            "{}S3cr3t-Value! and {}",
+            "x".repeat(294),
+            "VTpTM2NyM3QtVmFsdWUh"
+        );
+        let reply = Reply {
+            status: 500,
+            body: Value::Null,
+            text,
+        };
+        let msg = c.api_error("GET /", &reply).to_string();
+        assert!(!msg.contains("S3cr"), "{msg}");
+        assert!(msg.contains("***"), "{msg}");
+        // base64("u:S3cr3t-Value!") is redacted too.
+        let reply = Reply {
+            status: 401,
+            body: json!({"error": {"type": "security_exception", "reason": "bad [Basic dTpTM2NyM3QtVmFsdWUh]"}}),
+            text: String::new(),
+        };
+        let msg = c.api_error("GET /", &reply).to_string();
+        assert!(!msg.contains("dTpTM2NyM3QtVmFsdWUh"), "{msg}");
+        assert!(msg.contains("authentication failed"), "{msg}");
+        assert_eq!(
+            format!("{c:?}"),
+            "SearchClient { base: \"http://127.0.0.1:9200\", auth: \"basic\" }"
+        );
+    }
+
+    #[test]
+    fn unresolvable_secret_is_a_config_error_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg: ElasticsearchConfig = serde_json::from_value(json!({
+            "url": "http://127.0.0.1:9200",
+            "auth": {"api_key": {"key": "file:/nonexistent/es-key"}},
+        }))
+        .unwrap();
+        let err = SearchClient::new(&cfg, dir.path(), Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(err, SearchError::Config(_)));
+        assert!(
+            err.to_string()
+                .starts_with("visibility.elasticsearch.auth.api_key.key:"),
+            "{err}"
+        );
+    }
 }

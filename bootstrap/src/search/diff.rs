@@ -230,8 +230,8 @@ pub fn diff(
                                 .unwrap_or("unknown version"),
                             m.get("template_sha256")
                                 .and_then(Value::as_str)
-                                .map(|s| &s[..12.min(s.len())])
-                                .unwrap_or("?")
+                                .map(|s| s.chars().take(12).collect::<String>())
+                                .unwrap_or_else(|| "?".into())
                         )
                     })
                     .unwrap_or_else(|| "nothing recorded".into());

@@ -102,7 +102,7 @@ impl DesiredTemplate {
         format!(
             "{} (sha256 {})",
             self.schema_version.as_deref().unwrap_or("unknown version"),
-            &self.sha256[..12.min(self.sha256.len())]
+            self.sha256.chars().take(12).collect::<String>()
         )
     }
 }
@@ -524,8 +524,8 @@ fn diff_into(path: &str, want: &Value, have: &Value, out: &mut Vec<String>) {
 
 fn short(v: &Value) -> String {
     let s = canonical_string(v);
-    if s.len() > 60 {
-        format!("{}...", &s[..57])
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(57).collect::<String>())
     } else {
         s
     }
