@@ -1251,6 +1251,42 @@ async fn missing_privileges_are_named_before_any_write() {
 }
 
 #[tokio::test]
+async fn privilege_check_asks_only_for_what_the_pending_writes_need() {
+    async fn asked(fake: FakeCluster) -> Value {
+        let server = start(&fake).await;
+        let ctx = Setup::new(&server.uri(), "elasticsearch").context();
+        plan(&SearchVisibilityStep::new(), &ctx).await.unwrap();
+        received(&server)
+            .await
+            .iter()
+            .find(|r| r.url.path() == "/_security/user/_has_privileges")
+            .expect("privileges are checked in plan too")
+            .body_json()
+            .unwrap()
+    }
+    let fresh = asked(FakeCluster::new(
+        Flavour::Es8,
+        Security::Es { denied: vec![] },
+    ))
+    .await;
+    assert_eq!(
+        fresh,
+        json!({"cluster": ["monitor", "manage", "manage_index_templates"],
+               "index": [{"names": ["temporal_visibility_v1_test"],
+                          "privileges": ["view_index_metadata", "create_index"]}]})
+    );
+    let fake = FakeCluster::new(Flavour::Es7, Security::Es { denied: vec![] });
+    v13_cluster(&fake);
+    let upgrade = asked(fake).await;
+    assert_eq!(
+        upgrade,
+        json!({"cluster": ["monitor", "manage_index_templates"],
+               "index": [{"names": ["temporal_visibility_v1_test"],
+                          "privileges": ["view_index_metadata", "manage"]}]})
+    );
+}
+
+#[tokio::test]
 async fn auth_failure_is_clear_and_never_shows_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "Wr0ng-but-Secret-Pw";

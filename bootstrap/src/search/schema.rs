@@ -109,8 +109,18 @@ impl DesiredTemplate {
 
 /// Reads `<schema_dir>/visibility/`.
 pub fn load_folder(schema_dir: &Path) -> Result<SchemaFolder, SearchError> {
-    let vis = schema_dir.join("visibility");
+    let mut vis = schema_dir.join("visibility");
+    if !vis.is_dir() && schema_dir.join(TEMPLATE_FILE).is_file() {
+        // Pointed at the `visibility` folder itself: accept it.
+        vis = schema_dir.to_path_buf();
+    }
     let template_path = vis.join(TEMPLATE_FILE);
+    if !template_path.is_file() {
+        return Err(SearchError::Schema(format!(
+            "{} not found; visibility.elasticsearch.schema_dir must be the release's schema/elasticsearch folder (holding visibility/{TEMPLATE_FILE})",
+            template_path.display()
+        )));
+    }
     let template = read_json(&template_path)?;
     if !template.is_object() {
         return Err(SearchError::Schema(format!(
@@ -647,6 +657,71 @@ mod tests {
         assert_eq!(d.body["index_patterns"], json!(["temporal_visibility_v1*"]));
         let d = desired_template(&f, "custom_visibility", sizing);
         assert_eq!(d.body["index_patterns"], json!(["custom_visibility"]));
+    }
+
+    fn fixture_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/elasticsearch/schema/elasticsearch")
+    }
+
+    #[test]
+    fn fixture_folder_is_read_with_its_version() {
+        let f = load_folder(&fixture_dir()).unwrap();
+        assert_eq!(f.schema_version.as_deref(), Some("v14"));
+        assert_eq!(
+            f.cluster_settings.get("action.auto_create_index"),
+            Some(&Value::String("false".into()))
+        );
+        // The visibility folder itself is accepted too.
+        let f2 = load_folder(&fixture_dir().join("visibility")).unwrap();
+        assert_eq!(f2.schema_version, f.schema_version);
+    }
+
+    #[test]
+    fn version_comes_from_meta_then_symlink_then_identical_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let vis = dir.path().join("visibility");
+        let v13 = fixture_dir().join("visibility/versioned/v13/index_template_v7.json");
+        let v14 = fixture_dir().join("visibility/versioned/v14/index_template_v7.json");
+        for v in ["v13", "v14"] {
+            std::fs::create_dir_all(vis.join("versioned").join(v)).unwrap();
+        }
+        std::fs::copy(&v13, vis.join("versioned/v13/index_template_v7.json")).unwrap();
+        std::fs::copy(&v14, vis.join("versioned/v14/index_template_v7.json")).unwrap();
+        // A dereferenced copy (release tarballs may not keep symlinks): found by content.
+        std::fs::copy(&v13, vis.join("index_template_v7.json")).unwrap();
+        assert_eq!(
+            load_folder(dir.path()).unwrap().schema_version.as_deref(),
+            Some("v13")
+        );
+        // No identical copy: unknown rather than a guess.
+        let mut t: Value = serde_json::from_str(&std::fs::read_to_string(&v13).unwrap()).unwrap();
+        t["mappings"]["properties"]["Extra"] = serde_json::json!({"type": "keyword"});
+        std::fs::write(vis.join("index_template_v7.json"), t.to_string()).unwrap();
+        assert_eq!(load_folder(dir.path()).unwrap().schema_version, None);
+        // An explicit _meta wins.
+        t["mappings"]["_meta"] = serde_json::json!({"schema_version": 15});
+        std::fs::write(vis.join("index_template_v7.json"), t.to_string()).unwrap();
+        assert_eq!(
+            load_folder(dir.path()).unwrap().schema_version.as_deref(),
+            Some("v15")
+        );
+        // Without cluster_settings_v7.json the Temporal setting is still enforced.
+        assert_eq!(
+            load_folder(dir.path())
+                .unwrap()
+                .cluster_settings
+                .get("action.auto_create_index"),
+            Some(&Value::String("false".into()))
+        );
+    }
+
+    #[test]
+    fn missing_template_names_the_expected_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_folder(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("visibility/index_template_v7.json"), "{err}");
+        assert!(err.contains("schema/elasticsearch"), "{err}");
     }
 
     #[test]
