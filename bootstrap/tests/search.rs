@@ -1625,7 +1625,7 @@ async fn cli_warns_when_the_detected_flavour_differs_from_the_config() {
     assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("flavor is Elasticsearch") && stderr.contains("OpenSearch 2.17.1"),
+        stderr.contains("flavor is `elasticsearch`") && stderr.contains("OpenSearch 2.17.1"),
         "{stderr}"
     );
 }

@@ -248,7 +248,7 @@ impl SearchVisibilityStep {
 }
 
 /// One run against one cluster.
-pub struct Session<'c> {
+struct Session<'c> {
     cfg: &'c ElasticsearchConfig,
     client: SearchClient,
     folder: SchemaFolder,
@@ -266,9 +266,12 @@ impl Session<'_> {
         let reply = self.client.expect_ok(Method::GET, "/", None).await?;
         let info = parse_server_info(&reply.body)?;
         if info.flavor != self.cfg.flavor {
+            let configured = match self.cfg.flavor {
+                SearchFlavor::Elasticsearch => "elasticsearch",
+                SearchFlavor::Opensearch => "opensearch",
+            };
             tracing::warn!(
-                "visibility.elasticsearch.flavor is {:?} but {} answers {} {}; continuing with one code path (set flavor to match)",
-                self.cfg.flavor,
+                "visibility.elasticsearch.flavor is `{configured}` but {} answers {} {}; continuing with one code path (set flavor to match)",
                 self.client.base_url(),
                 info.product(),
                 info.version
