@@ -42,7 +42,8 @@ enum Flavour {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Security {
-    /// Elasticsearch security on; `_has_privileges` grants everything except `denied`.
+    /// Elasticsearch security on; `_has_privileges` grants everything except `denied`
+    /// (`cluster:NAME` or `index:NAME`).
     Es { denied: Vec<&'static str> },
     /// Elasticsearch without security (basic license, `xpack.security.enabled: false`).
     EsDisabled,
@@ -467,7 +468,7 @@ impl FakeCluster {
                     let mut cluster = Map::new();
                     for p in body["cluster"].as_array().cloned().unwrap_or_default() {
                         let p = p.as_str().unwrap().to_string();
-                        let ok = !denied.contains(&p.as_str());
+                        let ok = !denied.contains(&format!("cluster:{p}").as_str());
                         has_all &= ok;
                         cluster.insert(p, json!(ok));
                     }
@@ -477,7 +478,7 @@ impl FakeCluster {
                             let mut privs = Map::new();
                             for p in entry["privileges"].as_array().unwrap() {
                                 let p = p.as_str().unwrap().to_string();
-                                let ok = !denied.contains(&p.as_str());
+                                let ok = !denied.contains(&format!("index:{p}").as_str());
                                 has_all &= ok;
                                 privs.insert(p, json!(ok));
                             }
@@ -1231,7 +1232,7 @@ async fn missing_privileges_are_named_before_any_write() {
     let fake = FakeCluster::new(
         Flavour::Es8,
         Security::Es {
-            denied: vec!["manage_index_templates", "create_index"],
+            denied: vec!["cluster:manage", "index:create_index"],
         },
     );
     let server = start(&fake).await;
@@ -1240,7 +1241,7 @@ async fn missing_privileges_are_named_before_any_write() {
     assert_eq!(err.class, ErrorClass::Runtime);
     assert!(
         err.message
-            .contains("temporal_admin lacks cluster privilege `manage_index_templates`")
+            .contains("temporal_admin lacks cluster privilege `manage`")
             && err
                 .message
                 .contains("index privilege `create_index` on `temporal_visibility_v1_test`"),
@@ -1251,38 +1252,56 @@ async fn missing_privileges_are_named_before_any_write() {
 }
 
 #[tokio::test]
-async fn privilege_check_asks_only_for_what_the_pending_writes_need() {
-    async fn asked(fake: FakeCluster) -> Value {
-        let server = start(&fake).await;
-        let ctx = Setup::new(&server.uri(), "elasticsearch").context();
-        plan(&SearchVisibilityStep::new(), &ctx).await.unwrap();
-        received(&server)
+async fn privileges_are_asked_once_and_only_what_is_pending_is_required() {
+    // One `_has_privileges` call per run, asking for everything the step may use.
+    let fake = FakeCluster::new(
+        Flavour::Es7,
+        Security::Es {
+            denied: vec!["cluster:manage"],
+        },
+    );
+    v13_cluster(&fake);
+    let server = start(&fake).await;
+    let ctx = Setup::new(&server.uri(), "elasticsearch").context();
+    // The upgrade needs no cluster-setting write, so a user without cluster `manage` is enough.
+    apply(&SearchVisibilityStep::new(), &ctx)
+        .await
+        .expect("cluster manage is not needed here");
+    let asked: Vec<Value> = received(&server)
+        .await
+        .iter()
+        .filter(|r| r.url.path() == "/_security/user/_has_privileges")
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    assert_eq!(
+        asked[0],
+        json!({"cluster": ["monitor", "manage_index_templates", "manage"],
+               "index": [{"names": ["temporal_visibility_v1_test"],
+                          "privileges": ["view_index_metadata", "create_index", "manage"]}]})
+    );
+
+    // A read privilege missing: refused before anything is read.
+    let fake = FakeCluster::new(
+        Flavour::Es8,
+        Security::Es {
+            denied: vec!["cluster:manage_index_templates"],
+        },
+    );
+    let server = start(&fake).await;
+    let ctx = Setup::new(&server.uri(), "elasticsearch").context();
+    let err = plan(&SearchVisibilityStep::new(), &ctx).await.unwrap_err();
+    assert!(
+        err.message
+            .contains("lacks cluster privilege `manage_index_templates` needed to read"),
+        "{}",
+        err.message
+    );
+    assert!(
+        !received(&server)
             .await
             .iter()
-            .find(|r| r.url.path() == "/_security/user/_has_privileges")
-            .expect("privileges are checked in plan too")
-            .body_json()
-            .unwrap()
-    }
-    let fresh = asked(FakeCluster::new(
-        Flavour::Es8,
-        Security::Es { denied: vec![] },
-    ))
-    .await;
-    assert_eq!(
-        fresh,
-        json!({"cluster": ["monitor", "manage", "manage_index_templates"],
-               "index": [{"names": ["temporal_visibility_v1_test"],
-                          "privileges": ["view_index_metadata", "create_index"]}]})
-    );
-    let fake = FakeCluster::new(Flavour::Es7, Security::Es { denied: vec![] });
-    v13_cluster(&fake);
-    let upgrade = asked(fake).await;
-    assert_eq!(
-        upgrade,
-        json!({"cluster": ["monitor", "manage_index_templates"],
-               "index": [{"names": ["temporal_visibility_v1_test"],
-                          "privileges": ["view_index_metadata", "manage"]}]})
+            .any(|r| r.url.path().starts_with("/_template")),
+        "read the template without the privilege"
     );
 }
 

@@ -242,6 +242,7 @@ impl SearchVisibilityStep {
             folder,
             desired,
             server: None,
+            grants: None,
         };
         Ok(session)
     }
@@ -254,7 +255,25 @@ struct Session<'c> {
     folder: SchemaFolder,
     desired: DesiredTemplate,
     server: Option<ServerInfo>,
+    /// What `_has_privileges` granted (Elasticsearch with security only).
+    grants: Option<Grants>,
 }
+
+/// Privileges granted to the configured user, as `_has_privileges` reported them.
+#[derive(Debug, Clone)]
+struct Grants {
+    user: String,
+    cluster: std::collections::BTreeMap<String, bool>,
+    index: std::collections::BTreeMap<String, bool>,
+}
+
+/// Reads every run: `GET _cluster/settings` (monitor), `GET _template` (manage_index_templates).
+const READ_CLUSTER_PRIVILEGES: &[&str] = &["monitor", "manage_index_templates"];
+/// Reads every run: `HEAD /<index>`, `GET _mapping`, `GET _settings`.
+const READ_INDEX_PRIVILEGES: &[&str] = &["view_index_metadata"];
+/// Everything the step may need, asked for in one `_has_privileges` call.
+const ALL_CLUSTER_PRIVILEGES: &[&str] = &["monitor", "manage_index_templates", "manage"];
+const ALL_INDEX_PRIVILEGES: &[&str] = &["view_index_metadata", "create_index", "manage"];
 
 impl Session<'_> {
     fn index(&self) -> &str {
@@ -385,42 +404,27 @@ impl Session<'_> {
         )
     }
 
-    /// Checks the privileges the pending writes need. Skips (with a warning) when the cluster
-    /// runs without security.
-    async fn check_privileges(&self, ops: &[Op]) -> Result<(), SearchError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
+    /// Asks once, before observing, for every privilege the step may use (Elasticsearch
+    /// `_has_privileges`; OpenSearch account API). Fails at once when a read privilege is
+    /// missing; write privileges are required later only for the writes that are pending.
+    /// Skipped (with a warning) when the cluster runs without security.
+    async fn load_privileges(&mut self) -> Result<(), SearchError> {
         let flavor = self
             .server
             .as_ref()
             .map(|s| s.flavor)
             .unwrap_or(self.cfg.flavor);
         match flavor {
-            SearchFlavor::Elasticsearch => self.check_es_privileges(ops).await,
-            SearchFlavor::Opensearch => self.check_opensearch_account().await,
+            SearchFlavor::Elasticsearch => self.load_es_privileges().await?,
+            SearchFlavor::Opensearch => self.check_opensearch_account().await?,
         }
+        self.require(&[])
     }
 
-    async fn check_es_privileges(&self, ops: &[Op]) -> Result<(), SearchError> {
-        let mut cluster: Vec<&str> = vec!["monitor"];
-        let mut index: Vec<&str> = vec!["view_index_metadata"];
-        for op in ops {
-            let (c, i) = op.privileges();
-            for p in c {
-                if !cluster.contains(p) {
-                    cluster.push(p);
-                }
-            }
-            for p in i {
-                if !index.contains(p) {
-                    index.push(p);
-                }
-            }
-        }
+    async fn load_es_privileges(&mut self) -> Result<(), SearchError> {
         let body = json!({
-            "cluster": cluster,
-            "index": [{"names": [self.index()], "privileges": index}],
+            "cluster": ALL_CLUSTER_PRIVILEGES,
+            "index": [{"names": [self.index()], "privileges": ALL_INDEX_PRIVILEGES}],
         });
         let path = "/_security/user/_has_privileges";
         let reply = self
@@ -437,32 +441,66 @@ impl Session<'_> {
             }
             return Err(self.client.api_error(&format!("POST {path}"), &reply));
         }
+        let granted = |v: Option<&Value>| -> std::collections::BTreeMap<String, bool> {
+            v.and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_bool().unwrap_or(false)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        self.grants = Some(Grants {
+            user: reply
+                .body
+                .get("username")
+                .and_then(Value::as_str)
+                .unwrap_or("the configured user")
+                .to_string(),
+            cluster: granted(reply.body.get("cluster")),
+            index: granted(reply.body.get("index").and_then(|i| i.get(self.index()))),
+        });
+        Ok(())
+    }
+
+    /// Requires the read privileges plus those `ops` need (no-op without security).
+    fn require(&self, ops: &[Op]) -> Result<(), SearchError> {
+        let Some(g) = &self.grants else {
+            return Ok(());
+        };
+        let mut cluster: Vec<&str> = READ_CLUSTER_PRIVILEGES.to_vec();
+        let mut index: Vec<&str> = READ_INDEX_PRIVILEGES.to_vec();
+        for op in ops {
+            let (c, i) = op.privileges();
+            cluster.extend(
+                c.iter()
+                    .filter(|p| !cluster.contains(p))
+                    .collect::<Vec<_>>(),
+            );
+            index.extend(i.iter().filter(|p| !index.contains(p)).collect::<Vec<_>>());
+        }
         let mut missing = Vec::new();
-        for p in &cluster {
-            if reply.body.pointer(&format!("/cluster/{p}")) != Some(&Value::Bool(true)) {
+        for p in cluster {
+            if g.cluster.get(p) != Some(&true) {
                 missing.push(format!("cluster privilege `{p}`"));
             }
         }
-        for p in &index {
-            let granted = reply
-                .body
-                .get("index")
-                .and_then(|i| i.get(self.index()))
-                .and_then(|i| i.get(*p));
-            if granted != Some(&Value::Bool(true)) {
+        for p in index {
+            if g.index.get(p) != Some(&true) {
                 missing.push(format!("index privilege `{p}` on `{}`", self.index()));
             }
         }
         if missing.is_empty() {
             return Ok(());
         }
-        let user = reply
-            .body
-            .get("username")
-            .and_then(Value::as_str)
-            .unwrap_or("the configured user");
+        let why = if ops.is_empty() {
+            "needed to read the visibility setup"
+        } else {
+            "needed for the pending changes"
+        };
         Err(SearchError::Privileges(format!(
-            "{user} lacks {} needed for the pending changes; grant them (see docs/visibility-elasticsearch.md) and re-run",
+            "{} lacks {} {why}; grant them (see docs/visibility-elasticsearch.md) and re-run",
+            g.user,
             missing.join(", ")
         )))
     }
@@ -637,9 +675,11 @@ impl Step for SearchVisibilityStep {
         Box::pin(async move {
             let mut s = self.prepare(ctx).await?;
             s.connect().await?;
+            s.load_privileges().await?;
             let obs = s.observe().await?;
             let d = s.diff(&obs);
-            s.check_privileges(&d.ops).await?;
+            // A plan that apply could not carry out says so now.
+            s.require(&d.ops)?;
             Ok(d.changes)
         })
     }
@@ -651,14 +691,15 @@ impl Step for SearchVisibilityStep {
         Box::pin(async move {
             let mut s = self.prepare(ctx).await?;
             s.connect().await?;
+            s.load_privileges().await?;
             let obs = s.observe().await?;
             let first = s.diff(&obs);
-            s.check_privileges(&first.ops).await?;
+            s.require(&first.ops)?;
             let mut done = first.changes.clone();
             if s.execute(&first.ops).await? {
                 // Someone created the index between our HEAD and PUT: finish on what exists.
                 let again = s.diff(&s.observe().await?);
-                s.check_privileges(&again.ops).await?;
+                s.require(&again.ops)?;
                 s.execute(&again.ops).await?;
                 for c in again.changes {
                     if !done.contains(&c) {
