@@ -6,11 +6,13 @@
 //! 2. `GET /`: detect flavour and version, refuse unsupported ones, warn when the flavour differs
 //!    from the configuration;
 //! 3. `GET /_cluster/health?wait_for_status=yellow&timeout=...`, bounded by `health_timeout`;
-//! 4. observe: persistent cluster settings, the stored legacy template
-//!    `temporal_visibility_v1_template`, the index (`HEAD`), its mapping and `_meta`;
-//! 5. diff (no writes) -> changes; `plan` stops here after checking privileges for them;
-//! 6. `apply`: check privileges (Elasticsearch `_has_privileges`; OpenSearch account API), then
-//!    write in order: cluster setting, template, index (or missing fields), `_meta` record;
+//! 4. privileges: one Elasticsearch `_has_privileges` call (or the OpenSearch account API);
+//!    read privileges are required at once, skipped with a warning without security;
+//! 5. observe: persistent cluster settings, the stored legacy template
+//!    `temporal_visibility_v1_template`, the index (`HEAD`), its mapping, settings and `_meta`;
+//! 6. diff (no writes) -> changes, and require the privileges the pending writes need; `plan`
+//!    stops here. `apply` writes in order: cluster setting, template, index (or missing fields,
+//!    replicas), `_meta` record;
 //! 7. verify: observe and diff again; anything but drift left pending is an error.
 //!
 //! Guarantees: a write happens only when the observed state differs (canonical JSON comparison),
@@ -149,8 +151,10 @@ pub fn parse_server_info(body: &Value) -> Result<ServerInfo, SearchError> {
 /// Where the primary shard count of new visibility indices comes from.
 pub type ShardHook = fn(&Context) -> u32;
 
-/// The `visibility` step for `visibility.elasticsearch`. The lead merges it with the PostgreSQL
-/// visibility step into one `visibility` step that dispatches on the configuration.
+/// The `visibility` step for `visibility.elasticsearch` (Flow, Guarantees, Assumptions and
+/// Caveats: see the [module documentation](self)). `enabled()` is false for other visibility
+/// stores, so it can be merged with the PostgreSQL visibility step into one `visibility` step
+/// that dispatches on the configuration.
 #[derive(Debug, Clone)]
 pub struct SearchVisibilityStep {
     primary_shards: u32,
