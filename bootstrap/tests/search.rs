@@ -2,7 +2,8 @@
 //!
 //! No Elasticsearch or OpenSearch runs on this machine or in CI, so these tests run the real step
 //! against `FakeCluster`, a wiremock responder that answers every call the adapter makes with the
-//! request and response shapes of Elasticsearch 7, Elasticsearch 8 and OpenSearch 2 as documented
+//! request and response shapes of Elasticsearch 7, 8 (and 9, which keeps the 8.x shapes) and
+//! OpenSearch 2 as documented
 //! in their REST API references (root info, cluster health incl. the 408 timeout body, flat
 //! cluster settings, legacy `_template` with string settings and `scaling_factor` returned as
 //! `10000.0`, `HEAD` index, `resource_already_exists_exception`, put-mapping conflicts,
@@ -34,6 +35,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 enum Flavour {
     Es7,
     Es8,
+    Es9,
     Os2,
     /// Refused versions.
     Es6,
@@ -101,6 +103,16 @@ fn root_body(f: Flavour) -> Value {
                 "build_date": "2024-10-09T22:08:00.328917561Z", "build_snapshot": false,
                 "lucene_version": "9.11.1", "minimum_wire_compatibility_version": "7.17.0",
                 "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "You Know, for Search"
+        }),
+        Flavour::Es9 => json!({
+            "name": "es9-node-1", "cluster_name": "docker-cluster",
+            "cluster_uuid": "Zq0oZ3bDQ2yYwKx5vN3pAg",
+            "version": {"number": "9.1.5", "build_flavor": "default", "build_type": "docker",
+                "build_hash": "90ee222e7e0136dd8ddbb34015538f3a00c129b7",
+                "build_date": "2025-10-02T22:07:12.966975992Z", "build_snapshot": false,
+                "lucene_version": "10.2.2", "minimum_wire_compatibility_version": "8.19.0",
+                "minimum_index_compatibility_version": "8.0.0"},
             "tagline": "You Know, for Search"
         }),
         Flavour::Os2 => json!({
@@ -283,7 +295,7 @@ impl FakeCluster {
     }
 
     fn decorate(&self, mut r: ResponseTemplate) -> ResponseTemplate {
-        if self.flavour == Flavour::Es8 {
+        if matches!(self.flavour, Flavour::Es8 | Flavour::Es9) {
             r = r.insert_header("X-elastic-product", "Elasticsearch");
         }
         r
@@ -410,7 +422,7 @@ impl FakeCluster {
                 }))
             }
             ("GET", ["_template", name]) => {
-                let warn = self.flavour == Flavour::Es8;
+                let warn = matches!(self.flavour, Flavour::Es8 | Flavour::Es9);
                 let r = match (&st.template, *name == TEMPLATE) {
                     (Some(t), true) => {
                         let mut t = t.clone();
@@ -456,7 +468,7 @@ impl FakeCluster {
                 assert_eq!(*name, TEMPLATE, "the adapter writes Temporal's template name");
                 st.template = Some(stored);
                 let r = ResponseTemplate::new(200).set_body_json(json!({"acknowledged": true}));
-                if self.flavour == Flavour::Es8 {
+                if matches!(self.flavour, Flavour::Es8 | Flavour::Es9) {
                     r.insert_header("Warning", "299 Elasticsearch-8.15.3-f97532e680b555c3a05e73a74c28afb666923018 \"Legacy index templates are deprecated in favor of composable templates.\"")
                 } else {
                     r
@@ -921,6 +933,16 @@ async fn es8_api_key_converges_and_second_run_writes_nothing() {
             k.display()
         ))
     })
+    .await;
+}
+
+#[tokio::test]
+async fn es9_without_auth_converges_and_second_run_writes_nothing() {
+    // Legacy `_template` is deprecated but still served by 9.x; same code path.
+    converge_then_no_write(
+        FakeCluster::new(Flavour::Es9, Security::Es { denied: vec![] }),
+        |_| {},
+    )
     .await;
 }
 
