@@ -3,8 +3,7 @@
 //! No Elasticsearch or OpenSearch runs on this machine or in CI, so these tests run the real step
 //! against `FakeCluster`, a wiremock responder that answers every call the adapter makes with the
 //! request and response shapes of Elasticsearch 7, 8 (and 9, which keeps the 8.x shapes) and
-//! OpenSearch 2 as documented
-//! in their REST API references (root info, cluster health incl. the 408 timeout body, flat
+//! OpenSearch 2 as documented in their REST API references (root info, cluster health incl. the 408 timeout body, flat
 //! cluster settings, legacy `_template` with string settings and `scaling_factor` returned as
 //! `10000.0`, `HEAD` index, `resource_already_exists_exception`, put-mapping conflicts,
 //! `_has_privileges`, the OpenSearch account API, `security_exception` 401s). It also rejects
