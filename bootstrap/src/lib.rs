@@ -12,6 +12,7 @@ pub mod observability;
 pub mod pki;
 pub mod reconcile;
 pub mod render;
+pub mod search;
 pub mod versions;
 
 /// Installs the process-wide rustls crypto provider (ring) once. `main` calls it first; library

@@ -9,5 +9,7 @@ pub(super) fn registry() -> Vec<Box<dyn Step>> {
         Box::new(crate::pki::CertificatesStep),
         Box::new(AlertRulesStep),
         Box::new(DashboardsStep),
+        // `visibility` for Elasticsearch/OpenSearch; enabled() is false for other stores.
+        Box::new(crate::search::SearchVisibilityStep::new()),
     ]
 }
