@@ -199,14 +199,16 @@ constants! {
     tasks_per_partition_per_second: 500.0, "tasks/s", [10.0, 1000000.0], Real,
         "one partition is owned by one matching host and dispatches in order; stay well below ~1000 tasks/s";
     // --- persistence and visibility storage ---
-    history_event_bytes: 1024.0, "bytes", [64.0, 2097152.0], Real,
-        "average stored history event including payloads; measure with your payload sizes (2 MiB is the blob limit)";
+    history_event_bytes: 512.0, "bytes", [64.0, 2097152.0], Real,
+        "workflow task events ~150 bytes, scheduled/completed events carry ~1 KiB JSON payloads; measure yours";
     mutable_state_bytes: 4096.0, "bytes per workflow", [256.0, 104857600.0], Real,
         "the executions row with its activity, timer and child maps";
     postgres_rows_per_update: 4.0, "rows", [1.0, 100.0], Real,
         "a history update inserts a history node, updates the execution, inserts a task and later deletes it";
     postgres_storage_overhead: 1.0, "fraction added", [0.0, 10.0], Real,
         "indexes, dead tuples before vacuum and WAL double the raw row size";
+    postgres_storage_warning_gib: 10240.0, "GiB", [1.0, 1000000000.0], Real,
+        "beyond ~10 TiB on one primary, backups, restores and vacuum take hours; plan archival or shorter retention";
     visibility_writes_per_workflow: 2.0, "writes", [1.0, 1000.0], Real,
         "a started and a closed record; search attribute upserts add more";
     visibility_document_bytes: 2048.0, "bytes", [128.0, 10485760.0], Real,

@@ -150,7 +150,7 @@ pub(crate) fn round4(x: f64) -> f64 {
     }
 }
 
-/// A number for humans: at most two decimals, no trailing zeros, no thousands separators (so a
+/// A number for humans: at most two decimals (four below 1), no trailing zeros, no thousands separators (so a
 /// reader can paste it into a calculator).
 pub fn fmt_rate(x: f64) -> String {
     if !x.is_finite() {
@@ -163,7 +163,12 @@ pub fn fmt_rate(x: f64) -> String {
     if x.abs() >= 1e15 {
         return format!("{x:.3e}");
     }
-    let s = format!("{:.2}", round2(x));
+    // Below 1, four decimals keep small quantities (0.0041 shards) visible.
+    let s = if x.abs() < 1.0 {
+        format!("{:.4}", round4(x))
+    } else {
+        format!("{:.2}", round2(x))
+    };
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.into() }
 }
@@ -292,6 +297,7 @@ pub fn plan(config: &PlatformConfig) -> Result<Sizing, CapacityError> {
         retention_days,
         production,
     );
+    warnings.extend(sizing::storage_warnings(&a, &persistence));
 
     let assumptions = CONSTANTS
         .iter()

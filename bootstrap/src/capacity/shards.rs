@@ -130,10 +130,15 @@ pub fn size(i: &ShardInputs, a: &Assumptions) -> (HistoryShards, Vec<Issue>) {
         "open workflows"
     };
 
+    let pow2 = match need_whole {
+        0 => "1".to_string(),
+        n if n <= 1 << 62 => n.next_power_of_two().to_string(),
+        _ => "more than 2^62".to_string(),
+    };
     let explanation = format!(
         "throughput: {} updates/s / {} updates/s per shard ({}% of the {}/s ceiling at {} ms) = {} shards; \
          open workflows: {} / {} per shard = {} shards; \
-         the larger ({}) rounded up to a power of two within {}..{} = {}{}",
+         the larger ({dominant}) rounded up to a power of two = {pow2}, bounded to {min}..{max} = {recommended}{}",
         fmt_rate(i.design_updates_per_second),
         fmt_rate(target),
         fmt_rate(a.shard_target_utilization * 100.0),
@@ -143,10 +148,6 @@ pub fn size(i: &ShardInputs, a: &Assumptions) -> (HistoryShards, Vec<Issue>) {
         fmt_rate(i.design_open_workflows),
         fmt_rate(a.max_open_workflows_per_shard),
         fmt_rate(need_open),
-        dominant,
-        min,
-        max,
-        recommended,
         match i.pinned {
             Some(n) => format!("; pinned to {n}"),
             None => String::new(),
@@ -206,8 +207,8 @@ pub fn size(i: &ShardInputs, a: &Assumptions) -> (HistoryShards, Vec<Issue>) {
             binding_constraint: binding,
             recommended,
             recommended_binding: rec_binding,
-            needed_for_throughput: super::round2(need_tp),
-            needed_for_open_workflows: super::round2(need_open),
+            needed_for_throughput: super::round4(need_tp),
+            needed_for_open_workflows: super::round4(need_open),
             per_shard_ceiling_updates_per_second: super::round2(ceiling),
             per_shard_target_updates_per_second: super::round2(target),
             design_updates_per_shard_per_second: super::round2(per_shard),

@@ -358,6 +358,21 @@ pub struct Visibility {
     pub basis: String,
 }
 
+pub(super) fn storage_warnings(a: &Assumptions, p: &Persistence) -> Vec<Issue> {
+    if p.store == "postgres" && p.total_storage_gib > a.postgres_storage_warning_gib {
+        vec![Issue {
+            path: "capacity.retention".into(),
+            message: format!(
+                "persistence needs about {} GiB at the end of the growth horizon, above {} GiB for one PostgreSQL primary; backups, restores and vacuum will take hours. Shorten retention, archive closed histories, or split namespaces over several clusters",
+                fmt_rate(p.total_storage_gib),
+                fmt_rate(a.postgres_storage_warning_gib)
+            ),
+        }]
+    } else {
+        vec![]
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn storage(
     a: &Assumptions,
