@@ -416,7 +416,7 @@ pub(super) fn storage(
                 Visibility {
                     store: "elasticsearch",
                     writes_per_second: round2(vis_writes),
-                    documents: round2(retained),
+                    documents: retained.round(),
                     primary_size_gib: round2(vis_primary_gib),
                     primary_shards: Some(shards),
                     replicas: Some(replicas),
@@ -441,7 +441,7 @@ pub(super) fn storage(
                         "sqlite"
                     },
                     writes_per_second: round2(vis_writes),
-                    documents: round2(retained),
+                    documents: retained.round(),
                     primary_size_gib: round2(vis_primary_gib),
                     primary_shards: None,
                     replicas: None,
@@ -462,7 +462,7 @@ pub(super) fn storage(
         store,
         transactions_per_second: round2(updates + sql_vis_writes),
         row_writes_per_second: round2(updates * a.postgres_rows_per_update + sql_vis_writes),
-        workflows_retained: round2(retained),
+        workflows_retained: retained.round(),
         history_storage_gib: round2(history_gib),
         visibility_storage_gib: round2(sql_vis_gib),
         total_storage_gib: round2(history_gib + sql_vis_gib),
