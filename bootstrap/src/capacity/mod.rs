@@ -347,3 +347,107 @@ pub fn plan(config: &PlatformConfig) -> Result<Sizing, CapacityError> {
         assumptions,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(text: &str) -> Sizing {
+        let loaded = crate::config::load_str(text, "example.yaml").expect("example is valid");
+        plan(&loaded.config).expect("example plans")
+    }
+
+    /// The worked example of docs/capacity-model.md, number by number.
+    #[test]
+    fn worked_example_of_the_docs() {
+        let s = example(include_str!("../../../examples/ecommerce-burst.yaml"));
+        assert_eq!(
+            (
+                s.per_workflow.history_events,
+                s.per_workflow.history_updates
+            ),
+            (51.0, 33.0)
+        );
+        assert_eq!(s.inputs.growth_factor, 1.96);
+        assert_eq!(s.load.design.workflow_starts_per_second, 980.0);
+        assert_eq!(s.load.design.history_updates_per_second, 32340.0);
+        assert_eq!(s.load.design.open_workflows, 1_764_000.0);
+        let h = &s.history_shards;
+        assert_eq!((h.needed_for_throughput, h.count), (323.4, 512));
+        assert_eq!(h.binding_constraint, Binding::Throughput);
+        assert_eq!(h.design_updates_per_shard_per_second, 63.16);
+        let svc = |name: &str| s.services.iter().find(|x| x.name == name).unwrap();
+        let hist = svc("history");
+        assert_eq!(
+            (hist.replicas, hist.cpu_millicores, hist.memory_mib),
+            (5, 6750, 1848)
+        );
+        assert_eq!(
+            (svc("matching").replicas, svc("matching").cpu_millicores),
+            (3, 1250)
+        );
+        assert_eq!(
+            (svc("frontend").replicas, svc("frontend").cpu_millicores),
+            (3, 2750)
+        );
+        assert_eq!(svc("worker").replicas, 2);
+        assert_eq!(s.task_queues[0].partitions, 6);
+        assert_eq!(s.task_queues[1].partitions, 4);
+        assert_eq!(s.persistence.transactions_per_second, 16500.0);
+        assert_eq!(s.persistence.row_writes_per_second, 66000.0);
+        assert_eq!(s.persistence.workflows_retained, 11_871_720.0);
+        assert_eq!(s.persistence.total_storage_gib, 667.98);
+        assert_eq!(s.visibility.primary_shards, Some(1));
+        assert_eq!(s.visibility.total_size_gib, 45.29);
+        assert_eq!(s.worker_pools[0].max_concurrent_activities, 8);
+        assert_eq!(s.worker_pools[0].activity_pollers, 2);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn worker_concurrency_by_profile_and_override() {
+        let s = example(include_str!("../../../examples/fintech-large.yaml"));
+        let slots: Vec<(&str, u64)> = s
+            .worker_pools
+            .iter()
+            .map(|w| (w.profile, w.max_concurrent_activities))
+            .collect();
+        // io 4 cores x 5 (overridden), io 2 x 5, cpu 8 x 1, gpu 2 GPUs x 1.
+        assert_eq!(slots, [("io", 20), ("io", 10), ("cpu", 8), ("gpu", 2)]);
+        let a = &s.worker_pools[0].autoscaling;
+        assert_eq!(
+            (a.scale_up_above_ms, a.scale_up_after_seconds),
+            (500.0, 120.0)
+        );
+        assert_eq!(
+            (a.scale_down_below_ms, a.scale_down_after_seconds),
+            (100.0, 600.0)
+        );
+        assert!(
+            s.assumptions
+                .iter()
+                .any(|x| x.name == "io_slots_per_core" && x.overridden)
+        );
+    }
+
+    #[test]
+    fn development_relaxes_minimums() {
+        let s = example(include_str!("../../../examples/local.yaml"));
+        assert_eq!(s.inputs.environment, "development");
+        assert!(
+            s.services.iter().all(|x| x.replicas == 1),
+            "{:?}",
+            s.services
+        );
+        assert_eq!(s.history_shards.count, 16);
+    }
+
+    #[test]
+    fn fmt_rate_is_readable() {
+        assert_eq!(fmt_rate(323.4), "323.4");
+        assert_eq!(fmt_rate(1_764_000.0), "1764000");
+        assert_eq!(fmt_rate(0.00405), "0.0041");
+        assert_eq!(fmt_rate(66.666_666), "66.67");
+        assert_eq!(fmt_rate(f64::INFINITY), "inf");
+    }
+}
