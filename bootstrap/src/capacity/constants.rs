@@ -220,6 +220,8 @@ constants! {
     es_replicas_development: 0.0, "replicas", [0.0, 5.0], Integer,
         "single-node development clusters cannot place replicas";
     // --- worker pools ---
+    min_replicas_high_priority_pool: 2.0, "replicas", [1.0, 100.0], Integer,
+        "in production a high-priority pool below this minimum stops its task queue when one pod dies (warning)";
     cpu_slots_per_core: 1.0, "activities per core", [0.5, 4.0], Real,
         "CPU-bound work: concurrency = number of cores";
     io_slots_per_core: 4.0, "activities per core", [1.0, 20.0], Real,

@@ -281,12 +281,17 @@ pub(super) fn workers(
             Priority::Normal => "normal",
             Priority::Low => "low",
         };
-        if production && w.priority == Priority::High && w.replicas.min < 2 {
+        if production
+            && w.priority == Priority::High
+            && f64::from(w.replicas.min) < a.min_replicas_high_priority_pool
+        {
             warnings.push(Issue {
                 path: format!("workers[{i}].replicas.min"),
                 message: format!(
-                    "high-priority pool `{}` keeps {} replica(s) at minimum; use at least 2 so one pod loss does not stop its task queue",
-                    w.name, w.replicas.min
+                    "high-priority pool `{}` keeps {} replica(s) at minimum; use at least {} so one pod loss does not stop its task queue",
+                    w.name,
+                    w.replicas.min,
+                    fmt_rate(a.min_replicas_high_priority_pool)
                 ),
             });
         }
