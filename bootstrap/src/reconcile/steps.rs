@@ -2,7 +2,12 @@
 //! "not implemented yet" by the runner.
 
 use super::Step;
+use crate::observability::{grafana::DashboardsStep, prometheus::AlertRulesStep};
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    vec![]
+    vec![
+        Box::new(crate::pki::CertificatesStep),
+        Box::new(AlertRulesStep),
+        Box::new(DashboardsStep),
+    ]
 }
