@@ -348,6 +348,22 @@ pub fn plan(config: &PlatformConfig) -> Result<Sizing, CapacityError> {
     })
 }
 
+/// The history shard count to create the cluster with: the pinned value, else the planned one.
+/// For steps that need only this number (e.g. a cluster step comparing with `historyShardCount`).
+pub fn history_shard_count(config: &PlatformConfig) -> Result<u32, CapacityError> {
+    plan(config).map(|s| s.history_shards.count)
+}
+
+/// Primary shards for a new Elasticsearch/OpenSearch visibility index; 1 for SQL visibility or
+/// when the inputs cannot be planned (validation reports those first). Fits the visibility step's
+/// shard hook: `SearchVisibilityStep::new().with_shard_hook(|ctx| capacity::visibility_primary_shards(&ctx.config))`.
+pub fn visibility_primary_shards(config: &PlatformConfig) -> u32 {
+    plan(config)
+        .ok()
+        .and_then(|s| s.visibility.primary_shards)
+        .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX).max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +456,17 @@ mod tests {
             s.services
         );
         assert_eq!(s.history_shards.count, 16);
+    }
+
+    #[test]
+    fn accessors_for_steps() {
+        let text = include_str!("../../../examples/fintech-large.yaml");
+        let c = crate::config::load_str(text, "x.yaml").unwrap().config;
+        assert_eq!(history_shard_count(&c).unwrap(), 256);
+        assert_eq!(visibility_primary_shards(&c), 15);
+        let local = include_str!("../../../examples/local.yaml");
+        let c = crate::config::load_str(local, "x.yaml").unwrap().config;
+        assert_eq!(visibility_primary_shards(&c), 1);
     }
 
     #[test]
