@@ -295,6 +295,24 @@ fn bad_capacity_input_exits_2_with_the_field_path() {
             &["capacity.activities_per_workflow", "51200"],
         ),
         (
+            "negative-timers",
+            "timers_and_signals_per_workflow: 1",
+            "timers_and_signals_per_workflow: -1",
+            &["capacity.timers_and_signals_per_workflow", "0 or more"],
+        ),
+        (
+            "negative-growth",
+            "annual: 50%",
+            "annual: -10%",
+            &["capacity.growth.annual"],
+        ),
+        (
+            "zero-pool-rate",
+            "    priority: normal\n",
+            "    priority: normal\n    peak_tasks_per_second: 0\n",
+            &["workers[0].peak_tasks_per_second", "greater than 0"],
+        ),
+        (
             "zero-duration",
             "average_workflow_duration: 5m",
             "average_workflow_duration: 0s",
