@@ -10,6 +10,7 @@ use super::{
     ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, RenderArgs, RenderTarget,
     RunArgs, exit,
 };
+use crate::capacity;
 use crate::config::{self, LoadedConfig};
 use crate::reconcile::{self, Context, Mode, StepName, StepReport, StepStatus};
 
@@ -127,9 +128,15 @@ fn parse_only(only: &Option<String>) -> Result<Vec<StepName>, CliError> {
 async fn plan(cli: &Cli, a: &PlanArgs) -> Result<u8, CliError> {
     let loaded = load(&a.config.file)?;
     let only = parse_only(&a.only)?;
+    // The sizing is pure and needs no network: computed first, so bad load figures exit 2 early.
+    let sizing = capacity::plan(&loaded.config)
+        .map_err(|e| CliError::invalid(format!("{}: {e}", a.config.file.display())))?;
+    for w in &sizing.warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
     let ctx = context(loaded, a.offline);
     let reports = reconcile::run(&ctx, Mode::Plan, &only).await;
-    print_reports(cli, "plan", &reports);
+    print_reports(cli, "plan", &reports, Some(&sizing));
     let pending = reports.iter().any(|r| r.status == StepStatus::Pending);
     finish(
         &reports,
@@ -155,6 +162,7 @@ async fn apply(cli: &Cli, a: &ApplyArgs) -> Result<u8, CliError> {
             "apply"
         },
         &reports,
+        None,
     );
     finish(&reports, exit::OK)
 }
@@ -180,13 +188,28 @@ fn finish(reports: &[StepReport], ok_code: u8) -> Result<u8, CliError> {
     })
 }
 
-fn print_reports(cli: &Cli, title: &str, reports: &[StepReport]) {
+fn print_reports(
+    cli: &Cli,
+    title: &str,
+    reports: &[StepReport],
+    sizing: Option<&capacity::Sizing>,
+) {
     match cli.output {
         OutputFormat::Json => {
-            let doc = json!({ "command": title, "steps": reports });
+            let mut doc = json!({ "command": title, "steps": reports });
+            if let (Some(s), Some(obj)) = (sizing, doc.as_object_mut()) {
+                obj.insert(
+                    "capacity".into(),
+                    serde_json::to_value(s).unwrap_or_default(),
+                );
+            }
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Table => {
+            if let Some(s) = sizing {
+                print!("{}", capacity_table(s));
+                println!();
+            }
             let mut t = Table::new(["step", "status", "changes", "duration", "detail"]);
             for r in reports {
                 let status = serde_json::to_value(r.status)
@@ -223,6 +246,250 @@ fn print_reports(cli: &Cli, title: &str, reports: &[StepReport]) {
             }
         }
     }
+}
+
+/// The capacity plan as text: inputs, load levels, the shard count with its arithmetic, services,
+/// task queues, storage, worker pools, key assumptions and warnings.
+fn capacity_table(s: &capacity::Sizing) -> String {
+    use capacity::fmt_rate as n;
+    use std::fmt::Write as _;
+    let i = &s.inputs;
+    let mut out = String::new();
+    let dur = config::types::HumanDuration::from_millis(
+        (i.average_workflow_duration_seconds * 1000.0) as u64,
+    );
+    let _ = writeln!(
+        out,
+        "Capacity plan (model v{}, {})",
+        s.model_version, i.environment
+    );
+    let _ = writeln!(
+        out,
+        "  inputs: {} starts/s at the daily peak; {} activities and {} timers/signals per workflow; {dur} average duration; burst x{}; growth {}% a year for {} years (x{}); write latency {} ms; retention {} days",
+        n(i.peak_workflow_starts_per_second),
+        n(i.activities_per_workflow),
+        n(i.timers_and_signals_per_workflow),
+        n(i.burst_multiplier),
+        n(i.growth_annual_percent),
+        i.growth_years,
+        i.growth_factor,
+        n(i.persistence_write_latency_ms),
+        n(i.retention_days),
+    );
+    let p = &s.per_workflow;
+    let _ = writeln!(
+        out,
+        "  per workflow: {} history events, {} history updates, {} workflow tasks + {} activity tasks",
+        n(p.history_events),
+        n(p.history_updates),
+        n(p.workflow_tasks),
+        n(p.activity_tasks)
+    );
+    out.push('\n');
+    let mut t = Table::new([
+        "load",
+        "starts/s",
+        "state transitions/s",
+        "history updates/s",
+        "tasks/s",
+        "open workflows",
+    ]);
+    for (label, l) in [
+        ("now, daily peak".to_string(), &s.load.now_peak),
+        (
+            format!("now, burst x{}", n(i.burst_multiplier)),
+            &s.load.now_burst,
+        ),
+        (
+            format!("design: +{}y growth, burst", i.growth_years),
+            &s.load.design,
+        ),
+    ] {
+        t.row([
+            label,
+            n(l.workflow_starts_per_second),
+            n(l.state_transitions_per_second),
+            n(l.history_updates_per_second),
+            n(l.tasks_per_second),
+            n(l.open_workflows),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push('\n');
+    let h = &s.history_shards;
+    let _ = writeln!(
+        out,
+        "History shards: {} ({}, binding constraint: {})",
+        h.count,
+        h.mode,
+        h.binding_constraint.as_str()
+    );
+    if h.mode == "pinned" {
+        let _ = writeln!(
+            out,
+            "  auto would choose {} (binding constraint: {})",
+            h.recommended,
+            h.recommended_binding.as_str()
+        );
+    }
+    for part in h.explanation.split("; ") {
+        let _ = writeln!(out, "  {part}");
+    }
+    let _ = writeln!(
+        out,
+        "  at design: {} updates/s per shard ({}% of the ceiling), {} open workflows per shard",
+        n(h.design_updates_per_shard_per_second),
+        n(h.design_utilization * 100.0),
+        n(h.design_open_workflows_per_shard)
+    );
+    out.push('\n');
+    let mut t = Table::new([
+        "service",
+        "replicas",
+        "cpu request",
+        "memory request",
+        "basis",
+    ]);
+    for sv in &s.services {
+        t.row([
+            sv.name.to_string(),
+            sv.replicas.to_string(),
+            format!("{}m", sv.cpu_millicores),
+            format!("{}Mi", sv.memory_mib),
+            sv.basis.clone(),
+        ]);
+    }
+    out.push_str(&t.render());
+    if !s.task_queues.is_empty() {
+        out.push('\n');
+        let mut t = Table::new(["task queue", "pools", "peak tasks/s", "partitions", "basis"]);
+        for q in &s.task_queues {
+            t.row([
+                format!("{}/{}", q.namespace, q.task_queue),
+                q.pools.join(","),
+                q.peak_tasks_per_second.map(n).unwrap_or_else(|| "-".into()),
+                q.partitions.to_string(),
+                q.basis.clone(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out.push('\n');
+    let db = &s.persistence;
+    let _ = writeln!(
+        out,
+        "Persistence ({}): {} transactions/s, {} row writes/s today under burst; {} GiB at the end of the horizon (history {} GiB + SQL visibility {} GiB)",
+        db.store,
+        n(db.transactions_per_second),
+        n(db.row_writes_per_second),
+        n(db.total_storage_gib),
+        n(db.history_storage_gib),
+        n(db.visibility_storage_gib)
+    );
+    let _ = writeln!(out, "  {}", db.basis);
+    let v = &s.visibility;
+    match (v.primary_shards, v.replicas) {
+        (Some(shards), Some(replicas)) => {
+            let _ = writeln!(
+                out,
+                "Visibility ({}): {} writes/s; {} documents, {} GiB primary in {shards} primary shard(s) with {replicas} replica(s) each = {} GiB",
+                v.store,
+                n(v.writes_per_second),
+                n(v.documents),
+                n(v.primary_size_gib),
+                n(v.total_size_gib)
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "Visibility ({}): {} writes/s; {} records, {} GiB (counted in persistence)",
+                v.store,
+                n(v.writes_per_second),
+                n(v.documents),
+                n(v.total_size_gib)
+            );
+        }
+    }
+    if !s.worker_pools.is_empty() {
+        out.push('\n');
+        let mut t = Table::new([
+            "worker pool",
+            "task queue",
+            "profile",
+            "priority",
+            "activities/replica",
+            "pollers",
+            "replicas",
+            "partitions",
+            "autoscaling",
+        ]);
+        for w in &s.worker_pools {
+            let a = &w.autoscaling;
+            t.row([
+                w.name.clone(),
+                format!("{}/{}", w.namespace, w.task_queue),
+                w.profile.to_string(),
+                w.priority.to_string(),
+                w.max_concurrent_activities.to_string(),
+                w.activity_pollers.to_string(),
+                format!("{}..{}", w.replicas.min, w.replicas.max),
+                w.task_queue_partitions.to_string(),
+                format!(
+                    "up >{}ms for {}s, down <{}ms for {}s",
+                    n(a.scale_up_above_ms),
+                    n(a.scale_up_after_seconds),
+                    n(a.scale_down_below_ms),
+                    n(a.scale_down_after_seconds)
+                ),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out.push('\n');
+    const KEY: &[&str] = &[
+        "events_per_activity",
+        "updates_per_activity",
+        "shard_target_utilization",
+        "max_open_workflows_per_shard",
+        "burst_duration_seconds",
+        "min_history_shards",
+        "max_history_shards",
+        "shards_per_history_replica",
+        "tasks_per_partition_per_second",
+        "average_to_peak_ratio",
+    ];
+    let mut t = Table::new(["assumption", "value", "unit", "source"]);
+    for a in s
+        .assumptions
+        .iter()
+        .filter(|a| a.overridden || KEY.contains(&a.name))
+    {
+        t.row([
+            format!(
+                "{}{}",
+                a.name,
+                if a.overridden { " (override)" } else { "" }
+            ),
+            n(a.value),
+            a.unit.to_string(),
+            a.source.to_string(),
+        ]);
+    }
+    out.push_str(&t.render());
+    let _ = writeln!(
+        out,
+        "  ({} constants in all: see --output json or docs/capacity-model.md; override with capacity.overrides.<name>)",
+        s.assumptions.len()
+    );
+    if !s.warnings.is_empty() {
+        out.push('\n');
+        let _ = writeln!(out, "Warnings:");
+        for w in &s.warnings {
+            let _ = writeln!(out, "  {}: {}", w.path, w.message);
+        }
+    }
+    out
 }
 
 async fn run_daemon(a: &RunArgs) -> Result<u8, CliError> {
