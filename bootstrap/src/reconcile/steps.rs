@@ -10,6 +10,9 @@ pub(super) fn registry() -> Vec<Box<dyn Step>> {
         Box::new(AlertRulesStep),
         Box::new(DashboardsStep),
         // `visibility` for Elasticsearch/OpenSearch; enabled() is false for other stores.
-        Box::new(crate::search::SearchVisibilityStep::new()),
+        Box::new(
+            crate::search::SearchVisibilityStep::new()
+                .with_shard_hook(|ctx| crate::capacity::visibility_primary_shards(&ctx.config)),
+        ),
     ]
 }
