@@ -158,20 +158,11 @@ pub const RELEASES: &[ReleaseSchemas] = &[
         (1, 13),
         13,
         &[
-            "PostgreSQL visibility 1.9 -> 1.13 adds generated STORED columns to executions_visibility (a full table rewrite); 1.30.5+ do it in one combined pass",
+            "1.30.5+ apply the PostgreSQL visibility 1.10-1.13 changes in one combined statement (one table rewrite instead of several)",
             "OpenSearch 2 is supported as visibility store from 1.30.1",
         ],
     ),
-    rel(
-        31,
-        2,
-        (1, 19),
-        (1, 14),
-        14,
-        &[
-            "PostgreSQL visibility 1.14 adds generated STORED columns to executions_visibility (a full table rewrite)",
-        ],
-    ),
+    rel(31, 2, (1, 19), (1, 14), 14, &[]),
 ];
 
 /// Schema targets of one exact release.
