@@ -545,7 +545,7 @@ mod tests {
         assert!(failed[0].detail.contains("1.29.7"), "{}", failed[0].detail);
         assert!(p.hops.iter().all(|h| !h.estimate_is_lower_bound));
         assert_eq!(
-            p.hops[2].visibility_target,
+            p.hops[1].visibility_target,
             VisibilityTarget::Elasticsearch(13)
         );
     }
