@@ -126,6 +126,8 @@ where
     C: Clock,
 {
     let path = &req.state_path;
+    // A missing helm/kubectl must stop us before the first schema change, not after it.
+    executor.preflight()?;
     let recorded = state::load(path)?;
     // A resumed run may start while the frontend restarts (mid-roll): only a phase that acts on
     // the running version needs it, and then it is checked below.
@@ -760,5 +762,30 @@ mod tests_with_in_memory_fakes {
         let err = run(&f, &req(dir.path(), "1.30.6")).await.unwrap_err();
         assert!(matches!(err, UpgradeError::Schema(_)), "{err}");
         assert_eq!(f.w().roll_calls, 0);
+    }
+
+    /// An executor whose tool is missing.
+    struct NoTool;
+    impl Executor for NoTool {
+        fn name(&self) -> &'static str {
+            "no-tool"
+        }
+        fn preflight(&self) -> Result<(), UpgradeError> {
+            Err(UpgradeError::Executor("`helm` is not on PATH".into()))
+        }
+        async fn roll(&self, _: &Hop) -> Result<RollOutcome, UpgradeError> {
+            unreachable!("preflight failed")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_executor_tool_stops_before_the_first_schema_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fake::at("1.29.7");
+        let r = req(dir.path(), "1.30.6");
+        let err = apply(&r, &f, &f, &NoTool, &f).await.unwrap_err();
+        assert!(err.to_string().contains("not on PATH"));
+        assert_eq!(f.counts(), (0, 0));
+        assert!(!r.state_path.exists());
     }
 }

@@ -92,6 +92,9 @@ impl Executor for Helm {
     fn name(&self) -> &'static str {
         "helm"
     }
+    fn preflight(&self) -> Result<(), UpgradeError> {
+        require("helm")
+    }
     async fn roll(&self, hop: &Hop) -> Result<RollOutcome, UpgradeError> {
         let args = self.args(hop);
         run("helm", &args).await?;
@@ -134,6 +137,9 @@ impl Executor for K3s {
     fn name(&self) -> &'static str {
         "k3s"
     }
+    fn preflight(&self) -> Result<(), UpgradeError> {
+        require("kubectl")
+    }
     async fn roll(&self, hop: &Hop) -> Result<RollOutcome, UpgradeError> {
         let args = self.args(hop);
         run("kubectl", &args).await?;
@@ -150,12 +156,18 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn run(program: &str, args: &[String]) -> Result<(), UpgradeError> {
-    if !on_path(program) {
-        return Err(UpgradeError::Executor(format!(
+fn require(program: &str) -> Result<(), UpgradeError> {
+    if on_path(program) {
+        Ok(())
+    } else {
+        Err(UpgradeError::Executor(format!(
             "`{program}` is not on PATH; install it or use --executor manual"
-        )));
+        )))
     }
+}
+
+async fn run(program: &str, args: &[String]) -> Result<(), UpgradeError> {
+    require(program)?;
     let out = tokio::process::Command::new(program)
         .args(args)
         .kill_on_drop(true)

@@ -146,6 +146,10 @@ pub struct RollOutcome {
 pub trait Executor {
     /// Name for messages (`manual`, `helm`, `k3s`).
     fn name(&self) -> &'static str;
+    /// Checks the executor can work at all (tools on PATH), before anything is changed.
+    fn preflight(&self) -> Result<(), UpgradeError> {
+        Ok(())
+    }
     /// Starts the roll; the orchestrator then waits for the cluster to report the version.
     fn roll(&self, hop: &Hop) -> impl Future<Output = Result<RollOutcome, UpgradeError>> + Send;
     /// How long to wait for the version to appear after `roll` (manual: an operator acts).
