@@ -14,6 +14,7 @@ pub mod pki;
 pub mod reconcile;
 pub mod render;
 pub mod search;
+pub mod upgrade;
 pub mod versions;
 
 /// Installs the process-wide rustls crypto provider (ring) once. `main` calls it first; library

@@ -49,7 +49,7 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
             };
-            not_implemented("upgrade", file)
+            crate::upgrade::cmd::run(cli.output, action, load(file)?).await
         }
     }
 }

@@ -268,6 +268,27 @@ pub struct UpgradeArgs {
     /// Change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Soak time after each hop, before the next one (history reloads its shards).
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub soak: String,
+    /// Progress file of `upgrade apply` [default: <config stem>.upgrade-state.json beside the config].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// How `upgrade apply` rolls the services.
+    #[arg(long, value_enum, default_value_t = crate::upgrade::executor::ExecutorKind::Manual)]
+    pub executor: crate::upgrade::executor::ExecutorKind,
+    /// How long to wait for the cluster to report a hop's version after rolling (manual: at least 1h).
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub wait_timeout: String,
+    /// Helm release (helm) or HelmChart resource (k3s) name.
+    #[arg(long, default_value = "temporal", value_name = "NAME")]
+    pub release: String,
+    /// Chart reference for `helm upgrade`.
+    #[arg(long, default_value = "temporalio/temporal", value_name = "CHART")]
+    pub chart: String,
+    /// Kubernetes namespace [default: temporal for helm, kube-system for k3s].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 /// Entry point used by `main`.
