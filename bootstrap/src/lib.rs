@@ -2,9 +2,11 @@
 //!
 //! Modules by dependency direction (pure modules never import adapters):
 //! - pure: [`config`], [`versions`] (and the capacity planner and plan diffing as they land);
+//! - adapters: [`temporal`] (gRPC: cluster facts, namespaces, search attributes);
 //! - drivers: [`reconcile`] (steps in dependency order), [`cli`].
 
 pub mod cli;
 pub mod config;
 pub mod reconcile;
+pub mod temporal;
 pub mod versions;

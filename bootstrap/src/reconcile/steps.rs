@@ -4,5 +4,8 @@
 use super::Step;
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    vec![]
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    // cluster, namespaces, search-attributes
+    steps.extend(crate::temporal::steps());
+    steps
 }
