@@ -301,7 +301,12 @@ fn status_text(s: &Status) -> String {
 }
 
 fn tls_hint(msg: &str, tls: bool) -> String {
-    if looks_like_certificate_problem(msg) || (tls && msg.contains("400")) {
+    if tls && msg.contains("400 Bad Request") {
+        return format!(
+            "the frontend answered HTTP 400 Bad Request instead of gRPC; a TLS-terminating front such as nginx does this when the client certificate is missing or not signed by the CA it trusts: set cluster.frontend.tls.cert and .key to a client certificate issued by the frontend's client CA (raw error: {msg})"
+        );
+    }
+    if looks_like_certificate_problem(msg) {
         format!(
             "{msg} (hint: check cluster.frontend.tls: the CA must have signed the server certificate, \
              server_name must match it, and an mTLS frontend needs a client certificate from its CA)"
