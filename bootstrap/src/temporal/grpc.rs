@@ -5,7 +5,7 @@
 //! the raw WorkflowService / OperatorService RPCs, each with a deadline and the same retries.
 //!
 //! Guarantees: the client's own retry layer is bypassed (raw service clients), so the only retries
-//! are ours: UNAVAILABLE and DEADLINE_EXCEEDED, [`RetryPolicy`] bounded. Every mutating attempt is
+//! are ours: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED, [`RetryPolicy`] bounded. Every mutating attempt is
 //! counted ([`super::api::mutating_calls`]). Private keys and proxy credentials never appear in
 //! errors or logs.
 //!

@@ -5,7 +5,7 @@
 //! - [`api`]: the small [`TemporalApi`] trait the steps use, its value types, and the process-wide
 //!   counter of mutating RPCs (tests prove "no write" with it);
 //! - [`grpc`]: the real implementation on `temporalio-client` (TLS/mTLS, HTTP CONNECT proxy,
-//!   bounded exponential backoff on UNAVAILABLE / DEADLINE_EXCEEDED);
+//!   bounded exponential backoff on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED);
 //! - [`proxy`]: `HTTPS_PROXY` / `NO_PROXY` resolution (pure);
 //! - [`retry`]: the backoff policy (pure) and the retry loop;
 //! - [`cluster`], [`namespaces`], [`search_attributes`]: the steps (observe -> diff -> apply ->
