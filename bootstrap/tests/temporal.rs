@@ -299,6 +299,7 @@ async fn fresh_registration_then_second_run_writes_nothing() {
             "--dry-run",
             "--only",
             "namespaces,search-attributes",
+            "-v",
         ],
         &[],
     );
@@ -308,7 +309,19 @@ async fn fresh_registration_then_second_run_writes_nothing() {
         "{}",
         text(&dry)
     );
+    // In this process (plan above) and in the CLI child (every mutating attempt logs
+    // "mutating call" at info level, shown with -v): none.
     assert_eq!(mutating_calls(&a) + mutating_calls(&b), 0);
+    assert!(
+        String::from_utf8_lossy(&dry.stderr).contains("planning"),
+        "-v logs not captured: {}",
+        text(&dry)
+    );
+    assert!(
+        !String::from_utf8_lossy(&dry.stderr).contains("mutating call"),
+        "{}",
+        text(&dry)
+    );
     assert!(describe(&addr, &a).is_none(), "dry run must not register");
 
     // apply
@@ -821,10 +834,24 @@ fn https_proxy_is_used_and_no_proxy_respected() {
     };
     let before = connects(&log);
     let o = cli(
-        &["apply", "-f", cfg, "--only", "namespaces,search-attributes"],
+        &[
+            "apply",
+            "-f",
+            cfg,
+            "--only",
+            "namespaces,search-attributes",
+            "-v",
+        ],
         &[("HTTPS_PROXY", &proxy)],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Positive control for the dry-run check: a real apply logs its writes.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("mutating call") && err.contains("AddSearchAttributes"),
+        "{}",
+        text(&o)
+    );
     assert!(describe(&addr, &ns).is_some());
     assert_eq!(
         attributes(&addr, &ns).get("ViaProxy").map(String::as_str),

@@ -122,8 +122,10 @@ fn counters() -> &'static Mutex<BTreeMap<String, u64>> {
     COUNTERS.get_or_init(Default::default)
 }
 
-/// Records one mutating RPC attempt against `namespace`.
-pub(crate) fn record_mutating_call(namespace: &str) {
+/// Records one mutating RPC attempt against `namespace` (and logs it at info level, so a CLI
+/// run with `-v` shows every write it attempted).
+pub(crate) fn record_mutating_call(rpc: &'static str, namespace: &str) {
+    tracing::info!(rpc, namespace, "mutating call");
     // A poisoned lock only means another thread panicked while counting; the map is still valid.
     let mut map = counters().lock().unwrap_or_else(|p| p.into_inner());
     *map.entry(namespace.to_string()).or_default() += 1;
@@ -190,9 +192,9 @@ mod tests {
     #[test]
     fn counters_are_per_namespace() {
         let before = total_mutating_calls();
-        record_mutating_call("counter-test-a");
-        record_mutating_call("counter-test-a");
-        record_mutating_call("counter-test-b");
+        record_mutating_call("Test", "counter-test-a");
+        record_mutating_call("Test", "counter-test-a");
+        record_mutating_call("Test", "counter-test-b");
         assert_eq!(mutating_calls("counter-test-a"), 2);
         assert_eq!(mutating_calls("counter-test-b"), 1);
         assert_eq!(mutating_calls("counter-test-none"), 0);

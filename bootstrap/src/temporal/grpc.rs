@@ -603,7 +603,7 @@ impl TemporalApi for GrpcTemporal {
             let resp = self
                 .call("RegisterNamespace", |c| {
                     let msg = msg.clone();
-                    record_mutating_call(&spec.name);
+                    record_mutating_call("RegisterNamespace", &spec.name);
                     async move { c.workflow_service().register_namespace(request(msg)).await }
                 })
                 .await;
@@ -645,7 +645,7 @@ impl TemporalApi for GrpcTemporal {
             let resp = self
                 .call("UpdateNamespace", |c| {
                     let msg = msg.clone();
-                    record_mutating_call(&update.name);
+                    record_mutating_call("UpdateNamespace", &update.name);
                     async move { c.workflow_service().update_namespace(request(msg)).await }
                 })
                 .await;
@@ -711,7 +711,7 @@ impl TemporalApi for GrpcTemporal {
             let resp = self
                 .call("AddSearchAttributes", |c| {
                     let msg = msg.clone();
-                    record_mutating_call(namespace);
+                    record_mutating_call("AddSearchAttributes", namespace);
                     async move {
                         c.operator_service()
                             .add_search_attributes(request(msg))
