@@ -48,7 +48,7 @@ fn required(name: &str) -> Option<String> {
 }
 
 fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    temporal_bootstrap::ensure_crypto_provider();
 }
 
 /// A namespace name unique to this test run.
@@ -99,6 +99,7 @@ fn context(path: &Path) -> Context {
         config: Arc::new(loaded.config),
         base_dir: path.parent().unwrap().to_path_buf(),
         offline: false,
+        force: false,
     }
 }
 

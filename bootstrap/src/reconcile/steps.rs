@@ -2,9 +2,16 @@
 //! "not implemented yet" by the runner.
 
 use super::Step;
+use crate::observability::{grafana::DashboardsStep, prometheus::AlertRulesStep};
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    let mut steps: Vec<Box<dyn Step>> = vec![
+        Box::new(crate::pki::CertificatesStep),
+        Box::new(AlertRulesStep),
+        Box::new(DashboardsStep),
+        // `visibility` for Elasticsearch/OpenSearch; enabled() is false for other stores.
+        Box::new(crate::search::SearchVisibilityStep::new()),
+    ];
     // cluster, namespaces, search-attributes
     steps.extend(crate::temporal::steps());
     steps

@@ -147,6 +147,7 @@ mod tests {
             config: Arc::new(loaded.config),
             base_dir: ".".into(),
             offline: false,
+            force: false,
         }
     }
 

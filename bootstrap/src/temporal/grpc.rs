@@ -346,6 +346,7 @@ impl GrpcTemporal {
         settings: ConnectSettings,
         policy: RetryPolicy,
     ) -> Result<Self, TemporalError> {
+        crate::ensure_crypto_provider();
         let options = settings.options()?;
         let via = settings
             .proxy

@@ -388,6 +388,7 @@ namespaces:\n{ns}"
             config: Arc::new(loaded.config),
             base_dir: ".".into(),
             offline: false,
+            force: false,
         }
     }
 
