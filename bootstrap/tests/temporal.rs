@@ -88,6 +88,10 @@ impl Case {
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
+        if name.ends_with("key.pem") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         p
     }
 }
@@ -685,6 +689,78 @@ async fn twenty_namespaces_with_ten_attributes_each() {
         names.iter().all(|n| mutating_calls(n) == 2),
         "second run wrote"
     );
+}
+
+#[tokio::test]
+async fn already_exists_is_handled() {
+    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+        return;
+    };
+    use temporal_bootstrap::temporal::proxy::ProxyEnv;
+    use temporal_bootstrap::temporal::{
+        ConnectSettings, GrpcTemporal, NamespaceSpec, RetryPolicy, TemporalApi,
+    };
+    // The adapter maps the real server's ALREADY_EXISTS to "exists already".
+    let ns = unique("exists");
+    temporal_ok(
+        &addr,
+        &[
+            "operator",
+            "namespace",
+            "create",
+            "-n",
+            &ns,
+            "--retention",
+            "24h",
+        ],
+    );
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let settings =
+        ConnectSettings::new(host, port.parse().unwrap(), None, &ProxyEnv::default()).unwrap();
+    let api = GrpcTemporal::connect(settings, RetryPolicy::DEFAULT)
+        .await
+        .unwrap();
+    let spec = NamespaceSpec {
+        name: ns.clone(),
+        retention: std::time::Duration::from_secs(86_400),
+        description: String::new(),
+        owner_email: String::new(),
+        data: BTreeMap::new(),
+    };
+    assert!(!api.register_namespace(&spec).await.unwrap());
+
+    // Two processes applying the same platform.yaml at once: both succeed, whoever loses the
+    // RegisterNamespace race reconciles the existing namespace instead of failing.
+    let prefix = unique("race");
+    let names: Vec<String> = (0..6).map(|i| format!("{prefix}-{i}")).collect();
+    let list: String = names
+        .iter()
+        .map(|n| format!("  - name: {n}\n    retention: 3d\n    description: raced\n"))
+        .collect();
+    let case = Case::new();
+    let cfg = case.write(
+        "platform.yaml",
+        &config_text(&plain_frontend(&addr), "auto", &list),
+    );
+    let spawn = || {
+        Command::new(BIN)
+            .args(["apply", "-f", cfg.to_str().unwrap(), "--only", "namespaces"])
+            .env_remove("HTTPS_PROXY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    for n in &names {
+        let d = describe(&addr, n).expect("registered");
+        assert_eq!(retention_secs(&d), 3 * 86_400);
+        assert_eq!(d["namespaceInfo"]["description"], "raced");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
