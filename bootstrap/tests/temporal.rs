@@ -1008,6 +1008,17 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // nginx runs with `master_process off` (one process, no workers to orphan); stop it
+        // gracefully, then make sure.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..40 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -1045,7 +1056,7 @@ http {{\n  access_log \"{d}/access.log\";\n  client_body_temp_path \"{d}/tmp/cb\
             "-e",
             &format!("{d}/error.log"),
             "-g",
-            "daemon off;",
+            "daemon off; master_process off;",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
