@@ -525,7 +525,8 @@ async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
     let reports = reconcile::run(&ctx, Mode::Plan, &[]).await;
     let health = |r: &StepReport| match r.status {
         StepStatus::UpToDate => "ok",
-        StepStatus::Pending => "drift",
+        StepStatus::Drift => "drift",
+        StepStatus::Pending => "pending",
         StepStatus::Failed => "error",
         StepStatus::Skipped | StepStatus::NotImplemented | StepStatus::Applied => "-",
     };
@@ -547,11 +548,23 @@ async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
                 let detail = match (&r.message, r.changes.as_slice()) {
                     (Some(m), _) => m.clone(),
                     (None, []) => "converged".to_string(),
-                    (None, changes) => changes
-                        .iter()
-                        .map(|c| format!("{}: {}", c.resource, c.detail))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    (None, changes) => {
+                        // A table cell, not a report: the first few, then a count (JSON has all).
+                        let shown: Vec<String> = changes
+                            .iter()
+                            .take(3)
+                            .map(|c| format!("{}: {}", c.resource, c.detail))
+                            .collect();
+                        let more = changes.len().saturating_sub(shown.len());
+                        if more > 0 {
+                            format!(
+                                "{}; and {more} more (--output json lists all)",
+                                shown.join("; ")
+                            )
+                        } else {
+                            shown.join("; ")
+                        }
+                    }
                 };
                 t.row([r.step.to_string(), health(r).to_string(), detail]);
             }
