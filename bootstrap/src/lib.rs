@@ -5,6 +5,7 @@
 //! - drivers: [`reconcile`] (steps in dependency order), [`cli`].
 
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
