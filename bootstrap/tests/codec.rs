@@ -791,10 +791,10 @@ fn decoded_history_bytes(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                if let (true, Value::String(s)) = (k == "data", x) {
-                    if let Ok(b) = STANDARD.decode(s) {
-                        out.push(String::from_utf8_lossy(&b).into_owned());
-                    }
+                if let (true, Value::String(s)) = (k == "data", x)
+                    && let Ok(b) = STANDARD.decode(s)
+                {
+                    out.push(String::from_utf8_lossy(&b).into_owned());
                 }
                 decoded_history_bytes(x, out);
             }
@@ -872,6 +872,53 @@ async fn python_worker_history_holds_only_ciphertext_and_the_codec_server_decryp
             "{audit:?}"
         );
         assert!(!s.stderr.lock().unwrap().contains(&marker_a));
+
+        // The other direction: what the server encodes, the SDK-side example codec decodes.
+        let (code, enc) = s
+            .post(
+                "encode",
+                Some("default"),
+                Some(TOKEN_ENCODER),
+                &plain_payloads(&[&marker_a]),
+            )
+            .await;
+        assert_eq!(code, 200);
+        let script = r#"
+import asyncio, json, sys
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+from codec import EncryptionCodec
+body = json.load(sys.stdin)
+ps = [json_format.ParseDict(p, Payload()) for p in body["payloads"]]
+out = asyncio.run(EncryptionCodec.from_env().decode(ps))
+print(out[0].data.decode())
+"#;
+        let mut child = Command::new(&st.python)
+            .current_dir(example_dir())
+            .args(["-c", script])
+            .env("CODEC_KEY_FILES", format!("k1={}", k1.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(enc.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("\"{marker_a}\"")
+        );
     }
 
     // Rotation: k2 current on the worker and the server; k1 kept for history.
