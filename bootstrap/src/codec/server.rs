@@ -22,6 +22,8 @@ use super::payload::{PayloadJson, PayloadsJson};
 
 /// Largest request body: a page of history with large payloads.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Bodies up to this size are processed on the async worker; larger ones on the blocking pool.
+const INLINE_BODY_BYTES: usize = 64 * 1024;
 /// Headers a browser may send (preflight answer).
 const ALLOWED_HEADERS: &str = "authorization, content-type, x-namespace";
 
@@ -149,12 +151,112 @@ async fn handle(
     let namespace = header_str(&headers, "x-namespace")
         .map(clean)
         .unwrap_or_default();
+    // Decrypting a large body is CPU work: keep it off the async workers.
+    let processed = if body.len() > INLINE_BODY_BYTES {
+        let (st2, h, o, ns) = (
+            st.clone(),
+            headers.clone(),
+            origin.clone(),
+            namespace.clone(),
+        );
+        tokio::task::spawn_blocking(move || process(&st2, &h, &body, op, o.as_deref(), &ns))
+            .await
+            .unwrap_or_else(|_| {
+                Processed::new(Outcome::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "error",
+                    "internal error while processing the request".into(),
+                ))
+            })
+    } else {
+        process(&st, &headers, &body, op, origin.as_deref(), &namespace)
+    };
+    let Processed {
+        outcome: result,
+        caller_name,
+        count,
+        key_ids,
+    } = processed;
+
+    // The namespace label only for authenticated callers: unauthenticated input must not create
+    // metric series.
+    let ns_label = if result.outcome == "unauthenticated" || result.outcome == "forbidden_origin" {
+        String::new()
+    } else {
+        namespace.clone()
+    };
+    let labels = RequestLabels {
+        caller: caller_name.clone(),
+        namespace: ns_label,
+        operation: op.as_str().into(),
+        outcome: result.outcome.into(),
+    };
+    st.metrics.requests.get_or_create(&labels).inc();
+    st.metrics
+        .payloads
+        .get_or_create(&labels)
+        .inc_by(count as u64);
+    let key_ids: Vec<&str> = key_ids.iter().map(String::as_str).collect();
+    tracing::info!(
+        target: "audit",
+        caller = %caller_name,
+        namespace = %namespace,
+        operation = op.as_str(),
+        payloads = count,
+        outcome = result.outcome,
+        status = result.status.as_u16(),
+        key_ids = %key_ids.join(","),
+        origin = %origin.as_deref().map(clean).unwrap_or_default(),
+        reason = %result.reason.as_deref().unwrap_or(""),
+        "codec request"
+    );
+
+    let mut resp = (result.status, axum::Json(result.body)).into_response();
+    if result.status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(o) = origin
+        && st.origins.contains(&o)
+    {
+        add_cors(resp.headers_mut(), &o);
+    }
+    resp
+}
+
+/// What `process` found out, for the response, the audit line and the metric.
+struct Processed {
+    outcome: Outcome,
+    caller_name: String,
+    count: usize,
+    key_ids: BTreeSet<String>,
+}
+
+impl Processed {
+    fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            caller_name: "anonymous".into(),
+            count: 0,
+            key_ids: BTreeSet::new(),
+        }
+    }
+}
+
+/// Origin check, authentication, authorisation, then the payloads. Synchronous (CPU only).
+fn process(
+    st: &CodecState,
+    headers: &HeaderMap,
+    body: &[u8],
+    op: Operation,
+    origin: Option<&str>,
+    namespace: &str,
+) -> Processed {
     let mut caller_name = "anonymous".to_string();
     let mut count = 0usize;
     let mut key_ids: BTreeSet<String> = BTreeSet::new();
-
-    let result = (|| -> Outcome {
-        if let Some(o) = &origin
+    let outcome = (|| -> Outcome {
+        if let Some(o) = origin
             && !st.origins.contains(o)
         {
             return Outcome::error(
@@ -165,7 +267,7 @@ async fn handle(
         }
         let caller: Caller = match st
             .auth
-            .authenticate(header_str(&headers, header::AUTHORIZATION), now_secs())
+            .authenticate(header_str(headers, header::AUTHORIZATION), now_secs())
         {
             Ok(c) => c,
             Err(e) => {
@@ -180,7 +282,7 @@ async fn handle(
                 "the X-Namespace header is required".into(),
             );
         }
-        if !caller.rights.allows(op, &namespace) {
+        if !caller.rights.allows(op, namespace) {
             return Outcome::error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -191,7 +293,7 @@ async fn handle(
                 ),
             );
         }
-        let req: PayloadsJson = match serde_json::from_slice(&body) {
+        let req: PayloadsJson = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
                 return Outcome::error(
@@ -251,51 +353,12 @@ async fn handle(
             reason: None,
         }
     })();
-
-    // The namespace label only for authenticated callers: unauthenticated input must not create
-    // metric series.
-    let ns_label = if result.outcome == "unauthenticated" || result.outcome == "forbidden_origin" {
-        String::new()
-    } else {
-        namespace.clone()
-    };
-    let labels = RequestLabels {
-        caller: caller_name.clone(),
-        namespace: ns_label,
-        operation: op.as_str().into(),
-        outcome: result.outcome.into(),
-    };
-    st.metrics.requests.get_or_create(&labels).inc();
-    st.metrics
-        .payloads
-        .get_or_create(&labels)
-        .inc_by(count as u64);
-    let key_ids: Vec<&str> = key_ids.iter().map(String::as_str).collect();
-    tracing::info!(
-        target: "audit",
-        caller = %caller_name,
-        namespace = %namespace,
-        operation = op.as_str(),
-        payloads = count,
-        outcome = result.outcome,
-        status = result.status.as_u16(),
-        key_ids = %key_ids.join(","),
-        origin = %origin.as_deref().map(clean).unwrap_or_default(),
-        reason = %result.reason.as_deref().unwrap_or(""),
-        "codec request"
-    );
-
-    let mut resp = (result.status, axum::Json(result.body)).into_response();
-    if result.status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Processed {
+        outcome,
+        caller_name,
+        count,
+        key_ids,
     }
-    if let Some(o) = origin
-        && st.origins.contains(&o)
-    {
-        add_cors(resp.headers_mut(), &o);
-    }
-    resp
 }
 
 fn add_cors(h: &mut HeaderMap, origin: &str) {
