@@ -424,6 +424,10 @@ async fn malformed_unknown_key_and_tampered_payloads_get_clear_4xx() {
                 .await
         }
     };
+    // A malformed body quoting a secret: the caller sees the parser's message, the audit log does not.
+    let (st, v) = dec(json!({"payloads": [{"metadata": "LEAKY-SECRET"}]}).to_string()).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(!s.stderr.lock().unwrap().contains("LEAKY-SECRET"));
     for (body, needle) in [
         ("not json".to_string(), "proto JSON"),
         ("{\"payload\": []}".to_string(), "proto JSON"),

@@ -296,11 +296,20 @@ fn process(
         let req: PayloadsJson = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::error(
+                let mut o = Outcome::error(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
                     format!("the body is not {{\"payloads\": [...]}} in proto JSON: {e}"),
                 );
+                // serde messages can quote input values (payload data): the audit line gets only
+                // the position.
+                o.reason = Some(format!(
+                    "the body is not {{\"payloads\": [...]}} in proto JSON ({:?} error at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ));
+                return o;
             }
         };
         count = req.payloads.len();
