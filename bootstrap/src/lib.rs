@@ -10,8 +10,10 @@ pub mod config;
 pub mod daemon;
 pub mod fsutil;
 pub mod observability;
+pub mod pki;
 pub mod reconcile;
 pub mod render;
+pub mod search;
 pub mod versions;
 
 /// Installs the process-wide rustls crypto provider (ring) once. `main` calls it first; library

@@ -49,14 +49,14 @@ fn text(o: &Output) -> String {
 }
 
 /// A minimal valid platform.yaml with the given observability section.
-fn config_with(dir: &Path, observability: &str) -> PathBuf {
+fn config_with(dir: &Path, name: &str, observability: &str) -> PathBuf {
     let base = std::fs::read_to_string(repo().join("examples/local.yaml")).unwrap();
     let cut = base.find("\nobservability:").unwrap();
     let yaml = format!("{}\nobservability:\n{observability}", &base[..cut]).replace(
         "dir: ../.local/pki",
         &format!("dir: {}", dir.join("pki").display()),
     );
-    let p = dir.join("platform.yaml");
+    let p = dir.join(name);
     std::fs::write(&p, yaml).unwrap();
     p
 }
@@ -72,6 +72,7 @@ fn alert_rules_load_into_real_prometheus_idempotently_and_report_rejections() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config_with(
         tmp.path(),
+        "defaults.yaml",
         &format!("  prometheus:\n    url: {url}\n    rules_dir: {rules_dir}\n    reload: true\n"),
     );
     let cfg = cfg.to_str().unwrap();
@@ -151,6 +152,7 @@ fn alert_rules_load_into_real_prometheus_idempotently_and_report_rejections() {
     // Threshold overrides reach the loaded rules.
     let cfg2 = config_with(
         tmp.path(),
+        "tighter-slo.yaml",
         &format!(
             "  prometheus:\n    url: {url}\n    rules_dir: {rules_dir}\n  slo:\n    schedule_to_start_warning: 150ms\n    schedule_to_start_critical: 400ms\n"
         ),

@@ -227,6 +227,27 @@ pub enum CertsAction {
     Renew(ConfigArg),
     /// List every certificate with its expiry and status.
     Inspect(ConfigArg),
+    /// Rotate the CA: start (new CA trusted alongside the old), promote (re-issue under it), finish (drop the old).
+    #[command(
+        after_help = "Procedure: runbooks/certificate-rotation-ca.md. Example: temporal-bootstrap certs rotate-ca start -f platform.yaml"
+    )]
+    RotateCa(RotateCaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateCaArgs {
+    /// Which phase of the rotation to run.
+    #[arg(value_enum)]
+    pub phase: RotateCaPhase,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RotateCaPhase {
+    Start,
+    Promote,
+    Finish,
 }
 
 #[derive(Debug, Args)]

@@ -288,7 +288,11 @@ pub async fn run_until(
             ));
             continue;
         }
-        let Some(step) = registry.iter().find(|s| s.name() == name) else {
+        // Several implementations may share a name (e.g. `visibility` for Elasticsearch and for
+        // PostgreSQL); the one whose `enabled` says yes for this configuration runs.
+        let candidates: Vec<&Box<dyn Step>> =
+            registry.iter().filter(|s| s.name() == name).collect();
+        if candidates.is_empty() {
             reports.push(report(
                 StepStatus::NotImplemented,
                 vec![],
@@ -296,23 +300,23 @@ pub async fn run_until(
                 None,
             ));
             continue;
-        };
-        match step.enabled(ctx) {
-            Ok(true) => {}
-            Ok(false) => {
-                reports.push(report(
-                    StepStatus::Skipped,
-                    vec![],
-                    Some("not configured".into()),
-                    None,
-                ));
-                continue;
-            }
-            Err(why) => {
-                reports.push(report(StepStatus::Skipped, vec![], Some(why), None));
-                continue;
+        }
+        let mut chosen = None;
+        let mut why_not = "not configured".to_string();
+        for c in candidates {
+            match c.enabled(ctx) {
+                Ok(true) => {
+                    chosen = Some(c);
+                    break;
+                }
+                Ok(false) => {}
+                Err(why) => why_not = why,
             }
         }
+        let Some(step) = chosen else {
+            reports.push(report(StepStatus::Skipped, vec![], Some(why_not), None));
+            continue;
+        };
         if ctx.offline && !step.works_offline() {
             reports.push(report(
                 StepStatus::Skipped,

@@ -5,5 +5,11 @@ use super::Step;
 use crate::observability::{grafana::DashboardsStep, prometheus::AlertRulesStep};
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    vec![Box::new(AlertRulesStep), Box::new(DashboardsStep)]
+    vec![
+        Box::new(crate::pki::CertificatesStep),
+        Box::new(AlertRulesStep),
+        Box::new(DashboardsStep),
+        // `visibility` for Elasticsearch/OpenSearch; enabled() is false for other stores.
+        Box::new(crate::search::SearchVisibilityStep::new()),
+    ]
 }
