@@ -9,6 +9,7 @@
 
 pub mod capacity;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;

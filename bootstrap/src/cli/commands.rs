@@ -45,6 +45,10 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Status(a) => status(cli, &a.file).await,
         Command::Certs { action } => certs(cli, action),
         Command::Render(a) => render(cli, a),
+        Command::CodecServer(a) => codec_server(&a.file).await,
+        Command::Codec {
+            action: super::CodecAction::Keygen { out },
+        } => codec_keygen(cli, out),
         Command::Upgrade { action } => {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
@@ -611,6 +615,44 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
             }
             print!("{}", t.render());
         }
+    }
+    Ok(exit::OK)
+}
+
+fn codec_error(e: crate::codec::CodecError) -> CliError {
+    if e.is_invalid() {
+        CliError::invalid(e.to_string())
+    } else {
+        CliError::runtime(e.to_string())
+    }
+}
+
+async fn codec_server(file: &std::path::Path) -> Result<u8, CliError> {
+    let loaded = load(file)?;
+    let base = context(loaded, false);
+    let codec = base
+        .config
+        .codec
+        .as_ref()
+        .ok_or_else(|| codec_error(crate::codec::CodecError::NotConfigured))?;
+    crate::codec::serve(codec, &base.base_dir)
+        .await
+        .map_err(codec_error)?;
+    Ok(exit::OK)
+}
+
+fn codec_keygen(cli: &Cli, out: &std::path::Path) -> Result<u8, CliError> {
+    crate::codec::keygen(out).map_err(codec_error)?;
+    match cli.output {
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"command": "codec keygen", "file": out.display().to_string(), "bytes": 32, "mode": "0600"})
+        ),
+        OutputFormat::Table => println!(
+            "wrote a new AES-256 key (32 random bytes, base64) to {} (mode 0600); reference it as `secret: file:{}`",
+            out.display(),
+            out.display()
+        ),
     }
     Ok(exit::OK)
 }
