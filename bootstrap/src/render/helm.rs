@@ -65,7 +65,10 @@ pub fn helm_values(config: &PlatformConfig, source: &Path) -> Result<Vec<Artefac
 /// The values file as text: a header comment naming its source, then the YAML document.
 pub fn values_yaml(config: &PlatformConfig, source: &Path) -> Result<String, RenderError> {
     let values = values(config)?;
-    let body = serde_saphyr::to_string(&values)
+    // Sequences indented under their key (yamllint's default, which the chart's ci values follow).
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.compact_list_indent = false;
+    let body = serde_saphyr::to_string_with_options(&values, options)
         .map_err(|e| RenderError::Invalid(format!("cannot serialise the values: {e}")))?;
     Ok(format!("{}{body}", header(source)))
 }
