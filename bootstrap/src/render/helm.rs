@@ -28,11 +28,11 @@ use serde::Serialize;
 
 use super::{Artefact, RenderError};
 use crate::capacity::{self, Service, Sizing};
+use crate::config::types::SecretRef;
 use crate::config::{
     ElasticsearchConfig, NamespaceConfig, ObservabilityConfig, PersistenceConfig, PlatformConfig,
     PostgresTlsMode, SearchAuth, SearchFlavor, VisibilityConfig, WorkerPoolConfig, WorkerProfile,
 };
-use crate::config::types::SecretRef;
 
 /// Memory limit of a Temporal service = request x this (CPU limits are deliberately not set).
 pub const SERVICE_MEMORY_LIMIT_FACTOR: u64 = 2;
@@ -453,7 +453,9 @@ pub fn values(config: &PlatformConfig) -> Result<Values, RenderError> {
             .iter()
             .find(|s| s.name == name)
             .map(service_values)
-            .ok_or_else(|| RenderError::Invalid(format!("the capacity plan has no `{name}` service")))
+            .ok_or_else(|| {
+                RenderError::Invalid(format!("the capacity plan has no `{name}` service"))
+            })
     };
     let server = ServerValues {
         version: config.cluster.temporal_version.to_string(),
@@ -526,7 +528,7 @@ fn assumption(sizing: &Sizing, name: &str) -> Option<f64> {
 
 /// CPU quantity from millicores: whole cores as `"2"`, else `"1250m"`.
 pub fn cpu_quantity(millicores: u64) -> String {
-    if millicores % 1000 == 0 {
+    if millicores.is_multiple_of(1000) {
         (millicores / 1000).to_string()
     } else {
         format!("{millicores}m")
@@ -535,7 +537,7 @@ pub fn cpu_quantity(millicores: u64) -> String {
 
 /// Memory quantity from MiB: whole GiB as `"2Gi"`, else `"1848Mi"`.
 pub fn memory_quantity(mib: u64) -> String {
-    if mib % 1024 == 0 {
+    if mib.is_multiple_of(1024) {
         format!("{}Gi", mib / 1024)
     } else {
         format!("{mib}Mi")
@@ -808,7 +810,8 @@ fn worker_pools(
         let memory_mib = (((cores * WORKER_MEMORY_PER_CORE_MIB) / 256.0).ceil() * 256.0) as u64;
         let memory_mib = memory_mib.max(WORKER_MIN_MEMORY_MIB);
         let gpu = w.gpus.filter(|g| *g > 0).map(|g| g.to_string());
-        let workflow_tasks = ((cores * WORKFLOW_TASKS_PER_CORE).ceil() as u64).max(MIN_WORKFLOW_TASKS);
+        let workflow_tasks =
+            ((cores * WORKFLOW_TASKS_PER_CORE).ceil() as u64).max(MIN_WORKFLOW_TASKS);
         let workflow_pollers = ((workflow_tasks as f64 / slots_per_poller).ceil() as u64)
             .clamp(min_pollers, max_pollers);
         out.push(WorkerPoolValues {
@@ -856,7 +859,9 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> PlatformConfig {
-        crate::config::load_str(text, "platform.yaml").unwrap().config
+        crate::config::load_str(text, "platform.yaml")
+            .unwrap()
+            .config
     }
 
     #[test]
@@ -880,7 +885,10 @@ mod tests {
     fn images_split_at_the_last_colon() {
         assert_eq!(
             split_image("registry.example.com:5000/team/worker:1.4.2"),
-            Some(("registry.example.com:5000/team/worker".into(), "1.4.2".into()))
+            Some((
+                "registry.example.com:5000/team/worker".into(),
+                "1.4.2".into()
+            ))
         );
         assert_eq!(split_image("registry.example.com:5000/team/worker"), None);
         assert_eq!(split_image("worker"), None);

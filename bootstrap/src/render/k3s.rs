@@ -78,7 +78,9 @@ mod tests {
     #[test]
     fn values_content_is_the_values_file() {
         let text = include_str!("../../../examples/local.yaml");
-        let c = crate::config::load_str(text, "platform.yaml").unwrap().config;
+        let c = crate::config::load_str(text, "platform.yaml")
+            .unwrap()
+            .config;
         let files = k3s(&c, Path::new("/somewhere/platform.yaml")).unwrap();
         let values: serde_json::Value = serde_saphyr::from_slice(&files[0].content).unwrap();
         let chart: serde_json::Value = serde_saphyr::from_slice(&files[1].content).unwrap();
