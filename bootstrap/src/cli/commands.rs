@@ -587,9 +587,8 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
     let artefacts = match a.target {
         RenderTarget::PrometheusRules => r::prometheus_rules(&loaded.config),
         RenderTarget::GrafanaProvisioning => r::grafana_provisioning(&loaded.config),
-        RenderTarget::HelmValues | RenderTarget::K3s => {
-            return not_implemented("render helm-values|k3s", &a.config.file);
-        }
+        RenderTarget::HelmValues => r::helm_values(&loaded.config, &a.config.file),
+        RenderTarget::K3s => r::k3s(&loaded.config, &a.config.file),
     }
     .map_err(|e| match e {
         RenderError::Io { .. } => CliError::runtime(e.to_string()),
