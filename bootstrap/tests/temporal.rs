@@ -128,11 +128,11 @@ fn assert_no_failure(reports: &[StepReport]) {
     }
 }
 
-/// Status is up to date, or pending with drift only (other tests' namespaces are drift here).
+/// Status is up to date, or drift only (other tests' namespaces are drift here).
 fn assert_converged(reports: &[StepReport], step: StepName, ours: &[&str]) {
     let r = report(reports, step);
     assert!(
-        matches!(r.status, StepStatus::UpToDate | StepStatus::Pending),
+        matches!(r.status, StepStatus::UpToDate | StepStatus::Drift),
         "{r:?}"
     );
     for c in &r.changes {
@@ -272,7 +272,7 @@ async fn fresh_registration_then_second_run_writes_nothing() {
         "platform.yaml",
         &config_text(
             &plain_frontend(&addr),
-            "auto",
+            "1",
             &format!(
                 "  - name: {a}\n    retention: 3d\n    description: Orders of the shop\n    owner_email: shop@example.com\n    data: {{ team: shop, tier: gold }}\n    search_attributes: {{ CustomerId: Keyword, Priority: Int, Total: Double, Paid: Bool }}\n  - name: {b}\n    retention: 1d\n"
             ),
@@ -386,7 +386,7 @@ async fn retention_and_description_drift_is_corrected() {
         "platform.yaml",
         &config_text(
             &plain_frontend(&addr),
-            "auto",
+            "1",
             &format!("  - name: {ns}\n    retention: 3d\n    description: managed\n"),
         ),
     );
@@ -481,7 +481,7 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
         "platform.yaml",
         &config_text(
             &plain_frontend(&addr),
-            "auto",
+            "1",
             &format!(
                 "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ Priority: Int, Region: Keyword }}\n  - name: {other}\n    retention: 3d\n    search_attributes: {{ Region: Keyword }}\n"
             ),
@@ -565,7 +565,7 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
         "platform.yaml",
         &config_text(
             &plain_frontend(&addr),
-            "auto",
+            "1",
             &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ Priority: Int, Region: Keyword }}\n"),
         ),
     );
@@ -611,7 +611,7 @@ async fn reserved_names_are_refused_and_nothing_is_registered() {
     for attr in ["WorkflowId", "TemporalScheduledById"] {
         let cfg = case.write(
             "platform.yaml",
-            &config_text(&plain_frontend(&addr), "auto", &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {attr}: Keyword }}\n")),
+            &config_text(&plain_frontend(&addr), "1", &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {attr}: Keyword }}\n")),
         );
         let o = cli(&["apply", "-f", cfg.to_str().unwrap()], &[]);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -657,7 +657,7 @@ async fn twenty_namespaces_with_ten_attributes_each() {
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(&plain_frontend(&addr), "auto", &list),
+        &config_text(&plain_frontend(&addr), "1", &list),
     );
     let reports = run(&cfg, Mode::Apply).await;
     assert_no_failure(&reports);
@@ -740,7 +740,7 @@ async fn already_exists_is_handled() {
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(&plain_frontend(&addr), "auto", &list),
+        &config_text(&plain_frontend(&addr), "1", &list),
     );
     let spawn = || {
         Command::new(BIN)
@@ -828,7 +828,7 @@ fn server_down_is_retried_then_reported_with_exit_1() {
         "platform.yaml",
         &config_text(
             &plain_frontend(&format!("127.0.0.1:{port}")),
-            "auto",
+            "1",
             "  - name: unreachable\n    retention: 3d\n",
         ),
     );
@@ -871,7 +871,7 @@ fn https_proxy_is_used_and_no_proxy_respected() {
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(&plain_frontend(&addr), "auto", &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ ViaProxy: Keyword }}\n")),
+        &config_text(&plain_frontend(&addr), "1", &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ ViaProxy: Keyword }}\n")),
     );
     let cfg = cfg.to_str().unwrap();
     let dead = format!(
@@ -1115,7 +1115,7 @@ fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
         "good.yaml",
         &config_text(
             &frontend(", cert: client.pem, key: client-key.pem, server_name: localhost"),
-            "auto",
+            "1",
             &nss,
         ),
     );
@@ -1142,7 +1142,7 @@ fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
     );
 
     // Without a client certificate: refused, exit 1, clear message, no retries.
-    let none = case.write("none.yaml", &config_text(&frontend(""), "auto", &nss));
+    let none = case.write("none.yaml", &config_text(&frontend(""), "1", &nss));
     let o = cli(
         &["plan", "-f", none.to_str().unwrap(), "--only", "cluster"],
         &[],
@@ -1159,7 +1159,7 @@ fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
         "foreign.yaml",
         &config_text(
             &frontend(", cert: foreign.pem, key: foreign-key.pem"),
-            "auto",
+            "1",
             &nss,
         ),
     );
@@ -1174,7 +1174,7 @@ fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
     case.write("other-ca.pem", &issue_pki().ca_pem);
     let wrong_ca = case.write(
         "wrong-ca.yaml",
-        &config_text(&format!("    address: {}\n    tls: {{ ca: other-ca.pem, cert: client.pem, key: client-key.pem }}", nginx.address), "auto", &nss),
+        &config_text(&format!("    address: {}\n    tls: {{ ca: other-ca.pem, cert: client.pem, key: client-key.pem }}", nginx.address), "1", &nss),
     );
     let o = cli(
         &[

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
+import sys
 import uuid
 from datetime import timedelta
 
@@ -73,3 +75,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The SDK's Rust core threads can race interpreter finalisation and abort the process at exit
+    # ("PyGILState_Release ... must be current"); the work is done, so leave without finalising.
+    sys.stdout.flush()
+    os._exit(0)

@@ -68,14 +68,6 @@ pub(super) fn load(file: &std::path::Path) -> Result<LoadedConfig, CliError> {
     Ok(loaded)
 }
 
-fn not_implemented(command: &str, file: &std::path::Path) -> Result<u8, CliError> {
-    // Validate first anyway: a bad file is still exit 2, whatever the command.
-    load(file)?;
-    Err(CliError::runtime(format!(
-        "`{command}` is not implemented yet in this release (see README: Status of the commands)"
-    )))
-}
-
 fn validate(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
     let loaded = load(file)?;
     let c = &loaded.config;
