@@ -1290,9 +1290,16 @@ fn an_unreadable_directory_is_refused_without_writing() {
     std::fs::set_permissions(s.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o000)).unwrap();
     let before = s.snapshot();
+    // `nobody` may not be able to reach the build directory (e.g. a checkout under /root): run a
+    // copy of the binary from a world-readable temporary directory.
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin_copy = bin_dir.path().join("temporal-bootstrap");
+    std::fs::copy(BIN, &bin_copy).unwrap();
+    std::fs::set_permissions(&bin_copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut cmd = if as_root {
         let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--", BIN]);
+        c.args(["-u", "nobody", "--"]).arg(&bin_copy);
         c
     } else {
         Command::new(BIN)

@@ -21,13 +21,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PROCEDURES = {
-    "adding-a-search-attribute.md",
-    "rotating-certificates.md",
-    "scaling-workers.md",
-    "restoring-from-backup.md",
-    "README.md",
-}
+def _listed_procedures() -> set[str]:
+    """Procedures are the runbooks linked under "Procedures:" in runbooks/README.md (one list, one place)."""
+    text = (Path(__file__).resolve().parents[2] / "runbooks" / "README.md").read_text(encoding="utf-8")
+    section = text.split("Procedures:", 1)[1].split("\n\n", 2)
+    listing = section[1] if section[0].strip() == "" else section[0]
+    return set(re.findall(r"\]\(([^)]+\.md)\)", listing)) | {"README.md"}
+
+
+PROCEDURES = _listed_procedures()
 SECTIONS = ("## Meaning", "## Impact", "## Diagnosis", "## Mitigation")
 
 
