@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
+pub mod kubernetes;
 pub mod observability;
 pub mod pki;
 pub mod reconcile;

@@ -80,6 +80,9 @@ pub struct Pki {
     pub(super) base_dir: PathBuf,
     pub layout: Layout,
     pub(super) now: OffsetDateTime,
+    /// Contents that stand in for missing files (a plan over files restored from Kubernetes
+    /// Secrets, without writing them). Empty except during such a plan.
+    pub(super) overlay: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Pki {
@@ -99,7 +102,18 @@ impl Pki {
             now: OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .unwrap_or_else(|_| OffsetDateTime::now_utc()),
+            overlay: Default::default(),
         }
+    }
+
+    /// Plan as if the files in `overlay` (path relative to `pki.dir` -> content) existed where
+    /// the directory has none.
+    pub(super) fn with_overlay(
+        mut self,
+        overlay: std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Self {
+        self.overlay = overlay;
+        self
     }
 
     /// Evaluate as if the clock read `now` (tests, and `inspect --at` style checks).
@@ -190,8 +204,10 @@ impl Pki {
 
     pub(super) fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, PkiError> {
         tracing::trace!(file = %self.layout.show(rel), "reading");
-        fsio::read_optional(&self.layout.path(rel))
-            .map_err(|e| PkiError::Invalid(format!("cannot read {}: {e}", self.layout.show(rel))))
+        let found = fsio::read_optional(&self.layout.path(rel)).map_err(|e| {
+            PkiError::Invalid(format!("cannot read {}: {e}", self.layout.show(rel)))
+        })?;
+        Ok(found.or_else(|| self.overlay.get(rel).cloned()))
     }
 
     pub(super) fn write(
