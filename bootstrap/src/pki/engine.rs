@@ -132,6 +132,25 @@ impl Pki {
         self.run(policy, &mut w)
     }
 
+    /// Like [`Pki::plan`], also returning the content every written file would get (path
+    /// relative to `pki.dir` -> bytes; new keys included: keep it in memory only).
+    pub(super) fn plan_with_content(
+        &self,
+        policy: Policy,
+    ) -> Result<(Vec<PkiChange>, std::collections::BTreeMap<String, Vec<u8>>), PkiError> {
+        let mut w = Writer::capturing();
+        let changes = self.run(policy, &mut w)?;
+        let files = w
+            .take_captured()
+            .into_iter()
+            .filter_map(|(p, b)| {
+                let rel = p.strip_prefix(&self.layout.dir).ok()?.to_str()?.to_string();
+                Some((rel, b))
+            })
+            .collect();
+        Ok((changes, files))
+    }
+
     /// Applies `policy`: a dry pass first (bad input fails before any write), then the real one.
     pub fn apply(&self, policy: Policy) -> Result<Outcome, PkiError> {
         self.plan(policy)?;

@@ -86,7 +86,7 @@ impl PkiChange {
 /// Guarantees: works offline (files only; Secrets are neither read nor written offline); a
 /// second apply writes nothing (no file, no Secret); expiring or mismatched leaves are replaced
 /// with a change line naming the reason; the CA is never replaced by this step (rotation is
-/// `certs rotate-ca`) and a CA Secret holding another CA is never overwritten without `--force`.
+/// `certs rotate-ca`) and a CA Secret holding another CA fails the step (exit 2) without `--force`.
 ///
 /// Assumptions: one writer per `pki.dir` and per set of Secrets. Caveats: no revocation
 /// (CRL/OCSP): removed clients stay valid until they expire; leaves are short-lived (90 days by
@@ -165,9 +165,9 @@ impl Step for CertificatesStep {
             let mut changes = sync.restore_changes(&pki, &restores);
             let overlay = restores.into_iter().map(|r| (r.rel, r.bytes)).collect();
             let pki = pki.with_overlay(overlay);
-            let file_changes = pki.plan(Policy::Converge)?;
+            let (file_changes, planned) = pki.plan_with_content(Policy::Converge)?;
             changes.extend(file_changes.iter().map(PkiChange::to_change));
-            changes.extend(sync.diff(&pki, &targets, &observed, &file_changes)?);
+            changes.extend(sync.diff(&pki, &targets, &observed, &planned)?);
             Ok(changes)
         })
     }
@@ -189,6 +189,8 @@ impl Step for CertificatesStep {
             let restores = sync.restores(&pki, &targets, &observed);
             let mut done = sync.restore_changes(&pki, &restores);
             sync.write_restores(&pki, &restores)?;
+            // Refusals (a CA Secret holding another CA) fail here, before any other write.
+            sync.diff(&pki, &targets, &observed, &Default::default())?;
             let outcome = pki.apply(Policy::Converge)?;
             Self::verify_files(&pki)?;
             done.extend(outcome.changes.iter().map(PkiChange::to_change));
@@ -196,7 +198,7 @@ impl Step for CertificatesStep {
             // Verify against a fresh read: every Secret now matches its files (or is drift).
             let fresh = sync.observe(&targets).await?;
             if let Some(c) = sync
-                .diff(&pki, &targets, &fresh, &[])?
+                .diff(&pki, &targets, &fresh, &Default::default())?
                 .iter()
                 .find(|c| c.action != Action::Drift)
             {

@@ -11,8 +11,9 @@
 //! (create on 404, replace with the `resourceVersion` read, re-read and retry on 409).
 //!
 //! Guarantees: a converged run makes GETs only; the CA Secret is written before any leaf Secret;
-//! a CA Secret holding a different CA key is never overwritten (drift) unless it holds the CA
-//! that `certs rotate-ca` just retired (`ca-previous.pem`) or `--force` is given; keys and data
+//! when the CA Secret holds a different CA key than `pki.dir`, nothing is written (not a file,
+//! not a Secret) and the step fails as invalid (exit 2), unless the Secret holds the CA that
+//! `certs rotate-ca` just retired (`ca-previous.pem`) or `--force` is given; keys and data
 //! values never reach a log line, a change or an error.
 //!
 //! Assumptions: one bootstrap writes these Secrets. Caveats: with `pki.ca.bring_your_own` the CA
@@ -26,7 +27,7 @@ use crate::kubernetes::{KubeClient, KubeError, MANAGED_BY_LABEL, MANAGED_BY_VALU
 use crate::reconcile::{Action, Change, StepError};
 
 use super::PkiError;
-use super::engine::{ChangeKind, Pki, PkiChange};
+use super::engine::Pki;
 use super::fsio::{CERT_MODE, KEY_MODE, Writer};
 use super::layout::{self, FileName, LeafKind};
 
@@ -102,11 +103,23 @@ fn sources(pki: &Pki, t: &Target) -> Vec<(&'static str, String)> {
     }
 }
 
-/// The data a Secret must hold, from the files (overlay included); `None` when a file is missing.
-fn desired(pki: &Pki, t: &Target) -> Result<Option<BTreeMap<String, Vec<u8>>>, PkiError> {
+/// Files as a pending plan would write them (relative path -> content).
+pub(super) type Planned = BTreeMap<String, Vec<u8>>;
+
+/// The data a Secret must hold: from `planned` where the plan writes the file, else from the
+/// files (overlay included); `None` when a file is missing.
+fn desired(
+    pki: &Pki,
+    t: &Target,
+    planned: &Planned,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, PkiError> {
     let mut data = BTreeMap::new();
     for (key, rel) in sources(pki, t) {
-        match pki.read(&rel)? {
+        let content = match planned.get(&rel) {
+            Some(b) => Some(b.clone()),
+            None => pki.read(&rel)?,
+        };
+        match content {
             Some(b) => {
                 data.insert(key.to_string(), b);
             }
@@ -283,27 +296,21 @@ impl<'a> SecretSync<'a> {
             return Ok(None);
         }
         Ok(Some(format!(
-            "holds a different CA than {}: not overwritten (a CA key cannot be recovered); if {} is the CA to keep, empty pki.dir so it is restored from the Secret; to replace the Secret's CA run apply --force",
-            pki.layout.show(FileName::CaCert.as_str()),
+            "holds a different CA than {}: refusing to publish (a CA key cannot be recovered, and leaves of another CA would break mTLS across the cluster); to keep the Secret's CA, move the CA files out of pki.dir so it is restored from the Secret; to replace it, run apply --force",
             pki.layout.show(FileName::CaCert.as_str()),
         )))
     }
 
-    /// Secret changes. `pending` are the file changes still to be applied: a Secret fed by a file
-    /// that will change is reported as changing after the re-issue.
+    /// Secret changes, comparing each Secret with the files as `planned` leaves them (empty
+    /// after an apply: the files on disk). A refused CA replacement is an error.
     pub fn diff(
         &self,
         pki: &Pki,
         targets: &[Target],
         observed: &Observed,
-        pending: &[PkiChange],
+        planned: &Planned,
     ) -> Result<Vec<Change>, PkiError> {
         let mut out = Vec::new();
-        let touched: Vec<&str> = pending
-            .iter()
-            .filter(|c| c.kind != ChangeKind::Drift)
-            .map(|c| c.file.as_str())
-            .collect();
         for t in targets {
             let resource = self.resource(&t.name);
             let have = observed.get(&t.name).and_then(Option::as_ref);
@@ -318,24 +325,12 @@ impl<'a> SecretSync<'a> {
                 continue;
             }
             let srcs = sources(pki, t);
-            let will_change: Vec<&str> = srcs
-                .iter()
-                .filter(|(_, rel)| touched.contains(&pki.layout.show(rel).as_str()))
-                .map(|(k, _)| *k)
-                .collect();
-            let want = desired(pki, t)?;
+            let want = desired(pki, t, planned)?;
             let what = describe(&t.holds);
             let (action, detail) = match (have, want) {
                 (None, _) => (
                     Action::Create,
                     format!("{TLS_TYPE} with the {what}: {}", keys_of(&srcs)),
-                ),
-                (Some(_), _) if !will_change.is_empty() => (
-                    Action::Update,
-                    format!(
-                        "{what}: {} after the files are updated",
-                        dedup(&will_change)
-                    ),
                 ),
                 (Some(_), None) => (
                     Action::Update,
@@ -349,8 +344,9 @@ impl<'a> SecretSync<'a> {
                     if t.holds == Holds::Ca
                         && let Some(why) = self.ca_guard(pki, h, &w)?
                     {
-                        out.push(Change::new(Action::Drift, resource, why));
-                        continue;
+                        // Publishing leaves of another CA would swap the cluster's CA without a
+                        // rotation: refuse the whole step (exit 2) until the operator decides.
+                        return Err(PkiError::Invalid(format!("{resource} {why}")));
                     }
                     (
                         Action::Update,
@@ -372,7 +368,7 @@ impl<'a> SecretSync<'a> {
     ) -> Result<Vec<Change>, StepError> {
         let mut done = Vec::new();
         for t in targets {
-            let Some(want) = desired(pki, t)? else {
+            let Some(want) = desired(pki, t, &Planned::new())? else {
                 return Err(StepError::runtime(format!(
                     "{}: a file of the {} is missing after issuing",
                     self.resource(&t.name),
@@ -400,8 +396,13 @@ impl<'a> SecretSync<'a> {
                         if diffs.is_empty() {
                             break;
                         }
-                        if t.holds == Holds::Ca && self.ca_guard(pki, h, &want)?.is_some() {
-                            break; // drift, reported by diff
+                        if t.holds == Holds::Ca
+                            && let Some(why) = self.ca_guard(pki, h, &want)?
+                        {
+                            return Err(StepError::invalid(format!(
+                                "{} {why}",
+                                self.resource(&t.name)
+                            )));
                         }
                         let mut s = h.clone();
                         s.labels
@@ -449,14 +450,4 @@ fn describe(h: &Holds) -> String {
 
 fn keys_of(srcs: &[(&'static str, String)]) -> String {
     srcs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
-}
-
-fn dedup(v: &[&str]) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for k in v {
-        if !out.contains(k) {
-            out.push(k);
-        }
-    }
-    out.join(", ")
 }
