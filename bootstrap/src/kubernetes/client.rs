@@ -28,6 +28,7 @@ pub enum Verb {
     Get,
     Create,
     Update,
+    Delete,
 }
 
 impl Verb {
@@ -36,6 +37,7 @@ impl Verb {
             Self::Get => "get",
             Self::Create => "create",
             Self::Update => "update",
+            Self::Delete => "delete",
         }
     }
 }
@@ -227,6 +229,17 @@ impl KubeClient {
         }
     }
 
+    /// `DELETE /api/v1/namespaces/{ns}/secrets/{name}`; `false` when it did not exist. Not used
+    /// by the bootstrap (its Role grants no `delete`): for tests and cleanup tools.
+    pub async fn delete_secret(&self, ns: &str, name: &str) -> Result<bool, KubeError> {
+        let (call, status, body) = self.send(Method::DELETE, ns, Some(name), None).await?;
+        match status {
+            200 | 202 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.error(call, status, &body, Verb::Delete, ns, name)),
+        }
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -285,19 +298,13 @@ impl KubeClient {
         let message = status_message(body);
         match status {
             401 => KubeError::Unauthorized { call, message },
-            403 => KubeError::Forbidden {
+            403 => KubeError::Forbidden(Box::new(super::Denied {
                 call,
                 verb: verb.as_str(),
                 name: name.to_string(),
                 namespace: ns.to_string(),
                 message,
-                // RBAC cannot restrict create by name (the name is not in the URL).
-                names: if verb == Verb::Create {
-                    String::new()
-                } else {
-                    format!(", resourceNames [\"{name}\"]")
-                },
-            },
+            })),
             409 => KubeError::Conflict { call, message },
             _ => KubeError::Api {
                 call,

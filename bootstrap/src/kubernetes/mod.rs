@@ -40,19 +40,9 @@ pub enum KubeError {
         "{call}: 401 Unauthorized: the API server did not accept the ServiceAccount token ({message}); check that the token file is current (projected tokens are refreshed by the kubelet) and that {ENV_TOKEN_FILE} points at it when set"
     )]
     Unauthorized { call: String, message: String },
-    /// 403: RBAC refused the verb.
-    #[error(
-        "{call}: 403 Forbidden: cannot {verb} secrets `{name}` in namespace `{namespace}` ({message}); the ServiceAccount needs a Role in `{namespace}` with apiGroups [\"\"], resources [\"secrets\"], verbs [\"{verb}\"]{names} (the Helm chart's bootstrap Role grants create, and get/update/patch on the certificate Secrets by name)"
-    )]
-    Forbidden {
-        call: String,
-        verb: &'static str,
-        name: String,
-        namespace: String,
-        message: String,
-        /// `, resourceNames [...]` when the verb can be restricted by name.
-        names: String,
-    },
+    /// 403: RBAC refused the verb (boxed: the details are large and rare).
+    #[error("{0}")]
+    Forbidden(Box<Denied>),
     /// 409: the object changed since it was read (update) or exists already (create).
     #[error("{call}: 409 Conflict: {message}")]
     Conflict { call: String, message: String },
@@ -66,6 +56,39 @@ pub enum KubeError {
     /// The answer was not the documented shape.
     #[error("{call}: unexpected answer: {message}")]
     Decode { call: String, message: String },
+}
+
+/// What a 403 refused, and the RBAC rule that would allow it.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub call: String,
+    pub verb: &'static str,
+    pub name: String,
+    pub namespace: String,
+    /// The server's `Status.message` (names the user, never data).
+    pub message: String,
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            call,
+            verb,
+            name,
+            namespace,
+            message,
+        } = self;
+        // RBAC cannot restrict create by name (the name is not in the URL).
+        let names = if *verb == "create" {
+            String::new()
+        } else {
+            format!(", resourceNames [\"{name}\"]")
+        };
+        write!(
+            f,
+            "{call}: 403 Forbidden: cannot {verb} secrets `{name}` in namespace `{namespace}` ({message}); the ServiceAccount needs a Role in `{namespace}` with apiGroups [\"\"], resources [\"secrets\"], verbs [\"{verb}\"]{names} (the Helm chart's bootstrap Role grants create, and get/update/patch on the certificate Secrets by name)"
+        )
+    }
 }
 
 impl From<KubeError> for StepError {

@@ -58,6 +58,9 @@ pub struct PkiChange {
     pub detail: String,
 }
 
+/// File contents by path relative to `pki.dir`.
+pub(super) type FileContents = std::collections::BTreeMap<String, Vec<u8>>;
+
 /// The result of a run.
 #[derive(Debug)]
 pub struct Outcome {
@@ -137,7 +140,7 @@ impl Pki {
     pub(super) fn plan_with_content(
         &self,
         policy: Policy,
-    ) -> Result<(Vec<PkiChange>, std::collections::BTreeMap<String, Vec<u8>>), PkiError> {
+    ) -> Result<(Vec<PkiChange>, FileContents), PkiError> {
         let mut w = Writer::capturing();
         let changes = self.run(policy, &mut w)?;
         let files = w
