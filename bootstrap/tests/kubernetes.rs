@@ -1124,6 +1124,31 @@ async fn a_ca_secret_holding_another_ca_is_never_overwritten_without_force() {
     assert_eq!(fake.writes().len(), ALL.len());
 }
 
+#[tokio::test]
+async fn a_promoted_ca_rotation_updates_the_ca_secret_without_force() {
+    let fake = FakeApi::default();
+    let server = start(&fake).await;
+    let s = Setup::new(&server);
+    assert_eq!(s.apply().status.code(), Some(0));
+    for phase in ["start", "promote"] {
+        let o = s.cli(&["certs", "rotate-ca", phase]);
+        assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
+    }
+    fake.clear_calls();
+    let o = s.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
+    assert_eq!(fake.data("temporal-tls-ca", "ca.key"), s.read("ca-key.pem"));
+    assert_eq!(
+        fake.data("temporal-tls-ca", "ca.crt"),
+        s.read("ca-bundle.pem")
+    );
+    // Every leaf was re-issued by the promotion: every Secret is updated once.
+    let writes = fake.writes();
+    assert_eq!(writes.len(), ALL.len(), "{:?}", writes_summary(&writes));
+    assert!(writes.iter().all(|c| c.method == "PUT" && c.status == 200));
+    assert_eq!(writes[0].name, "temporal-tls-ca");
+}
+
 #[test]
 fn configuration_is_validated() {
     let base = PLATFORM.replace("FRONTEND_NAMES", "temporal-frontend");

@@ -27,6 +27,7 @@ use crate::kubernetes::{KubeClient, KubeError, MANAGED_BY_LABEL, MANAGED_BY_VALU
 use crate::reconcile::{Action, Change, StepError};
 
 use super::PkiError;
+use super::certinfo;
 use super::engine::Pki;
 use super::fsio::{CERT_MODE, KEY_MODE, Writer};
 use super::layout::{self, FileName, LeafKind};
@@ -288,10 +289,13 @@ impl<'a> SecretSync<'a> {
             return Ok(None);
         }
         // A promoted rotation (certs rotate-ca) keeps the old root as ca-previous.pem.
+        // Compared as DER: the two files may differ in PEM formatting.
+        let first_der = |pem: &[u8]| certinfo::parse_pem_chain(pem).ok().map(|c| c[0].clone());
         if let (Some(prev), Some(have_cert)) = (
             pki.read(FileName::CaPreviousCert.as_str())?,
             have.data.get("tls.crt"),
-        ) && &prev == have_cert
+        ) && first_der(&prev).is_some()
+            && first_der(&prev) == first_der(have_cert)
         {
             return Ok(None);
         }
