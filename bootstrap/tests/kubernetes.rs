@@ -1125,6 +1125,91 @@ async fn a_ca_secret_holding_another_ca_is_never_overwritten_without_force() {
 }
 
 #[tokio::test]
+async fn with_an_intermediate_the_chain_is_published_and_restored() {
+    let fake = FakeApi::default();
+    let server = start(&fake).await;
+    let s = Setup::new(&server);
+    let yaml = std::fs::read_to_string(s.file()).unwrap().replace(
+        "ca: { validity: 1y }",
+        "ca: { validity: 1y, intermediate: true }",
+    );
+    std::fs::write(s.file(), yaml).unwrap();
+    let o = s.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
+    assert_eq!(
+        fake.data("temporal-tls-ca", "intermediate.crt"),
+        s.read("intermediate.pem")
+    );
+    assert_eq!(
+        fake.data("temporal-tls-ca", "intermediate.key"),
+        s.read("intermediate-key.pem")
+    );
+    let chain = pki::parse_pem_chain(&fake.data("temporal-tls-frontend", "tls.crt")).unwrap();
+    assert_eq!(chain.len(), 2, "leaf + intermediate");
+    let trust = pki::parse_pem_chain(&fake.data("temporal-tls-frontend", "ca.crt")).unwrap();
+    pki::verify_server(
+        &chain,
+        &trust,
+        "temporal-frontend.temporal.svc",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+
+    let inter_key = s.read("intermediate-key.pem");
+    std::fs::remove_dir_all(s.pki()).unwrap();
+    fake.clear_calls();
+    let o = s.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
+    assert!(
+        fake.writes().is_empty(),
+        "{:?}",
+        writes_summary(&fake.writes())
+    );
+    assert_eq!(s.read("intermediate-key.pem"), inter_key);
+}
+
+#[tokio::test]
+async fn a_secret_of_another_type_is_reported_not_written() {
+    let fake = FakeApi::default();
+    {
+        let mut st = fake.state.lock().unwrap();
+        let obj = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "temporal-tls-payments", "namespace": NS, "resourceVersion": "7"},
+            "type": "Opaque", "data": {"password": "aHVudGVyMg=="}});
+        st.secrets
+            .insert((NS.into(), "temporal-tls-payments".into()), obj);
+    }
+    let server = start(&fake).await;
+    let s = Setup::new(&server);
+    let o = s.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
+    let changes = json_out(&o)["steps"][0]["changes"].to_string();
+    assert!(
+        changes.contains("\"action\":\"drift\",\"detail\":\"type is Opaque"),
+        "{changes}"
+    );
+    assert_eq!(fake.writes().len(), ALL.len() - 1);
+    assert_eq!(
+        fake.secret("temporal-tls-payments").unwrap()["type"],
+        "Opaque"
+    );
+    let o = s.cli(&["plan", "--only", "certificates", "--output", "json"]);
+    let change = &json_out(&o)["steps"][0]["changes"][0];
+    assert_eq!(change["action"], "drift", "{change}");
+    assert_eq!(
+        change["resource"],
+        format!("secret {NS}/temporal-tls-payments")
+    );
+    assert!(
+        change["detail"]
+            .as_str()
+            .unwrap()
+            .contains("type is Opaque"),
+        "{change}"
+    );
+}
+
+#[tokio::test]
 async fn a_promoted_ca_rotation_updates_the_ca_secret_without_force() {
     let fake = FakeApi::default();
     let server = start(&fake).await;

@@ -197,16 +197,15 @@ impl Step for CertificatesStep {
             done.extend(sync.publish(&pki, &targets, &mut observed).await?);
             // Verify against a fresh read: every Secret now matches its files (or is drift).
             let fresh = sync.observe(&targets).await?;
-            if let Some(c) = sync
-                .diff(&pki, &targets, &fresh, &Default::default())?
-                .iter()
-                .find(|c| c.action != Action::Drift)
-            {
+            let left = sync.diff(&pki, &targets, &fresh, &Default::default())?;
+            if let Some(c) = left.iter().find(|c| c.action != Action::Drift) {
                 return Err(StepError::runtime(format!(
                     "certificate Secrets did not converge: {} still pending ({})",
                     c.resource, c.detail
                 )));
             }
+            // Drift stays in the report: it needs the operator.
+            done.extend(left);
             Ok(done)
         })
     }
