@@ -1078,6 +1078,39 @@ async fn the_ca_is_restored_from_its_secret_into_an_empty_pki_dir() {
 }
 
 #[tokio::test]
+async fn a_ca_secret_whose_key_does_not_match_is_refused_before_any_write() {
+    let fake = FakeApi::default();
+    let server = start(&fake).await;
+    let s = Setup::new(&server);
+    assert_eq!(s.apply().status.code(), Some(0));
+    // Someone edits the CA Secret: ca.key is now another (valid) key.
+    let other_key = base64::engine::general_purpose::STANDARD.encode(s.read("frontend-key.pem"));
+    {
+        let mut st = fake.state.lock().unwrap();
+        let obj = st
+            .secrets
+            .get_mut(&(NS.to_string(), "temporal-tls-ca".to_string()))
+            .unwrap();
+        obj["data"]["ca.key"] = json!(other_key);
+    }
+    std::fs::remove_dir_all(s.pki()).unwrap();
+    fake.clear_calls();
+    let o = s.apply();
+    assert_eq!(o.status.code(), Some(2), "{}", out_text(&o));
+    let msg = json_out(&o)["steps"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("does not belong to")
+            && msg.contains("restored from secret temporal/temporal-tls-ca"),
+        "{msg}"
+    );
+    assert!(!s.pki().exists(), "files were written");
+    assert!(fake.writes().is_empty());
+}
+
+#[tokio::test]
 async fn a_ca_secret_holding_another_ca_is_never_overwritten_without_force() {
     let fake = FakeApi::default();
     let server = start(&fake).await;

@@ -163,9 +163,12 @@ impl Step for CertificatesStep {
             let observed = sync.observe(&targets).await?;
             let restores = sync.restores(&pki, &targets, &observed);
             let mut changes = sync.restore_changes(&pki, &restores);
+            let from = restored_from(&restores);
             let overlay = restores.into_iter().map(|r| (r.rel, r.bytes)).collect();
             let pki = pki.with_overlay(overlay);
-            let (file_changes, planned) = pki.plan_with_content(Policy::Converge)?;
+            let (file_changes, planned) = pki
+                .plan_with_content(Policy::Converge)
+                .map_err(|e| with_origin(e, &from))?;
             changes.extend(file_changes.iter().map(PkiChange::to_change));
             changes.extend(sync.diff(&pki, &targets, &observed, &planned)?);
             Ok(changes)
@@ -188,6 +191,18 @@ impl Step for CertificatesStep {
             let mut observed = sync.observe(&targets).await?;
             let restores = sync.restores(&pki, &targets, &observed);
             let mut done = sync.restore_changes(&pki, &restores);
+            if !restores.is_empty() {
+                // Restored files that do not fit (e.g. a CA key that does not match its
+                // certificate) fail here, before they are written.
+                let overlay = restores
+                    .iter()
+                    .map(|r| (r.rel.clone(), r.bytes.clone()))
+                    .collect();
+                Self::pki(ctx)?
+                    .with_overlay(overlay)
+                    .plan(Policy::Converge)
+                    .map_err(|e| with_origin(e, &restored_from(&restores)))?;
+            }
             sync.write_restores(&pki, &restores)?;
             // Refusals (a CA Secret holding another CA) fail here, before any other write.
             sync.diff(&pki, &targets, &observed, &Default::default())?;
@@ -208,6 +223,29 @@ impl Step for CertificatesStep {
             done.extend(left);
             Ok(done)
         })
+    }
+}
+
+/// The Secrets files were restored from, for messages.
+fn restored_from(restores: &[secrets::Restore]) -> String {
+    let mut from: Vec<&str> = restores.iter().map(|r| r.from.as_str()).collect();
+    from.dedup();
+    from.join(", ")
+}
+
+/// Names the Secrets when a plan over restored files fails.
+fn with_origin(e: PkiError, from: &str) -> PkiError {
+    if from.is_empty() {
+        return e;
+    }
+    let add = |m: String| {
+        format!(
+            "{m} (files restored from {from}; if the error is about them, fix or delete that Secret)"
+        )
+    };
+    match e {
+        PkiError::Invalid(m) => PkiError::Invalid(add(m)),
+        PkiError::Runtime(m) => PkiError::Runtime(add(m)),
     }
 }
 

@@ -184,6 +184,9 @@ impl<'a> SecretSync<'a> {
             let Some(Some(secret)) = observed.get(&t.name) else {
                 continue;
             };
+            if secret.type_ != TLS_TYPE {
+                continue; // drift, reported by diff; not ours to read from
+            }
             let from = self.resource(&t.name);
             let mut pairs: Vec<(String, &str, String, &str)> = Vec::new();
             match &t.holds {
