@@ -1,11 +1,15 @@
 //! temporal-bootstrap: provisions and keeps converged a self-hosted Temporal platform.
 //!
 //! Modules by dependency direction (pure modules never import adapters):
-//! - pure: [`config`], [`capacity`], [`versions`] (and plan diffing as it lands);
-//! - drivers: [`reconcile`] (steps in dependency order), [`cli`].
+//! - pure: [`config`], [`capacity`], [`versions`], [`observability::rules`];
+//! - adapters (one per real system): [`pki`] (files), [`search`] (Elasticsearch/OpenSearch REST),
+//!   [`temporal`] (gRPC: cluster facts, namespaces, search attributes), [`observability`]
+//!   (Prometheus, Grafana);
+//! - drivers: [`reconcile`] (steps in dependency order), [`daemon`], [`render`], [`upgrade`], [`cli`].
 
 pub mod capacity;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
@@ -15,6 +19,8 @@ pub mod pki;
 pub mod reconcile;
 pub mod render;
 pub mod search;
+pub mod temporal;
+pub mod upgrade;
 pub mod versions;
 
 /// Installs the process-wide rustls crypto provider (ring) once. `main` calls it first; library

@@ -448,7 +448,10 @@ mod tests {
 
     #[test]
     fn development_relaxes_minimums() {
-        let s = example(include_str!("../../../examples/local.yaml"));
+        // The local example pins the dev server's single shard; size it as `auto` here.
+        let local = include_str!("../../../examples/local.yaml")
+            .replace("history_shards: 1 ", "history_shards: auto ");
+        let s = example(&local);
         assert_eq!(s.inputs.environment, "development");
         assert!(
             s.services.iter().all(|x| x.replicas == 1),

@@ -45,11 +45,15 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Status(a) => status(cli, &a.file).await,
         Command::Certs { action } => certs(cli, action),
         Command::Render(a) => render(cli, a),
+        Command::CodecServer(a) => codec_server(&a.file).await,
+        Command::Codec {
+            action: super::CodecAction::Keygen { out },
+        } => codec_keygen(cli, out),
         Command::Upgrade { action } => {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
             };
-            not_implemented("upgrade", file)
+            crate::upgrade::cmd::run(cli.output, action, load(file)?).await
         }
     }
 }
@@ -62,14 +66,6 @@ pub(super) fn load(file: &std::path::Path) -> Result<LoadedConfig, CliError> {
         eprintln!("warning: {w}");
     }
     Ok(loaded)
-}
-
-fn not_implemented(command: &str, file: &std::path::Path) -> Result<u8, CliError> {
-    // Validate first anyway: a bad file is still exit 2, whatever the command.
-    load(file)?;
-    Err(CliError::runtime(format!(
-        "`{command}` is not implemented yet in this release (see README: Status of the commands)"
-    )))
 }
 
 fn validate(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
@@ -525,7 +521,8 @@ async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
     let reports = reconcile::run(&ctx, Mode::Plan, &[]).await;
     let health = |r: &StepReport| match r.status {
         StepStatus::UpToDate => "ok",
-        StepStatus::Pending => "drift",
+        StepStatus::Drift => "drift",
+        StepStatus::Pending => "pending",
         StepStatus::Failed => "error",
         StepStatus::Skipped | StepStatus::NotImplemented | StepStatus::Applied => "-",
     };
@@ -547,11 +544,23 @@ async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
                 let detail = match (&r.message, r.changes.as_slice()) {
                     (Some(m), _) => m.clone(),
                     (None, []) => "converged".to_string(),
-                    (None, changes) => changes
-                        .iter()
-                        .map(|c| format!("{}: {}", c.resource, c.detail))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    (None, changes) => {
+                        // A table cell, not a report: the first few, then a count (JSON has all).
+                        let shown: Vec<String> = changes
+                            .iter()
+                            .take(3)
+                            .map(|c| format!("{}: {}", c.resource, c.detail))
+                            .collect();
+                        let more = changes.len().saturating_sub(shown.len());
+                        if more > 0 {
+                            format!(
+                                "{}; and {more} more (--output json lists all)",
+                                shown.join("; ")
+                            )
+                        } else {
+                            shown.join("; ")
+                        }
+                    }
                 };
                 t.row([r.step.to_string(), health(r).to_string(), detail]);
             }
@@ -570,9 +579,8 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
     let artefacts = match a.target {
         RenderTarget::PrometheusRules => r::prometheus_rules(&loaded.config),
         RenderTarget::GrafanaProvisioning => r::grafana_provisioning(&loaded.config),
-        RenderTarget::HelmValues | RenderTarget::K3s => {
-            return not_implemented("render helm-values|k3s", &a.config.file);
-        }
+        RenderTarget::HelmValues => r::helm_values(&loaded.config, &a.config.file),
+        RenderTarget::K3s => r::k3s(&loaded.config, &a.config.file),
     }
     .map_err(|e| match e {
         RenderError::Io { .. } => CliError::runtime(e.to_string()),
@@ -598,6 +606,44 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
             }
             print!("{}", t.render());
         }
+    }
+    Ok(exit::OK)
+}
+
+fn codec_error(e: crate::codec::CodecError) -> CliError {
+    if e.is_invalid() {
+        CliError::invalid(e.to_string())
+    } else {
+        CliError::runtime(e.to_string())
+    }
+}
+
+async fn codec_server(file: &std::path::Path) -> Result<u8, CliError> {
+    let loaded = load(file)?;
+    let base = context(loaded, false);
+    let codec = base
+        .config
+        .codec
+        .as_ref()
+        .ok_or_else(|| codec_error(crate::codec::CodecError::NotConfigured))?;
+    crate::codec::serve(codec, &base.base_dir)
+        .await
+        .map_err(codec_error)?;
+    Ok(exit::OK)
+}
+
+fn codec_keygen(cli: &Cli, out: &std::path::Path) -> Result<u8, CliError> {
+    crate::codec::keygen(out).map_err(codec_error)?;
+    match cli.output {
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"command": "codec keygen", "file": out.display().to_string(), "bytes": 32, "mode": "0600"})
+        ),
+        OutputFormat::Table => println!(
+            "wrote a new AES-256 key (32 random bytes, base64) to {} (mode 0600); reference it as `secret: file:{}`",
+            out.display(),
+            out.display()
+        ),
     }
     Ok(exit::OK)
 }

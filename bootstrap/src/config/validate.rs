@@ -37,6 +37,9 @@ pub fn check(c: &PlatformConfig) -> Report {
         check_pki(pki, &mut r);
     }
     check_observability(&c.observability, &mut r);
+    if let Some(codec) = &c.codec {
+        r.errors.extend(super::codec::check(codec));
+    }
     r
 }
 

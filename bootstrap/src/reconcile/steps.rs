@@ -5,11 +5,17 @@ use super::Step;
 use crate::observability::{grafana::DashboardsStep, prometheus::AlertRulesStep};
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    vec![
+    let mut steps: Vec<Box<dyn Step>> = vec![
         Box::new(crate::pki::CertificatesStep),
         Box::new(AlertRulesStep),
         Box::new(DashboardsStep),
         // `visibility` for Elasticsearch/OpenSearch; enabled() is false for other stores.
-        Box::new(crate::search::SearchVisibilityStep::new()),
-    ]
+        Box::new(
+            crate::search::SearchVisibilityStep::new()
+                .with_shard_hook(|ctx| crate::capacity::visibility_primary_shards(&ctx.config)),
+        ),
+    ];
+    // cluster, namespaces, search-attributes
+    steps.extend(crate::temporal::steps());
+    steps
 }
