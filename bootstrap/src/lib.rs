@@ -13,6 +13,7 @@ pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
+pub mod kubernetes;
 pub mod observability;
 pub mod pki;
 pub mod reconcile;

@@ -340,6 +340,29 @@ pub struct PkiConfig {
     /// One client certificate per entry (workers, the bootstrap itself, operators).
     #[serde(default)]
     pub clients: Vec<ClientCertConfig>,
+    /// Publish every certificate into a Kubernetes Secret (`kubernetes.io/tls`) and restore the
+    /// CA from its Secret when `dir` is empty (in-cluster: `dir` is only a working copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_secrets: Option<KubernetesSecretsConfig>,
+}
+
+/// Kubernetes Secrets the `certificates` step writes, one per certificate. Each holds `tls.crt`
+/// (certificate and chain), `tls.key` and `ca.crt` (the trust bundle); the CA Secret also holds
+/// `ca.key`. The API server is found from the in-cluster ServiceAccount (or `TB_KUBE_API_URL`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSecretsConfig {
+    /// Namespace of the Secrets (a DNS-1123 label, e.g. temporal).
+    pub namespace: String,
+    /// Secret holding the CA certificate and its private key (restored from on start).
+    pub ca: String,
+    /// Secret of the frontend server certificate.
+    pub frontend: String,
+    /// Secret of the internode certificate.
+    pub internode: String,
+    /// Client name (from `pki.clients`) -> Secret name. Clients not listed stay in `dir` only.
+    #[serde(default)]
+    pub clients: BTreeMap<String, String>,
 }
 fn default_renew_before() -> HumanDuration {
     HumanDuration::from_days(30)

@@ -296,6 +296,79 @@ fn check_pki(pki: &PkiConfig, r: &mut Report) {
             );
         }
     }
+    if let Some(ks) = &pki.kubernetes_secrets {
+        check_kubernetes_secrets(pki, ks, r);
+    }
+}
+
+fn check_kubernetes_secrets(pki: &PkiConfig, ks: &KubernetesSecretsConfig, r: &mut Report) {
+    let at = "pki.kubernetes_secrets";
+    if !is_dns1123_label(&ks.namespace) {
+        r.error(format!("{at}.namespace"), format!("`{}` is not a valid namespace name; expected a DNS-1123 label: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit (e.g. temporal)", ks.namespace));
+    }
+    // Secret name -> where it is used: two certificates in one Secret would overwrite each other.
+    let mut used: BTreeMap<String, String> = BTreeMap::new();
+    let mut named = |path: String, name: &str, r: &mut Report| {
+        if !is_dns1123_subdomain(name) {
+            r.error(path.clone(), format!("`{name}` is not a valid Secret name; expected a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. temporal-tls-frontend)"));
+        }
+        if let Some(first) = used.insert(name.to_string(), path.clone()) {
+            r.error(path, format!("Secret `{name}` is already used by {first}; every certificate needs its own Secret"));
+        }
+    };
+    named(format!("{at}.ca"), &ks.ca, r);
+    named(format!("{at}.frontend"), &ks.frontend, r);
+    named(format!("{at}.internode"), &ks.internode, r);
+    for (client, secret) in &ks.clients {
+        let path = format!("{at}.clients.{client}");
+        named(path.clone(), secret, r);
+        if !pki.clients.iter().any(|c| c.name.as_str() == client) {
+            let known: Vec<&str> = pki.clients.iter().map(|c| c.name.as_str()).collect();
+            r.error(
+                path,
+                format!(
+                    "client `{client}` is not in pki.clients (known: {}); add it there or remove this entry",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            );
+        }
+    }
+    for (i, c) in pki.clients.iter().enumerate() {
+        if !ks.clients.contains_key(c.name.as_str()) {
+            r.warn(
+                format!("pki.clients[{i}]"),
+                format!("client `{}` has no entry in {at}.clients: its certificate stays in pki.dir only", c.name),
+            );
+        }
+    }
+    if pki.ca.bring_your_own.is_some() {
+        r.warn(
+            format!("{at}.ca"),
+            "with pki.ca.bring_your_own the CA key stays where its reference points: the CA Secret is not written",
+        );
+    }
+}
+
+/// A DNS-1123 label (namespace names): 1-63 of [a-z0-9-], alphanumeric at both ends.
+pub fn is_dns1123_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain (most object names, Secrets included): at most 253 characters, labels of
+/// [a-z0-9-] separated by '.', each alphanumeric at both ends.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 fn check_observability(o: &ObservabilityConfig, r: &mut Report) {
@@ -334,4 +407,26 @@ fn is_sql_identifier(s: &str) -> bool {
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns1123_names() {
+        for ok in ["temporal", "a", "tls-1", "0abc"] {
+            assert!(is_dns1123_label(ok), "{ok}");
+            assert!(is_dns1123_subdomain(ok), "{ok}");
+        }
+        assert!(is_dns1123_subdomain("temporal-tls.frontend"));
+        assert!(!is_dns1123_label("temporal-tls.frontend"));
+        for bad in ["", "-a", "a-", "Temporal", "a_b", "a..b", ".a", "a b"] {
+            assert!(!is_dns1123_subdomain(bad), "{bad}");
+            assert!(!is_dns1123_label(bad), "{bad}");
+        }
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+        assert!(is_dns1123_subdomain(&"a".repeat(253)));
+        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+    }
 }

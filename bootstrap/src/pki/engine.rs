@@ -58,6 +58,9 @@ pub struct PkiChange {
     pub detail: String,
 }
 
+/// File contents by path relative to `pki.dir`.
+pub(super) type FileContents = std::collections::BTreeMap<String, Vec<u8>>;
+
 /// The result of a run.
 #[derive(Debug)]
 pub struct Outcome {
@@ -80,6 +83,9 @@ pub struct Pki {
     pub(super) base_dir: PathBuf,
     pub layout: Layout,
     pub(super) now: OffsetDateTime,
+    /// Contents that stand in for missing files (a plan over files restored from Kubernetes
+    /// Secrets, without writing them). Empty except during such a plan.
+    pub(super) overlay: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Pki {
@@ -99,7 +105,18 @@ impl Pki {
             now: OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .unwrap_or_else(|_| OffsetDateTime::now_utc()),
+            overlay: Default::default(),
         }
+    }
+
+    /// Plan as if the files in `overlay` (path relative to `pki.dir` -> content) existed where
+    /// the directory has none.
+    pub(super) fn with_overlay(
+        mut self,
+        overlay: std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Self {
+        self.overlay = overlay;
+        self
     }
 
     /// Evaluate as if the clock read `now` (tests, and `inspect --at` style checks).
@@ -116,6 +133,25 @@ impl Pki {
     pub fn plan(&self, policy: Policy) -> Result<Vec<PkiChange>, PkiError> {
         let mut w = Writer::new(true);
         self.run(policy, &mut w)
+    }
+
+    /// Like [`Pki::plan`], also returning the content every written file would get (path
+    /// relative to `pki.dir` -> bytes; new keys included: keep it in memory only).
+    pub(super) fn plan_with_content(
+        &self,
+        policy: Policy,
+    ) -> Result<(Vec<PkiChange>, FileContents), PkiError> {
+        let mut w = Writer::capturing();
+        let changes = self.run(policy, &mut w)?;
+        let files = w
+            .take_captured()
+            .into_iter()
+            .filter_map(|(p, b)| {
+                let rel = p.strip_prefix(&self.layout.dir).ok()?.to_str()?.to_string();
+                Some((rel, b))
+            })
+            .collect();
+        Ok((changes, files))
     }
 
     /// Applies `policy`: a dry pass first (bad input fails before any write), then the real one.
@@ -190,8 +226,10 @@ impl Pki {
 
     pub(super) fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, PkiError> {
         tracing::trace!(file = %self.layout.show(rel), "reading");
-        fsio::read_optional(&self.layout.path(rel))
-            .map_err(|e| PkiError::Invalid(format!("cannot read {}: {e}", self.layout.show(rel))))
+        let found = fsio::read_optional(&self.layout.path(rel)).map_err(|e| {
+            PkiError::Invalid(format!("cannot read {}: {e}", self.layout.show(rel)))
+        })?;
+        Ok(found.or_else(|| self.overlay.get(rel).cloned()))
     }
 
     pub(super) fn write(

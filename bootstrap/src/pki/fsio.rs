@@ -24,6 +24,8 @@ pub struct Writer {
     writes: usize,
     /// Directories with renames or removals not yet fsynced.
     dirty: BTreeSet<PathBuf>,
+    /// Dry run only: what would have been written, by path (see [`Writer::capturing`]).
+    captured: Option<std::collections::BTreeMap<PathBuf, Vec<u8>>>,
 }
 
 impl Writer {
@@ -32,7 +34,20 @@ impl Writer {
             dry_run,
             writes: 0,
             dirty: BTreeSet::new(),
+            captured: None,
         }
+    }
+
+    /// A dry run that remembers the content it would have written (to plan what depends on it).
+    pub fn capturing() -> Self {
+        let mut w = Self::new(true);
+        w.captured = Some(Default::default());
+        w
+    }
+
+    /// What a capturing dry run would have written.
+    pub fn take_captured(&mut self) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        self.captured.take().unwrap_or_default()
     }
 
     pub fn dry_run(&self) -> bool {
@@ -58,6 +73,9 @@ impl Writer {
     /// Writes `bytes` to `path` atomically with `mode`.
     pub fn write(&mut self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         if self.dry_run {
+            if let Some(c) = &mut self.captured {
+                c.insert(path.to_path_buf(), bytes.to_vec());
+            }
             return Ok(());
         }
         write_file_then_rename(path, bytes, mode)?;

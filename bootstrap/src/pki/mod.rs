@@ -16,6 +16,7 @@ mod inspect;
 mod issue;
 mod layout;
 mod rotate;
+mod secrets;
 mod tls_config;
 
 pub use certinfo::{CertInfo, parse_der, parse_pem_chain, verify_client, verify_server};
@@ -23,6 +24,7 @@ pub use engine::{ChangeKind, Outcome, Pki, PkiChange, Policy};
 pub use inspect::{CertReport, CertStatus};
 pub use layout::{FileName, LeafKind};
 pub use rotate::RotatePhase;
+pub use secrets::TLS_TYPE;
 pub use tls_config::{REFRESH_INTERVAL, render_temporal_tls};
 
 use crate::reconcile::{Action, Change, Context, Step, StepError, StepFuture, StepName};
@@ -70,19 +72,25 @@ impl PkiChange {
     }
 }
 
-/// The `certificates` step: keeps the files under `pki.dir` converged.
+/// The `certificates` step: keeps the files under `pki.dir` converged and, with
+/// `pki.kubernetes_secrets`, the Kubernetes Secrets that carry them into Pods.
 ///
-/// Flow: plan = read every file, compare with the configuration (missing, expiring within
-/// `renew_before`, SANs/usages/key algorithm changed, not issued by the current CA, loose key
-/// permissions, stale clients); apply = the same pass with writes (keys before certificates,
-/// each file atomically), then a fresh plan must come back without pending writes.
+/// Flow: plan = (with Secrets: GET each Secret and, where `pki.dir` lacks the CA or a leaf,
+/// take its files from the Secret, see [`secrets`]) read every file, compare with the
+/// configuration (missing, expiring within `renew_before`, SANs/usages/key algorithm changed,
+/// not issued by the current CA, loose key permissions, stale clients), then compare every
+/// Secret with the files; apply = write the restored files, the same pass with writes (keys
+/// before certificates, each file atomically), then the Secrets that differ (CA first), then a
+/// fresh plan (files and Secrets re-read) must come back without pending writes.
 ///
-/// Guarantees: works offline (files only); a second apply writes nothing; expiring or
-/// mismatched leaves are replaced with a change line naming the reason; the CA is never replaced
-/// by this step (rotation is `certs rotate-ca`).
+/// Guarantees: works offline (files only; Secrets are neither read nor written offline); a
+/// second apply writes nothing (no file, no Secret); expiring or mismatched leaves are replaced
+/// with a change line naming the reason; the CA is never replaced by this step (rotation is
+/// `certs rotate-ca`) and a CA Secret holding another CA fails the step (exit 2) without `--force`.
 ///
-/// Assumptions: one writer per `pki.dir`. Caveats: no revocation (CRL/OCSP): removed clients
-/// stay valid until they expire; leaves are short-lived (90 days by default) for that reason.
+/// Assumptions: one writer per `pki.dir` and per set of Secrets. Caveats: no revocation
+/// (CRL/OCSP): removed clients stay valid until they expire; leaves are short-lived (90 days by
+/// default) for that reason. Kubernetes failures (unreachable, 401, 403) are runtime errors.
 pub struct CertificatesStep;
 
 impl CertificatesStep {
@@ -97,6 +105,37 @@ impl CertificatesStep {
             &ctx.config.cluster.name.to_string(),
             &ctx.base_dir,
         ))
+    }
+
+    /// The Secrets to sync, unless offline or not configured.
+    fn sync(ctx: &Context) -> Result<Option<secrets::SecretSync<'_>>, StepError> {
+        let Some(ks) = ctx
+            .config
+            .pki
+            .as_ref()
+            .and_then(|p| p.kubernetes_secrets.as_ref())
+        else {
+            return Ok(None);
+        };
+        if ctx.offline {
+            return Ok(None);
+        }
+        Ok(Some(secrets::SecretSync {
+            client: crate::kubernetes::KubeClient::from_env()?,
+            cfg: ks,
+            force: ctx.force,
+        }))
+    }
+
+    fn verify_files(pki: &Pki) -> Result<(), StepError> {
+        let left = pki.plan(Policy::Converge)?;
+        if let Some(c) = left.iter().find(|c| c.kind != ChangeKind::Drift) {
+            return Err(StepError::runtime(format!(
+                "certificates did not converge: {} still pending ({})",
+                c.file, c.detail
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -116,8 +155,23 @@ impl Step for CertificatesStep {
     fn plan<'a>(&'a self, ctx: &'a Context) -> StepFuture<'a, Vec<Change>> {
         Box::pin(async move {
             let pki = Self::pki(ctx)?;
-            let changes = pki.plan(Policy::Converge)?;
-            Ok(changes.iter().map(PkiChange::to_change).collect())
+            let Some(sync) = Self::sync(ctx)? else {
+                let changes = pki.plan(Policy::Converge)?;
+                return Ok(changes.iter().map(PkiChange::to_change).collect());
+            };
+            let targets = secrets::targets(&pki, sync.cfg);
+            let observed = sync.observe(&targets).await?;
+            let restores = sync.restores(&pki, &targets, &observed);
+            let mut changes = sync.restore_changes(&pki, &restores);
+            let from = restored_from(&restores);
+            let overlay = restores.into_iter().map(|r| (r.rel, r.bytes)).collect();
+            let pki = pki.with_overlay(overlay);
+            let (file_changes, planned) = pki
+                .plan_with_content(Policy::Converge)
+                .map_err(|e| with_origin(e, &from))?;
+            changes.extend(file_changes.iter().map(PkiChange::to_change));
+            changes.extend(sync.diff(&pki, &targets, &observed, &planned)?);
+            Ok(changes)
         })
     }
 
@@ -128,17 +182,70 @@ impl Step for CertificatesStep {
     ) -> StepFuture<'a, Vec<Change>> {
         Box::pin(async move {
             let pki = Self::pki(ctx)?;
+            let Some(sync) = Self::sync(ctx)? else {
+                let outcome = pki.apply(Policy::Converge)?;
+                Self::verify_files(&pki)?;
+                return Ok(outcome.changes.iter().map(PkiChange::to_change).collect());
+            };
+            let targets = secrets::targets(&pki, sync.cfg);
+            let mut observed = sync.observe(&targets).await?;
+            let restores = sync.restores(&pki, &targets, &observed);
+            let mut done = sync.restore_changes(&pki, &restores);
+            if !restores.is_empty() {
+                // Restored files that do not fit (e.g. a CA key that does not match its
+                // certificate) fail here, before they are written.
+                let overlay = restores
+                    .iter()
+                    .map(|r| (r.rel.clone(), r.bytes.clone()))
+                    .collect();
+                Self::pki(ctx)?
+                    .with_overlay(overlay)
+                    .plan(Policy::Converge)
+                    .map_err(|e| with_origin(e, &restored_from(&restores)))?;
+            }
+            sync.write_restores(&pki, &restores)?;
+            // Refusals (a CA Secret holding another CA) fail here, before any other write.
+            sync.diff(&pki, &targets, &observed, &Default::default())?;
             let outcome = pki.apply(Policy::Converge)?;
-            // Verify: nothing but drift may remain pending.
-            let left = pki.plan(Policy::Converge)?;
-            if let Some(c) = left.iter().find(|c| c.kind != ChangeKind::Drift) {
+            Self::verify_files(&pki)?;
+            done.extend(outcome.changes.iter().map(PkiChange::to_change));
+            done.extend(sync.publish(&pki, &targets, &mut observed).await?);
+            // Verify against a fresh read: every Secret now matches its files (or is drift).
+            let fresh = sync.observe(&targets).await?;
+            let left = sync.diff(&pki, &targets, &fresh, &Default::default())?;
+            if let Some(c) = left.iter().find(|c| c.action != Action::Drift) {
                 return Err(StepError::runtime(format!(
-                    "certificates did not converge: {} still pending ({})",
-                    c.file, c.detail
+                    "certificate Secrets did not converge: {} still pending ({})",
+                    c.resource, c.detail
                 )));
             }
-            Ok(outcome.changes.iter().map(PkiChange::to_change).collect())
+            // Drift stays in the report: it needs the operator.
+            done.extend(left);
+            Ok(done)
         })
+    }
+}
+
+/// The Secrets files were restored from, for messages.
+fn restored_from(restores: &[secrets::Restore]) -> String {
+    let mut from: Vec<&str> = restores.iter().map(|r| r.from.as_str()).collect();
+    from.dedup();
+    from.join(", ")
+}
+
+/// Names the Secrets when a plan over restored files fails.
+fn with_origin(e: PkiError, from: &str) -> PkiError {
+    if from.is_empty() {
+        return e;
+    }
+    let add = |m: String| {
+        format!(
+            "{m} (files restored from {from}; if the error is about them, fix or delete that Secret)"
+        )
+    };
+    match e {
+        PkiError::Invalid(m) => PkiError::Invalid(add(m)),
+        PkiError::Runtime(m) => PkiError::Runtime(add(m)),
     }
 }
 
