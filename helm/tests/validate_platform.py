@@ -3,9 +3,7 @@
 
 Usage: validate_platform.py BINARY RENDERED_DIR
 For each case under RENDERED_DIR, the platform ConfigMap's platform.yaml is validated by the
-bootstrap itself, so the chart and the config model cannot drift apart. `pki.kubernetes_secrets`
-(bootstrap-issued certificates written into Kubernetes Secrets) is part of the chart's contract
-(README.md); while the model lacks it, it is reported and the rest of the file still validated.
+bootstrap itself, so the chart and the config model cannot drift apart.
 """
 import pathlib
 import subprocess
@@ -13,9 +11,6 @@ import sys
 import tempfile
 
 import yaml
-
-UNKNOWN_K8S_SECRETS = "unknown field `kubernetes_secrets`"
-
 
 def validate(binary, text):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
@@ -32,11 +27,6 @@ def main() -> int:
         case = cm.parent.name
         text = yaml.safe_load(cm.read_text())["data"]["platform.yaml"]
         rc, out = validate(binary, text)
-        if rc != 0 and UNKNOWN_K8S_SECRETS in out:
-            doc = yaml.safe_load(text)
-            doc["pki"].pop("kubernetes_secrets")
-            print(f"note {case}: the config model has no pki.kubernetes_secrets yet (chart contract); validating the rest")
-            rc, out = validate(binary, yaml.safe_dump(doc))
         if rc == 0:
             passed += 1
             print(f"ok   {case}: {out.splitlines()[-1] if out else 'valid'}")
