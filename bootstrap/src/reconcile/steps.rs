@@ -4,5 +4,8 @@
 use super::Step;
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
-    vec![]
+    vec![
+        Box::new(crate::postgres::PersistenceStep::default()),
+        Box::new(crate::postgres::VisibilityStep::default()),
+    ]
 }
