@@ -573,12 +573,17 @@ impl RolePlan {
 /// Observes and diffs. Writes nothing.
 pub async fn plan(spec: &Spec) -> Result<Plan, PgError> {
     let mut control = spec.control().await?;
-    let result = plan_with(spec, &mut control).await;
+    let result = plan_with(spec, &mut control, true).await;
     let _ = control.close().await;
     result
 }
 
-async fn plan_with(spec: &Spec, control: &mut PgConnection) -> Result<Plan, PgError> {
+/// `announce`: log warnings (the first plan of a run does; the re-plan under the lock does not).
+async fn plan_with(
+    spec: &Spec,
+    control: &mut PgConnection,
+    announce: bool,
+) -> Result<Plan, PgError> {
     let observed = observe_with(spec, control).await?;
     let mut changes = Vec::new();
     let role = &observed.role;
@@ -651,6 +656,9 @@ async fn plan_with(spec: &Spec, control: &mut PgConnection) -> Result<Plan, PgEr
     let mut schemas = Vec::new();
     for (db, state) in spec.databases.iter().zip(observed.databases.iter()) {
         let Some(schema) = &db.schema else {
+            if !announce {
+                continue;
+            }
             tracing::warn!(
                 database = %db.name,
                 "schema of database `{}` not managed (no schema_dir); only the database and role are ensured",
@@ -714,17 +722,25 @@ async fn plan_with(spec: &Spec, control: &mut PgConnection) -> Result<Plan, PgEr
                 v.statements.len()
             );
             for table in &v.rewrites {
-                let rows = counts
+                match counts
                     .iter()
                     .find(|(t, _)| t == table)
-                    .map(|(_, r)| r.clone())
-                    .unwrap_or_else(|| "table not created yet".into());
-                let warning = format!(
-                    "rewrites table {table} ({rows}) to fill a stored generated column, holding an exclusive lock; on a large table this takes long and no new Temporal pod may start before it ends"
-                );
-                tracing::warn!(database = %db.name, version = %v.version, "{warning}");
-                detail.push_str("; WARNING: ");
-                detail.push_str(&warning);
+                    .and_then(|(_, r)| r.clone())
+                {
+                    Some(rows) => {
+                        let warning = format!(
+                            "rewrites table {table} ({rows}) to fill a stored generated column, holding an exclusive lock; on a large table this takes long, and no pod of the new release may start before it ends"
+                        );
+                        if announce {
+                            tracing::warn!(database = %db.name, version = %v.version, "{warning}");
+                        }
+                        detail.push_str("; WARNING: ");
+                        detail.push_str(&warning);
+                    }
+                    None => detail.push_str(&format!(
+                        "; rewrites table {table}, which does not exist yet (nothing to rewrite)"
+                    )),
+                }
             }
             changes.push(Change::new(
                 Action::Update,
@@ -760,12 +776,13 @@ fn prev_version(pending: &[PendingVersion], v: SchemaVersion) -> SchemaVersion {
         .unwrap_or(v)
 }
 
-/// Row counts of the tables pending versions rewrite, as text (`1234 rows`, `~5e6 rows (estimate)`).
+/// Row counts of the tables pending versions rewrite, as text (`1234 rows`, `about 5000000 rows
+/// (estimate from pg_class)`); `None` for a table that does not exist yet.
 async fn rewrite_counts(
     spec: &Spec,
     database: &str,
     pending: &[PendingVersion],
-) -> Result<Vec<(String, String)>, PgError> {
+) -> Result<Vec<(String, Option<String>)>, PgError> {
     let tables: Vec<&String> = pending.iter().flat_map(|p| p.rewrites.iter()).collect();
     if tables.is_empty() {
         return Ok(vec![]);
@@ -783,10 +800,11 @@ async fn rewrite_counts(
         .map_err(query_err(format!("estimating rows of {t}")))?
         .flatten();
         let text = match est {
-            None => "table not created yet".to_string(),
-            Some(e) if f64::from(e) >= EXACT_COUNT_LIMIT => {
-                format!("about {} rows (estimate from pg_class)", e.round() as i64)
-            }
+            None => None,
+            Some(e) if f64::from(e) >= EXACT_COUNT_LIMIT => Some(format!(
+                "about {} rows (estimate from pg_class)",
+                e.round() as i64
+            )),
             Some(_) => {
                 let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
                     "SELECT count(*) FROM {}",
@@ -795,7 +813,7 @@ async fn rewrite_counts(
                 .fetch_one(&mut conn)
                 .await
                 .map_err(query_err(format!("counting rows of {t}")))?;
-                format!("{n} rows")
+                Some(format!("{n} rows"))
             }
         };
         out.push((t.clone(), text));
@@ -873,7 +891,7 @@ async fn acquire_lock(control: &mut PgConnection, key: i64, spec: &Spec) -> Resu
 }
 
 async fn apply_locked(spec: &Spec, control: &mut PgConnection) -> Result<ApplyOutcome, PgError> {
-    let plan = plan_with(spec, control).await?;
+    let plan = plan_with(spec, control, false).await?;
     let mut outcome = ApplyOutcome::default();
     let started = Instant::now();
     let role_q = quote_ident(&spec.app.user);
@@ -961,7 +979,11 @@ async fn apply_locked(spec: &Spec, control: &mut PgConnection) -> Result<ApplyOu
             outcome.statements_executed += v.statements.len();
             outcome.versions_applied += 1;
             let mut change = find_change(&plan, &format!("schema {} v{}", s.database, v.version));
-            change.detail = format!("{} in {}ms", change.detail, t0.elapsed().as_millis());
+            change.detail = format!(
+                "applied in {}ms: {}",
+                t0.elapsed().as_millis(),
+                change.detail
+            );
             tracing::info!(database = %s.database, version = %v.version, statements = v.statements.len(), "schema version applied");
             progress.done(&format!(
                 "{} v{} applied ({} statements, {}ms)",
