@@ -308,7 +308,8 @@ impl Spec {
         }
     }
 
-    fn lock_key(&self) -> i64 {
+    /// The advisory lock key of this run (stable per persistence database name).
+    pub fn lock_key(&self) -> i64 {
         use md5::{Digest, Md5};
         let d = Md5::digest(format!("temporal-bootstrap:schema:{}", self.lock_name));
         let mut b = [0u8; 8];
