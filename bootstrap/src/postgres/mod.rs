@@ -251,7 +251,46 @@ impl Spec {
         o.disable_statement_logging()
     }
 
+    /// Identifies a login to one database; the password is part of it (hashed, in memory only)
+    /// so that a connection is never reused for a different configuration.
+    fn cache_key(&self, login: &Login, database: &str) -> String {
+        use md5::{Digest, Md5};
+        let pw: String = Md5::digest(login.password.expose())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!(
+            "{}:{}:{:?}:{}:{database}:{pw}",
+            self.host,
+            self.port,
+            self.tls.as_ref().map(|t| (t.mode, t.ca.clone())),
+            login.user
+        )
+    }
+
+    /// Hands a healthy connection back for reuse by a later step of this process.
+    fn release(&self, login: &Login, database: &str, conn: PgConnection) {
+        if let Ok(mut cache) = CONNECTIONS.lock() {
+            cache.push((self.cache_key(login, database), conn));
+        }
+    }
+
+    /// A connection from the process cache (checked with a ping), or a new one.
     async fn connect(&self, login: &Login, database: &str) -> Result<PgConnection, PgError> {
+        let key = self.cache_key(login, database);
+        let cached = CONNECTIONS.lock().ok().and_then(|mut cache| {
+            let pos = cache.iter().position(|(k, _)| *k == key)?;
+            Some(cache.swap_remove(pos).1)
+        });
+        if let Some(mut conn) = cached
+            && conn.ping().await.is_ok()
+        {
+            return Ok(conn);
+        }
+        self.connect_new(login, database).await
+    }
+
+    async fn connect_new(&self, login: &Login, database: &str) -> Result<PgConnection, PgError> {
         let opts = self.options(login, database);
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await;
         let unreachable = |reason: String| PgError::Unreachable {
@@ -300,12 +339,22 @@ impl Spec {
         Ok(conn)
     }
 
-    /// The connection used to read roles and databases and to hold the lock.
-    async fn control(&self) -> Result<PgConnection, PgError> {
+    /// The login and database used to read roles and databases and to hold the lock.
+    fn control_login(&self) -> (&Login, &str) {
         match &self.admin {
-            Some((login, db)) => self.connect(login, db).await,
-            None => self.connect(&self.app, &self.lock_name).await,
+            Some((login, db)) => (login, db.as_str()),
+            None => (&self.app, self.lock_name.as_str()),
         }
+    }
+
+    async fn control(&self) -> Result<PgConnection, PgError> {
+        let (login, db) = self.control_login();
+        self.connect(login, db).await
+    }
+
+    fn release_control(&self, conn: PgConnection) {
+        let (login, db) = self.control_login();
+        self.release(login, db, conn);
     }
 
     /// The advisory lock key of this run (stable per persistence database name).
@@ -315,6 +364,36 @@ impl Spec {
         let mut b = [0u8; 8];
         b.copy_from_slice(&d[..8]);
         i64::from_be_bytes(b)
+    }
+}
+
+/// Open connections of this process, by login and database. Steps run one after the other and
+/// each PostgreSQL login costs a SCRAM exchange, so later steps (and apply after plan) reuse them.
+static CONNECTIONS: std::sync::Mutex<Vec<(String, PgConnection)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Application-role connections of one run, one per database, reused by observe, apply and
+/// verify (each PostgreSQL login costs a SCRAM exchange).
+#[derive(Default)]
+struct AppConns(Vec<(String, PgConnection)>);
+
+impl AppConns {
+    async fn get(&mut self, spec: &Spec, db: &str) -> Result<&mut PgConnection, PgError> {
+        let pos = match self.0.iter().position(|(n, _)| n == db) {
+            Some(p) => p,
+            None => {
+                let conn = spec.connect(&spec.app, db).await?;
+                self.0.push((db.to_string(), conn));
+                self.0.len() - 1
+            }
+        };
+        Ok(&mut self.0[pos].1)
+    }
+
+    fn release(self, spec: &Spec) {
+        for (db, c) in self.0 {
+            spec.release(&spec.app, &db, c);
+        }
     }
 }
 
@@ -393,12 +472,18 @@ pub struct Observed {
 /// Reads role, databases and schema versions. Writes nothing.
 pub async fn observe(spec: &Spec) -> Result<Observed, PgError> {
     let mut control = spec.control().await?;
-    let observed = observe_with(spec, &mut control).await;
-    let _ = control.close().await;
+    let mut conns = AppConns::default();
+    let observed = observe_with(spec, &mut control, &mut conns).await;
+    conns.release(spec);
+    spec.release_control(control);
     observed
 }
 
-async fn observe_with(spec: &Spec, control: &mut PgConnection) -> Result<Observed, PgError> {
+async fn observe_with(
+    spec: &Spec,
+    control: &mut PgConnection,
+    conns: &mut AppConns,
+) -> Result<Observed, PgError> {
     let server_version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
         .fetch_one(&mut *control)
         .await
@@ -442,16 +527,14 @@ async fn observe_with(spec: &Spec, control: &mut PgConnection) -> Result<Observe
                 SchemaState::NotManaged
             }
         } else if role.exists && role.login {
-            match spec.connect(&spec.app, &db.name).await {
-                Ok(mut conn) => {
+            match conns.get(spec, &db.name).await {
+                Ok(conn) => {
                     role.password_accepted = Some(true);
-                    let s = if db.schema.is_some() {
-                        read_schema_state(&mut conn, &db.name).await?
+                    if db.schema.is_some() {
+                        read_schema_state(conn, &db.name).await?
                     } else {
                         SchemaState::NotManaged
-                    };
-                    let _ = conn.close().await;
-                    s
+                    }
                 }
                 Err(PgError::Auth { .. }) => {
                     role.password_accepted = Some(false);
@@ -486,7 +569,7 @@ async fn schema_via_admin(spec: &Spec, db: &DatabaseSpec) -> Result<SchemaState,
         Some((login, _)) => {
             let mut conn = spec.connect(login, &db.name).await?;
             let s = read_schema_state(&mut conn, &db.name).await;
-            let _ = conn.close().await;
+            spec.release(login, &db.name, conn);
             s
         }
         None => Ok(SchemaState::Unknown {
@@ -574,8 +657,10 @@ impl RolePlan {
 /// Observes and diffs. Writes nothing.
 pub async fn plan(spec: &Spec) -> Result<Plan, PgError> {
     let mut control = spec.control().await?;
-    let result = plan_with(spec, &mut control, true).await;
-    let _ = control.close().await;
+    let mut conns = AppConns::default();
+    let result = plan_with(spec, &mut control, &mut conns, true).await;
+    conns.release(spec);
+    spec.release_control(control);
     result
 }
 
@@ -583,9 +668,10 @@ pub async fn plan(spec: &Spec) -> Result<Plan, PgError> {
 async fn plan_with(
     spec: &Spec,
     control: &mut PgConnection,
+    conns: &mut AppConns,
     announce: bool,
 ) -> Result<Plan, PgError> {
-    let observed = observe_with(spec, control).await?;
+    let observed = observe_with(spec, control, conns).await?;
     let mut changes = Vec::new();
     let role = &observed.role;
     let mut role_plan = RolePlan::default();
@@ -702,7 +788,12 @@ async fn plan_with(
             ));
         }
         let counts = if state.exists {
-            rewrite_counts(spec, &db.name, &pending).await?
+            let conn = if observed.role.password_accepted == Some(true) {
+                Some(conns.get(spec, &db.name).await?)
+            } else {
+                None
+            };
+            rewrite_counts(spec, conn, &db.name, &pending).await?
         } else {
             Default::default()
         };
@@ -779,8 +870,10 @@ fn prev_version(pending: &[PendingVersion], v: SchemaVersion) -> SchemaVersion {
 
 /// Row counts of the tables pending versions rewrite, as text (`1234 rows`, `about 5000000 rows
 /// (estimate from pg_class)`); `None` for a table that does not exist yet.
+/// Uses `app` when the application role can log in, else the admin login.
 async fn rewrite_counts(
     spec: &Spec,
+    app: Option<&mut PgConnection>,
     database: &str,
     pending: &[PendingVersion],
 ) -> Result<Vec<(String, Option<String>)>, PgError> {
@@ -789,14 +882,18 @@ async fn rewrite_counts(
         return Ok(vec![]);
     }
     let login = spec.admin.as_ref().map(|(l, _)| l).unwrap_or(&spec.app);
-    let mut conn = spec.connect(login, database).await?;
+    let mut own = None;
+    let conn: &mut PgConnection = match app {
+        Some(c) => c,
+        None => own.insert(spec.connect(login, database).await?),
+    };
     let mut out = Vec::new();
     for t in tables {
         let est: Option<f32> = sqlx::query_scalar(
             "SELECT reltuples FROM pg_class WHERE oid = to_regclass(quote_ident($1))",
         )
         .bind(t)
-        .fetch_optional(&mut conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(query_err(format!("estimating rows of {t}")))?
         .flatten();
@@ -811,7 +908,7 @@ async fn rewrite_counts(
                     "SELECT count(*) FROM {}",
                     quote_ident(t)
                 )))
-                .fetch_one(&mut conn)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(query_err(format!("counting rows of {t}")))?;
                 Some(format!("{n} rows"))
@@ -819,7 +916,9 @@ async fn rewrite_counts(
         };
         out.push((t.clone(), text));
     }
-    let _ = conn.close().await;
+    if let Some(c) = own {
+        spec.release(login, database, c);
+    }
     Ok(out)
 }
 
@@ -841,12 +940,19 @@ pub async fn apply(spec: &Spec) -> Result<ApplyOutcome, PgError> {
     let mut control = spec.control().await?;
     let key = spec.lock_key();
     acquire_lock(&mut control, key, spec).await?;
-    let result = apply_locked(spec, &mut control).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+    let mut conns = AppConns::default();
+    let result = apply_locked(spec, &mut control, &mut conns).await;
+    conns.release(spec);
+    let unlocked: Result<bool, _> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
         .bind(key)
-        .execute(&mut control)
+        .fetch_one(&mut control)
         .await;
-    let _ = control.close().await;
+    if matches!(unlocked, Ok(true)) {
+        spec.release_control(control);
+    } else {
+        // Closing the session is what frees a lock we could not release.
+        let _ = control.close().await;
+    }
     result
 }
 
@@ -891,8 +997,12 @@ async fn acquire_lock(control: &mut PgConnection, key: i64, spec: &Spec) -> Resu
     }
 }
 
-async fn apply_locked(spec: &Spec, control: &mut PgConnection) -> Result<ApplyOutcome, PgError> {
-    let plan = plan_with(spec, control, false).await?;
+async fn apply_locked(
+    spec: &Spec,
+    control: &mut PgConnection,
+    conns: &mut AppConns,
+) -> Result<ApplyOutcome, PgError> {
+    let plan = plan_with(spec, control, conns, false).await?;
     let mut outcome = ApplyOutcome::default();
     let started = Instant::now();
     let role_q = quote_ident(&spec.app.user);
@@ -961,22 +1071,22 @@ async fn apply_locked(spec: &Spec, control: &mut PgConnection) -> Result<ApplyOu
         if !s.create_version_tables && s.pending.is_empty() {
             continue;
         }
-        let mut conn = spec.connect(&spec.app, &s.database).await?;
+        let conn = conns.get(spec, &s.database).await?;
         if s.create_version_tables {
-            create_version_tables(&mut conn, &s.database).await?;
+            create_version_tables(conn, &s.database).await?;
             outcome.changes.push(find_change(
                 &plan,
                 &format!("schema_version tables in {}", s.database),
             ));
         }
-        let mut current = current_version(&mut conn, &s.database).await?;
+        let mut current = current_version(conn, &s.database).await?;
         for v in &s.pending {
             if v.version <= current {
                 continue;
             }
             let t0 = Instant::now();
             progress.start(&s.database, v);
-            apply_version(&mut conn, &s.database, current, v, &progress).await?;
+            apply_version(conn, &s.database, current, v, &progress).await?;
             outcome.statements_executed += v.statements.len();
             outcome.versions_applied += 1;
             let mut change = find_change(&plan, &format!("schema {} v{}", s.database, v.version));
@@ -996,11 +1106,10 @@ async fn apply_locked(spec: &Spec, control: &mut PgConnection) -> Result<ApplyOu
             outcome.changes.push(change);
             current = v.version;
         }
-        let _ = conn.close().await;
     }
     progress.finish();
 
-    verify(spec, control).await?;
+    verify(spec, control, conns).await?;
     if !outcome.changes.is_empty() {
         let summary = plan
             .schemas
@@ -1172,8 +1281,12 @@ async fn apply_version(
     Ok(())
 }
 
-async fn verify(spec: &Spec, control: &mut PgConnection) -> Result<(), PgError> {
-    let o = observe_with(spec, control).await?;
+async fn verify(
+    spec: &Spec,
+    control: &mut PgConnection,
+    conns: &mut AppConns,
+) -> Result<(), PgError> {
+    let o = observe_with(spec, control, conns).await?;
     let mut problems = Vec::new();
     if !o.role.exists {
         problems.push(format!("role {} does not exist", o.role.name));

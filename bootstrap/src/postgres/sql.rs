@@ -133,8 +133,8 @@ pub fn split(script: &str) -> Result<Vec<Statement>, SplitError> {
                 '\'' => {
                     let prev = if i > 0 { Some(chars[i - 1]) } else { None };
                     let before = if i > 1 { Some(chars[i - 2]) } else { None };
-                    let escapes = matches!(prev, Some('e' | 'E'))
-                        && !before.is_some_and(|b| is_ident_char(b));
+                    let escapes =
+                        matches!(prev, Some('e' | 'E')) && !before.is_some_and(is_ident_char);
                     state = State::Single {
                         escapes,
                         start: line,
@@ -257,6 +257,12 @@ pub fn split(script: &str) -> Result<Vec<Statement>, SplitError> {
     Ok(out)
 }
 
+fn flush(words: &mut Vec<String>, cur: &mut String) {
+    if !cur.is_empty() {
+        words.push(std::mem::take(cur));
+    }
+}
+
 /// Words of a statement outside parentheses and quotes (enough to read `ALTER TABLE x ADD ...`).
 fn words_outside_parens(s: &str) -> Vec<String> {
     let mut words = Vec::new();
@@ -276,9 +282,7 @@ fn words_outside_parens(s: &str) -> Vec<String> {
         match c {
             '(' => {
                 depth += 1;
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
+                flush(&mut words, &mut cur);
             }
             ')' => depth = depth.saturating_sub(1),
             '"' | '\'' => {
@@ -287,11 +291,7 @@ fn words_outside_parens(s: &str) -> Vec<String> {
                     cur.push(c);
                 }
             }
-            c if c.is_whitespace() || c == ',' => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
+            c if c.is_whitespace() || c == ',' => flush(&mut words, &mut cur),
             c if depth == 0 => cur.push(c),
             _ => {}
         }
