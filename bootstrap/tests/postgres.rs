@@ -1148,3 +1148,87 @@ async fn bad_inputs_give_clear_errors_and_exit_codes() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn tls_modes_are_honoured() {
+    let Some(case) = Case::new("tls") else { return };
+    let schema = Case::basic_schema();
+    let mut c = case.admin("postgres").await;
+    let ssl: String = sqlx::query_scalar("SELECT current_setting('ssl')")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    let with_tls = |tls: &str| {
+        let path = case.config(Some(&schema), "");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("tls: { mode: disable }", tls);
+        std::fs::write(&path, text).unwrap();
+        case.run(&path, &["plan", "--only", "persistence"])
+    };
+
+    // A CA file that does not exist is bad input, found before connecting.
+    let out = with_tls("tls: { mode: verify-full, ca: no-such-ca.pem }");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("persistence.postgres.tls.ca")
+            && text(&out).contains("no-such-ca.pem does not exist"),
+        "{}",
+        text(&out)
+    );
+
+    if ssl == "on" {
+        // A CA that did not sign the server certificate is refused.
+        let other = rcgen::generate_simple_self_signed(vec!["other-ca".to_string()]).unwrap();
+        std::fs::write(case.dir.path().join("other-ca.pem"), other.cert.pem()).unwrap();
+        let out = with_tls("tls: { mode: verify-full, ca: other-ca.pem }");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("TLS failed") && text(&out).contains("certificate"),
+            "{}",
+            text(&out)
+        );
+        let out = with_tls("tls: { mode: require }");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        match std::env::var("TB_PG_CA") {
+            Ok(ca) => {
+                let out = with_tls(&format!("tls: {{ mode: verify-full, ca: {ca} }}"));
+                assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+            }
+            Err(_) => eprintln!(
+                "skipped verify-full success case: TB_PG_CA (CA of the server certificate) not set"
+            ),
+        }
+    } else {
+        // The server offers no TLS: `require` must not fall back to plaintext.
+        let out = with_tls("tls: { mode: require }");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("TLS failed"), "{}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn a_large_rewritten_table_is_sized_from_statistics() {
+    let Some(case) = Case::new("large") else {
+        return;
+    };
+    let config = case.config(Some(&Case::basic_schema()), "");
+    install_intermediate(&config).await;
+    let mut cv = case.admin(&case.names.visibility()).await;
+    sqlx::raw_sql(
+        "INSERT INTO fx_executions_visibility (namespace_id, run_id, start_time, status, search_attributes) \
+         SELECT 'ns', g::text, now(), 1, NULL FROM generate_series(1, 120000) g; ANALYZE fx_executions_visibility",
+    )
+    .execute(&mut cv)
+    .await
+    .unwrap();
+    let ctx = Case::context(&config);
+    let spec = postgres::spec_for(&ctx, SchemaKind::Visibility, &StepOptions::default()).unwrap();
+    let plan = postgres::plan(&spec).await.unwrap();
+    let detail = &plan.changes[0].detail;
+    assert!(
+        detail.contains("WARNING: rewrites table fx_executions_visibility (about 1")
+            && detail.contains("rows (estimate from pg_class)"),
+        "{detail}"
+    );
+}

@@ -326,7 +326,20 @@ impl Spec {
                         context: format!("connecting to `{database}` as `{}`", login.user),
                         reason: db_message(&e),
                     },
-                    None => unreachable(e.to_string()),
+                    None => {
+                        let text = e.to_string();
+                        let lower = text.to_lowercase();
+                        if lower.contains("certificate")
+                            || lower.contains("tls")
+                            || lower.contains("ssl")
+                        {
+                            unreachable(format!(
+                                "TLS failed: {text} (check persistence.postgres.tls: mode and the CA that signed the server certificate)"
+                            ))
+                        } else {
+                            unreachable(text)
+                        }
+                    }
                 });
             }
             Ok(Ok(c)) => c,
@@ -1107,8 +1120,6 @@ async fn apply_locked(
             current = v.version;
         }
     }
-    progress.finish();
-
     verify(spec, control, conns).await?;
     if !outcome.changes.is_empty() {
         let summary = plan
@@ -1125,15 +1136,18 @@ async fn apply_locked(
                 )
             })
             .collect::<Vec<_>>();
-        tracing::info!(
-            "postgres: {} changes, {} schema statements in {:.1}s{}{}",
+        let line = format!(
+            "postgres: {} changes, {} schema statements in {:.1}s, verified{}{}",
             outcome.changes.len(),
             outcome.statements_executed,
             started.elapsed().as_secs_f64(),
             if summary.is_empty() { "" } else { "; " },
             summary.join(", ")
         );
+        tracing::info!("{line}");
+        progress.done(&line);
     }
+    progress.finish();
     Ok(outcome)
 }
 

@@ -50,9 +50,13 @@ impl Statement {
             i += 1;
         }
         let name = words.get(i)?;
-        // `schema.table` or `"Table"`: keep the last part, unquoted.
+        // `schema.table` or `"Table"`: keep the last part; unquoted names fold to lower case.
         let last = name.rsplit('.').next().unwrap_or(name);
-        Some(last.trim_matches('"').to_string())
+        if last.starts_with('"') {
+            Some(last.trim_matches('"').replace("\"\"", "\""))
+        } else {
+            Some(last.to_lowercase())
+        }
     }
 }
 
@@ -403,6 +407,10 @@ mod tests {
                 "ALTER TABLE IF EXISTS ONLY public.\"Vis\" ADD x INT GENERATED ALWAYS AS (y + 1) STORED"
             ),
             Some("Vis".into())
+        );
+        assert_eq!(
+            s("ALTER TABLE Vis ADD x INT GENERATED ALWAYS AS (y) STORED"),
+            Some("vis".into())
         );
         assert_eq!(s("ALTER TABLE a ADD COLUMN x INT"), None);
         assert_eq!(
