@@ -779,10 +779,14 @@ async fn plan_with(
             SchemaState::NoDatabase | SchemaState::NoVersionTables => {
                 (SchemaVersion::new(0, 0), true)
             }
-            // The role cannot log in yet (its password is reset first) and no admin can read.
-            SchemaState::Unknown { .. } | SchemaState::NotManaged => {
-                (SchemaVersion::new(0, 0), true)
+            // Never guess a version: a wrong guess would re-run applied versions.
+            SchemaState::Unknown { reason } => {
+                return Err(PgError::Invalid(format!(
+                    "cannot read the schema version of `{}`: {reason}",
+                    db.name
+                )));
             }
+            SchemaState::NotManaged => continue,
         };
         if current > schema.target {
             return Err(PgError::Newer {
@@ -1383,5 +1387,74 @@ impl Progress {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_drift_lists_every_attribute_off_the_least_privilege_set() {
+        let mut r = RoleState {
+            name: "temporal".into(),
+            exists: true,
+            login: true,
+            superuser: false,
+            create_role: false,
+            create_db: false,
+            password_accepted: Some(true),
+        };
+        assert!(r.drift().is_empty());
+        r.login = false;
+        r.superuser = true;
+        r.create_db = true;
+        assert_eq!(
+            r.drift(),
+            [
+                "login false -> true",
+                "superuser true -> false",
+                "createdb true -> false"
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_map_to_exit_classes() {
+        use crate::reconcile::ErrorClass;
+        let unreachable = PgError::Unreachable {
+            host: "db".into(),
+            port: 5432,
+            reason: "refused".into(),
+        };
+        assert_eq!(StepError::from(unreachable).class, ErrorClass::Runtime);
+        let newer = PgError::Newer {
+            database: "temporal".into(),
+            schema: "temporal",
+            current: "1.20".into(),
+            target: SchemaVersion::new(1, 19),
+        };
+        let e = StepError::from(newer);
+        assert_eq!(e.class, ErrorClass::Invalid);
+        assert!(e.message.contains("never downgraded"), "{}", e.message);
+        let auth = PgError::Auth {
+            host: "db".into(),
+            port: 5432,
+            user: "postgres".into(),
+            reason: "password authentication failed".into(),
+        };
+        assert_eq!(StepError::from(auth).class, ErrorClass::Invalid);
+        let lock = PgError::LockTimeout {
+            key: 1,
+            database: "postgres".into(),
+            waited: Duration::from_secs(2),
+        };
+        assert_eq!(StepError::from(lock).class, ErrorClass::Runtime);
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate("abc", 255), "abc");
+        assert_eq!(truncate("ééé", 2), "éé");
     }
 }

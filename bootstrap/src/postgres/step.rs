@@ -229,3 +229,62 @@ impl Step for VisibilityStep {
         Box::pin(async move { Ok(apply_step(ctx, SchemaKind::Visibility, &self.options).await?) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ctx(persistence_extra: &str) -> Context {
+        let text = format!(
+            "cluster: {{ name: unit, temporal_version: \"1.31.2\", environment: development, frontend: {{ address: \"127.0.0.1:7233\" }} }}\n\
+             capacity: {{ peak_workflow_starts_per_second: 5, activities_per_workflow: 4, average_workflow_duration: 10m }}\n\
+             persistence:\n  postgres:\n    host: 127.0.0.1\n    password: env:TB_UNIT_SURELY_UNSET_PASSWORD\n{persistence_extra}\
+             visibility: {{ postgres: {{ database: temporal_visibility }} }}\n\
+             namespaces: [ {{ name: demo, retention: 3d }} ]\n"
+        );
+        let loaded = crate::config::load_str(&text, "platform.yaml").unwrap();
+        Context {
+            config: Arc::new(loaded.config),
+            base_dir: std::env::temp_dir(),
+            offline: false,
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused_before_any_connection() {
+        let opts = StepOptions::default();
+        let e = spec_for(
+            &ctx("    schema_dir: /no/such/schema/dir\n"),
+            SchemaKind::Temporal,
+            &opts,
+        )
+        .unwrap_err();
+        assert!(
+            e.is_invalid() && e.to_string().contains("/no/such/schema/dir does not exist"),
+            "{e}"
+        );
+        let e = spec_for(&ctx(""), SchemaKind::Visibility, &opts).unwrap_err();
+        assert!(
+            e.is_invalid() && e.to_string().contains("TB_UNIT_SURELY_UNSET_PASSWORD"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let unknown = StepOptions {
+            schema_target: |_| None,
+            ..StepOptions::default()
+        };
+        let e = spec_for(
+            &ctx(&format!("    schema_dir: {}\n", dir.path().display())),
+            SchemaKind::Temporal,
+            &unknown,
+        )
+        .unwrap_err();
+        assert!(
+            e.is_invalid()
+                && e.to_string()
+                    .contains("no schema versions are known for Temporal 1.31.2"),
+            "{e}"
+        );
+    }
+}
