@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Exactly one rustls crypto provider for the whole process; two in the graph make rustls panic
-    // when a client picks the default. An Err means one was installed already, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Exactly one rustls crypto provider (ring) for the whole process, before anything else.
+    temporal_bootstrap::ensure_crypto_provider();
     temporal_bootstrap::cli::main()
 }

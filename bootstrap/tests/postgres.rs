@@ -251,6 +251,7 @@ impl Case {
             config: Arc::new(loaded.config),
             base_dir: config.parent().unwrap().to_path_buf(),
             offline: false,
+            force: false,
         }
     }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::output::Table;
-use super::{ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, exit};
+use super::{
+    ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, RenderArgs, RenderTarget,
+    RunArgs, exit,
+};
 use crate::config::{self, LoadedConfig};
 use crate::reconcile::{self, Context, Mode, StepName, StepReport, StepStatus};
 
@@ -37,17 +40,10 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
             );
             Ok(exit::OK)
         }
-        Command::Run(a) => not_implemented("run", &a.config.file),
-        Command::Status(a) => not_implemented("status", &a.file),
-        Command::Certs { action } => {
-            let file = match action {
-                super::CertsAction::Issue(a)
-                | super::CertsAction::Renew(a)
-                | super::CertsAction::Inspect(a) => &a.file,
-            };
-            not_implemented("certs", file)
-        }
-        Command::Render(a) => not_implemented("render", &a.config.file),
+        Command::Run(a) => run_daemon(a).await,
+        Command::Status(a) => status(cli, &a.file).await,
+        Command::Certs { action } => certs(cli, action),
+        Command::Render(a) => render(cli, a),
         Command::Upgrade { action } => {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
@@ -97,6 +93,10 @@ fn validate(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
 }
 
 fn context(loaded: LoadedConfig, offline: bool) -> Context {
+    context_with(loaded, offline, false)
+}
+
+fn context_with(loaded: LoadedConfig, offline: bool, force: bool) -> Context {
     let base_dir = loaded
         .path
         .parent()
@@ -113,6 +113,7 @@ fn context(loaded: LoadedConfig, offline: bool) -> Context {
         config: Arc::new(loaded.config),
         base_dir,
         offline,
+        force,
     }
 }
 
@@ -143,7 +144,7 @@ async fn plan(cli: &Cli, a: &PlanArgs) -> Result<u8, CliError> {
 async fn apply(cli: &Cli, a: &ApplyArgs) -> Result<u8, CliError> {
     let loaded = load(&a.config.file)?;
     let only = parse_only(&a.only)?;
-    let ctx = context(loaded, false);
+    let ctx = context_with(loaded, false, a.force);
     let mode = if a.dry_run { Mode::Plan } else { Mode::Apply };
     let reports = reconcile::run(&ctx, mode, &only).await;
     print_reports(
@@ -222,4 +223,236 @@ fn print_reports(cli: &Cli, title: &str, reports: &[StepReport]) {
             }
         }
     }
+}
+
+async fn run_daemon(a: &RunArgs) -> Result<u8, CliError> {
+    let loaded = load(&a.config.file)?;
+    let interval: crate::config::types::HumanDuration = a
+        .interval
+        .parse()
+        .map_err(|e| CliError::invalid(format!("--interval: {e}")))?;
+    if interval.as_millis() < 1000 {
+        return Err(CliError::invalid("--interval: must be at least 1s"));
+    }
+    let listen: std::net::SocketAddr = a.listen.parse().map_err(|_| {
+        CliError::invalid(format!(
+            "--listen: `{}` is not an address; expected IP:PORT such as 127.0.0.1:9464",
+            a.listen
+        ))
+    })?;
+    let ctx = context(loaded, false);
+    crate::daemon::run(ctx, interval.as_duration(), listen)
+        .await
+        .map_err(|e| match e {
+            crate::daemon::DaemonError::Listen { .. } => CliError::invalid(e.to_string()),
+            other => CliError::runtime(other.to_string()),
+        })?;
+    Ok(exit::OK)
+}
+
+/// The platform's health: every step observed (no writes). Exit 1 when a step failed or the
+/// platform differs from its description.
+async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
+    let loaded = load(file)?;
+    let ctx = context(loaded, false);
+    let reports = reconcile::run(&ctx, Mode::Plan, &[]).await;
+    let health = |r: &StepReport| match r.status {
+        StepStatus::UpToDate => "ok",
+        StepStatus::Pending => "drift",
+        StepStatus::Failed => "error",
+        StepStatus::Skipped | StepStatus::NotImplemented | StepStatus::Applied => "-",
+    };
+    match cli.output {
+        OutputFormat::Json => {
+            let steps: Vec<_> = reports
+                .iter()
+                .map(|r| json!({"step": r.step, "health": health(r), "status": r.status, "changes": r.changes, "message": r.message}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"command": "status", "steps": steps}))
+                    .unwrap_or_default()
+            );
+        }
+        OutputFormat::Table => {
+            let mut t = Table::new(["component", "health", "detail"]);
+            for r in &reports {
+                let detail = match (&r.message, r.changes.as_slice()) {
+                    (Some(m), _) => m.clone(),
+                    (None, []) => "converged".to_string(),
+                    (None, changes) => changes
+                        .iter()
+                        .map(|c| format!("{}: {}", c.resource, c.detail))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
+                t.row([r.step.to_string(), health(r).to_string(), detail]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    let unhealthy = reports
+        .iter()
+        .any(|r| matches!(r.status, StepStatus::Failed | StepStatus::Pending));
+    Ok(if unhealthy { exit::RUNTIME } else { exit::OK })
+}
+
+fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
+    use crate::render::{self as r, RenderError};
+    let loaded = load(&a.config.file)?;
+    let artefacts = match a.target {
+        RenderTarget::PrometheusRules => r::prometheus_rules(&loaded.config),
+        RenderTarget::GrafanaProvisioning => r::grafana_provisioning(&loaded.config),
+        RenderTarget::HelmValues | RenderTarget::K3s => {
+            return not_implemented("render helm-values|k3s", &a.config.file);
+        }
+    }
+    .map_err(|e| match e {
+        RenderError::Io { .. } => CliError::runtime(e.to_string()),
+        other => CliError::invalid(other.to_string()),
+    })?;
+    let report = r::write_all(&a.out, &artefacts).map_err(|e| CliError::runtime(e.to_string()))?;
+    match cli.output {
+        OutputFormat::Json => {
+            let files: Vec<_> = report
+                .iter()
+                .map(|(p, w)| json!({"path": p.display().to_string(), "result": w}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"command": "render", "files": files}))
+                    .unwrap_or_default()
+            );
+        }
+        OutputFormat::Table => {
+            let mut t = Table::new(["file", "result"]);
+            for (p, w) in &report {
+                t.row([p.display().to_string(), format!("{w:?}").to_lowercase()]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `certs issue|renew|inspect|rotate-ca`: files only, no network.
+fn certs(cli: &Cli, action: &super::CertsAction) -> Result<u8, CliError> {
+    use super::CertsAction as A;
+    use crate::pki::{Pki, PkiError, Policy, RotatePhase};
+    let file = match action {
+        A::Issue(a) | A::Renew(a) | A::Inspect(a) => &a.file,
+        A::RotateCa(a) => &a.config.file,
+    };
+    let ctx = context(load(file)?, true);
+    let Some(pki_cfg) = ctx.config.pki.as_ref() else {
+        return Err(CliError::invalid(format!(
+            "{}: there is no `pki:` section, so there are no certificates to manage",
+            file.display()
+        )));
+    };
+    let pki = Pki::new(pki_cfg, &ctx.config.cluster.name.to_string(), &ctx.base_dir);
+    let to_cli = |e: PkiError| match e {
+        PkiError::Invalid(m) => CliError::invalid(m),
+        PkiError::Runtime(m) => CliError::runtime(m),
+    };
+    let (title, outcome) = match action {
+        A::Inspect(_) => {
+            let reports = pki.inspect().map_err(to_cli)?;
+            match cli.output {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "dir": pki_cfg.dir.display().to_string(),
+                        "certificates": reports,
+                    }))
+                    .unwrap_or_default()
+                ),
+                OutputFormat::Table => {
+                    if reports.is_empty() {
+                        println!(
+                            "no certificates under {} (run `temporal-bootstrap certs issue`)",
+                            pki_cfg.dir.display()
+                        );
+                    } else {
+                        let mut t = Table::new([
+                            "file",
+                            "subject",
+                            "sans",
+                            "usages",
+                            "not after",
+                            "days left",
+                            "status",
+                            "detail",
+                        ]);
+                        for r in &reports {
+                            t.row([
+                                r.file.clone(),
+                                r.subject.clone(),
+                                r.sans.join(","),
+                                r.usages.join(","),
+                                r.not_after.clone(),
+                                r.days_left.to_string(),
+                                r.status.as_str().to_string(),
+                                r.detail.clone(),
+                            ]);
+                        }
+                        print!("{}", t.render());
+                    }
+                }
+            }
+            return Ok(exit::OK);
+        }
+        A::Issue(_) => ("certs issue", pki.apply(Policy::CreateMissing)),
+        A::Renew(_) => ("certs renew", pki.apply(Policy::Converge)),
+        A::RotateCa(a) => {
+            let phase = match a.phase {
+                super::RotateCaPhase::Start => RotatePhase::Start,
+                super::RotateCaPhase::Promote => RotatePhase::Promote,
+                super::RotateCaPhase::Finish => RotatePhase::Finish,
+            };
+            ("certs rotate-ca", pki.rotate(phase))
+        }
+    };
+    let outcome = outcome.map_err(to_cli)?;
+    for c in &outcome.changes {
+        if c.kind == crate::pki::ChangeKind::Drift {
+            eprintln!("warning: {}: {}", c.file, c.detail);
+        }
+    }
+    match cli.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "command": title,
+                "changes": outcome.changes,
+                "files_written": outcome.writes,
+            }))
+            .unwrap_or_default()
+        ),
+        OutputFormat::Table => {
+            if !outcome.changes.is_empty() {
+                let mut t = Table::new(["action", "file", "detail"]);
+                for c in &outcome.changes {
+                    let kind = serde_json::to_value(c.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    t.row([kind, c.file.clone(), c.detail.clone()]);
+                }
+                print!("{}", t.render());
+            }
+            let count = |k| outcome.changes.iter().filter(|c| c.kind == k).count();
+            use crate::pki::ChangeKind as K;
+            println!(
+                "{title}: {} created, {} replaced, {} updated, {} removed, {} to review; {} file(s) written",
+                count(K::Create),
+                count(K::Replace),
+                count(K::Update),
+                count(K::Remove),
+                count(K::Drift),
+                outcome.writes
+            );
+        }
+    }
+    Ok(exit::OK)
 }

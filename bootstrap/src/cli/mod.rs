@@ -181,6 +181,9 @@ pub struct ApplyArgs {
     /// Only these steps (comma-separated), in their fixed order.
     #[arg(long, value_name = "STEP,...")]
     pub only: Option<String>,
+    /// Overwrite what was changed outside the bootstrap (e.g. dashboards edited in Grafana).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +206,27 @@ pub enum CertsAction {
     Renew(ConfigArg),
     /// List every certificate with its expiry and status.
     Inspect(ConfigArg),
+    /// Rotate the CA: start (new CA trusted alongside the old), promote (re-issue under it), finish (drop the old).
+    #[command(
+        after_help = "Procedure: runbooks/certificate-rotation-ca.md. Example: temporal-bootstrap certs rotate-ca start -f platform.yaml"
+    )]
+    RotateCa(RotateCaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateCaArgs {
+    /// Which phase of the rotation to run.
+    #[arg(value_enum)]
+    pub phase: RotateCaPhase,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RotateCaPhase {
+    Start,
+    Promote,
+    Finish,
 }
 
 #[derive(Debug, Args)]

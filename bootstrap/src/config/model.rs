@@ -160,6 +160,8 @@ impl Default for GrowthConfig {
 /// Exactly one store: `postgres` (production) or `sqlite` (development only).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
+// Loaded once per process; boxing would only complicate pattern matching in every adapter.
+#[allow(clippy::large_enum_variant)]
 pub enum PersistenceConfig {
     Postgres(PostgresConfig),
     Sqlite(SqliteConfig),
@@ -239,6 +241,7 @@ pub struct SqliteConfig {
 /// Exactly one store: `elasticsearch` (OpenSearch too), `postgres` or `sqlite`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[allow(clippy::large_enum_variant)] // see PersistenceConfig
 pub enum VisibilityConfig {
     Elasticsearch(ElasticsearchConfig),
     /// SQL visibility on the persistence PostgreSQL server, in its own database.

@@ -139,7 +139,7 @@ impl fmt::Display for HumanDuration {
         }
         // Largest unit first; years only when exact so `400d` stays `400d`, weeks never.
         for (name, factor) in DURATION_UNITS.iter().rev().filter(|(n, _)| *n != "w") {
-            if *name == "y" && ms % factor != 0 {
+            if *name == "y" && !ms.is_multiple_of(*factor) {
                 continue;
             }
             if ms >= *factor {

@@ -285,6 +285,26 @@ fn check_observability(o: &ObservabilityConfig, r: &mut Report) {
     if o.slo.schedule_to_start_warning >= o.slo.schedule_to_start_critical {
         r.error("observability.slo", "schedule_to_start_warning must be lower than schedule_to_start_critical (defaults 200ms and 500ms)");
     }
+    if !o.alert_thresholds.is_empty() {
+        // The rule renderer is pure (embedded templates), so validation can name the valid keys.
+        let valid = crate::observability::rules::threshold_names();
+        for (name, value) in &o.alert_thresholds {
+            if !valid.contains(name) {
+                r.error(
+                    format!("observability.alert_thresholds.{name}"),
+                    format!(
+                        "unknown threshold; valid names (alerts/thresholds.yaml): {}",
+                        valid.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            } else if !value.is_finite() || *value < 0.0 {
+                r.error(
+                    format!("observability.alert_thresholds.{name}"),
+                    "must be a number of 0 or more",
+                );
+            }
+        }
+    }
     if let Some(g) = &o.grafana
         && g.folder.trim().is_empty()
     {

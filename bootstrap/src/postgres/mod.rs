@@ -291,6 +291,8 @@ impl Spec {
     }
 
     async fn connect_new(&self, login: &Login, database: &str) -> Result<PgConnection, PgError> {
+        // The TLS client of sqlx uses the process-wide rustls provider.
+        crate::ensure_crypto_provider();
         let opts = self.options(login, database);
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await;
         let unreachable = |reason: String| PgError::Unreachable {

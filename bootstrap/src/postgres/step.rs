@@ -248,6 +248,7 @@ mod tests {
             config: Arc::new(loaded.config),
             base_dir: std::env::temp_dir(),
             offline: false,
+            force: false,
         }
     }
 

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -176,6 +177,8 @@ pub struct Context {
     pub base_dir: PathBuf,
     /// Do not contact any system (plan only what can be known from files).
     pub offline: bool,
+    /// Overwrite what was changed outside the bootstrap (e.g. a dashboard edited in Grafana).
+    pub force: bool,
 }
 
 impl Context {
@@ -242,11 +245,26 @@ pub enum Mode {
 
 /// Runs the selected steps (all when `only` is empty) in order.
 pub async fn run(ctx: &Context, mode: Mode, only: &[StepName]) -> Vec<StepReport> {
+    run_until(ctx, mode, only, &AtomicBool::new(false)).await
+}
+
+/// Like [`run`], but stops before the next step once `stop` is set (a step in progress finishes:
+/// a step is never interrupted half-way). Steps not started are not reported.
+pub async fn run_until(
+    ctx: &Context,
+    mode: Mode,
+    only: &[StepName],
+    stop: &AtomicBool,
+) -> Vec<StepReport> {
     let registry = steps::registry();
     let mut reports: Vec<StepReport> = Vec::new();
     for name in StepName::ALL {
         if !only.is_empty() && !only.contains(&name) {
             continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            tracing::info!(step = %name, "stop requested; not starting further steps");
+            break;
         }
         let started = Instant::now();
         let report = |status, changes, message: Option<String>, error_class| StepReport {
@@ -270,7 +288,11 @@ pub async fn run(ctx: &Context, mode: Mode, only: &[StepName]) -> Vec<StepReport
             ));
             continue;
         }
-        let Some(step) = registry.iter().find(|s| s.name() == name) else {
+        // Several implementations may share a name (e.g. `visibility` for Elasticsearch and for
+        // PostgreSQL); the one whose `enabled` says yes for this configuration runs.
+        let candidates: Vec<&Box<dyn Step>> =
+            registry.iter().filter(|s| s.name() == name).collect();
+        if candidates.is_empty() {
             reports.push(report(
                 StepStatus::NotImplemented,
                 vec![],
@@ -278,23 +300,23 @@ pub async fn run(ctx: &Context, mode: Mode, only: &[StepName]) -> Vec<StepReport
                 None,
             ));
             continue;
-        };
-        match step.enabled(ctx) {
-            Ok(true) => {}
-            Ok(false) => {
-                reports.push(report(
-                    StepStatus::Skipped,
-                    vec![],
-                    Some("not configured".into()),
-                    None,
-                ));
-                continue;
-            }
-            Err(why) => {
-                reports.push(report(StepStatus::Skipped, vec![], Some(why), None));
-                continue;
+        }
+        let mut chosen = None;
+        let mut why_not = "not configured".to_string();
+        for c in candidates {
+            match c.enabled(ctx) {
+                Ok(true) => {
+                    chosen = Some(c);
+                    break;
+                }
+                Ok(false) => {}
+                Err(why) => why_not = why,
             }
         }
+        let Some(step) = chosen else {
+            reports.push(report(StepStatus::Skipped, vec![], Some(why_not), None));
+            continue;
+        };
         if ctx.offline && !step.works_offline() {
             reports.push(report(
                 StepStatus::Skipped,

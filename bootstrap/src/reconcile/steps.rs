@@ -2,10 +2,17 @@
 //! "not implemented yet" by the runner.
 
 use super::Step;
+use crate::observability::{grafana::DashboardsStep, prometheus::AlertRulesStep};
 
 pub(super) fn registry() -> Vec<Box<dyn Step>> {
     vec![
+        Box::new(crate::pki::CertificatesStep),
         Box::new(crate::postgres::PersistenceStep::default()),
+        Box::new(AlertRulesStep),
+        Box::new(DashboardsStep),
+        // `visibility` for Elasticsearch/OpenSearch; enabled() is false for other stores.
+        Box::new(crate::search::SearchVisibilityStep::new()),
+        // `visibility` for PostgreSQL; enabled() is false for other stores.
         Box::new(crate::postgres::VisibilityStep::default()),
     ]
 }

@@ -1,0 +1,206 @@
+//! The daemon's Prometheus metrics. Names are a contract with `dashboards/` and `alerts/`.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::reconcile::{Action, ErrorClass, StepReport, StepStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub step: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub certificate: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    runs: Counter,
+    failures: Family<FailureLabels, Counter>,
+    step_duration: Family<StepLabels, Histogram>,
+    last_success: Gauge<f64, AtomicU64>,
+    certificate_expiry: Family<CertificateLabels, Gauge<f64, AtomicU64>>,
+    drift: Family<StepLabels, Gauge>,
+    // Encoding takes &Registry; the lock serialises scrapes with registration of new label sets.
+    encode_lock: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("temporal_bootstrap");
+        let runs = Counter::default();
+        registry.register(
+            "reconcile_runs",
+            "Reconciliation runs started",
+            runs.clone(),
+        );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "step_failures",
+            "Failed step executions by step and error class",
+            failures.clone(),
+        );
+        let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ])
+        });
+        registry.register(
+            "step_duration_seconds",
+            "Duration of each step execution",
+            step_duration.clone(),
+        );
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last run in which every step converged",
+            last_success.clone(),
+        );
+        let certificate_expiry = Family::<CertificateLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until each managed certificate expires",
+            certificate_expiry.clone(),
+        );
+        let drift = Family::<StepLabels, Gauge>::default();
+        registry.register(
+            "drift",
+            "Changes or drift found by the latest run of each step (0 when converged)",
+            drift.clone(),
+        );
+        Self {
+            registry,
+            runs,
+            failures,
+            step_duration,
+            last_success,
+            certificate_expiry,
+            drift,
+            encode_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn record_run(&self, reports: &[StepReport], _elapsed: Duration) {
+        self.runs.inc();
+        for r in reports {
+            let step = r.step.as_str().to_string();
+            if matches!(r.status, StepStatus::NotImplemented | StepStatus::Skipped) {
+                continue;
+            }
+            self.step_duration
+                .get_or_create(&StepLabels { step: step.clone() })
+                .observe(r.duration_ms as f64 / 1000.0);
+            if r.status == StepStatus::Failed {
+                let error = match r.error_class {
+                    Some(ErrorClass::Invalid) => "invalid",
+                    _ => "runtime",
+                };
+                self.failures
+                    .get_or_create(&FailureLabels {
+                        step: step.clone(),
+                        error: error.into(),
+                    })
+                    .inc();
+            }
+            let drift = match r.status {
+                StepStatus::Applied => r
+                    .changes
+                    .iter()
+                    .filter(|c| c.action == Action::Drift)
+                    .count(),
+                _ => r.changes.len(),
+            };
+            self.drift
+                .get_or_create(&StepLabels { step })
+                .set(drift as i64);
+        }
+    }
+
+    pub fn mark_success(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_success.set(now);
+    }
+
+    pub fn set_certificate_expiry(&self, expiry: Vec<(String, f64)>) {
+        for (certificate, seconds) in expiry {
+            self.certificate_expiry
+                .get_or_create(&CertificateLabels { certificate })
+                .set(seconds);
+        }
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let _guard = self.encode_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::{Change, StepName};
+
+    #[test]
+    fn exposes_the_contract_names() {
+        let m = Metrics::new();
+        let reports = vec![
+            StepReport {
+                step: StepName::Namespaces,
+                status: StepStatus::Failed,
+                changes: vec![],
+                duration_ms: 1200,
+                message: Some("down".into()),
+                error_class: Some(ErrorClass::Runtime),
+            },
+            StepReport {
+                step: StepName::Certificates,
+                status: StepStatus::Pending,
+                changes: vec![Change::new(Action::Drift, "x", "y")],
+                duration_ms: 3,
+                message: None,
+                error_class: None,
+            },
+        ];
+        m.record_run(&reports, Duration::from_secs(1));
+        m.mark_success();
+        m.set_certificate_expiry(vec![("frontend".into(), 86400.0)]);
+        let text = m.encode().unwrap();
+        for needle in [
+            "temporal_bootstrap_reconcile_runs_total 1",
+            "temporal_bootstrap_step_failures_total{step=\"namespaces\",error=\"runtime\"} 1",
+            "temporal_bootstrap_step_duration_seconds_bucket{le=\"2.5\",step=\"namespaces\"} 1",
+            "temporal_bootstrap_last_success_timestamp_seconds ",
+            "temporal_bootstrap_certificate_expiry_seconds{certificate=\"frontend\"} 86400",
+            "temporal_bootstrap_drift{step=\"certificates\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
+    }
+}

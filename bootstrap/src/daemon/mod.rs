@@ -1,0 +1,267 @@
+//! `temporal-bootstrap run`: reconcile every interval and serve `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Flow: every `interval`, apply the steps whose backoff has expired; a failing step backs off
+//! exponentially (interval x 2^failures, capped) while the others keep converging. SIGTERM/SIGINT
+//! let the current step finish, then the loop exits and the HTTP server shuts down.
+//!
+//! Guarantees: `/healthz` answers while the process runs; `/readyz` is 200 only after a run in
+//! which every step converged and while the latest run has no failed step; `/metrics` exposes the
+//! families listed in `dashboards/README.md` (the contract dashboards and alerts rely on).
+//!
+//! Assumptions: one daemon per platform (steps that need it take their own locks, e.g. the
+//! PostgreSQL advisory lock), so two daemons are safe but wasteful.
+
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::reconcile::{self, Context, Mode, StepName, StepStatus};
+use metrics::Metrics;
+
+/// Longest wait before retrying a failing step.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}; choose a free address with --listen")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Shared between the loop and the HTTP handlers.
+pub struct DaemonState {
+    pub metrics: Metrics,
+    converged_once: AtomicBool,
+    last_run_ok: AtomicBool,
+}
+
+impl DaemonState {
+    pub fn ready(&self) -> bool {
+        self.converged_once.load(Ordering::SeqCst) && self.last_run_ok.load(Ordering::SeqCst)
+    }
+}
+
+/// Per-step retry schedule.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: BTreeMap<StepName, (u32, Instant)>,
+}
+
+impl Backoff {
+    fn due(&self, step: StepName, now: Instant) -> bool {
+        self.failures
+            .get(&step)
+            .is_none_or(|(_, next)| *next <= now)
+    }
+    fn failed(&mut self, step: StepName, interval: Duration, now: Instant) -> Duration {
+        let n = self.failures.get(&step).map_or(0, |(n, _)| *n) + 1;
+        let wait = interval.saturating_mul(1u32 << n.min(16)).min(MAX_BACKOFF);
+        self.failures.insert(step, (n, now + wait));
+        wait
+    }
+    fn succeeded(&mut self, step: StepName) {
+        self.failures.remove(&step);
+    }
+}
+
+/// Runs until SIGTERM/SIGINT. Returns after the current step has finished.
+pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result<(), DaemonError> {
+    let state = Arc::new(DaemonState {
+        metrics: Metrics::new(),
+        converged_once: AtomicBool::new(false),
+        last_run_ok: AtomicBool::new(false),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let app = router(state.clone());
+    let mut server_shutdown = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(%listen, interval_s = interval.as_secs_f64(), "daemon started");
+
+    let signal_stop = stop.clone();
+    let signal_tx = shutdown_tx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested: finishing the current step");
+        signal_stop.store(true, Ordering::SeqCst);
+        let _ = signal_tx.send(true);
+    });
+
+    let mut backoff = Backoff::default();
+    let mut wake = shutdown_rx.clone();
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        let due: Vec<StepName> = StepName::ALL
+            .into_iter()
+            .filter(|s| backoff.due(*s, now))
+            .collect();
+        let started = Instant::now();
+        let reports = reconcile::run_until(&ctx, Mode::Apply, &due, &stop).await;
+        state.metrics.record_run(&reports, started.elapsed());
+        let mut all_ok = due.len() == StepName::ALL.len();
+        for r in &reports {
+            match r.status {
+                StepStatus::Failed => {
+                    all_ok = false;
+                    let wait = backoff.failed(r.step, interval, Instant::now());
+                    tracing::warn!(step = %r.step, error = r.message.as_deref().unwrap_or(""), retry_in_s = wait.as_secs(), "step failed");
+                }
+                StepStatus::Skipped
+                    if r.message.as_deref().is_some_and(|m| m.ends_with("failed")) =>
+                {
+                    all_ok = false
+                }
+                _ => backoff.succeeded(r.step),
+            }
+        }
+        if reports.len() < due.len() {
+            all_ok = false; // interrupted by a stop request
+        }
+        state.last_run_ok.store(all_ok, Ordering::SeqCst);
+        if all_ok {
+            state.converged_once.store(true, Ordering::SeqCst);
+            state.metrics.mark_success();
+        }
+        if let Some(expiry) = certificate_expiry(&ctx) {
+            state.metrics.set_certificate_expiry(expiry);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = wake.wait_for(|s| *s) => {}
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DaemonError::Serve(e)),
+        Err(e) => Err(DaemonError::Serve(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// Seconds until expiry per certificate, when the platform has a PKI. Filled in by the PKI module.
+fn certificate_expiry(_ctx: &Context) -> Option<Vec<(String, f64)>> {
+    None
+}
+
+pub fn router(state: Arc<DaemonState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
+    if state.ready() {
+        (StatusCode::OK, "ready: converged\n")
+    } else if state.converged_once.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the latest reconciliation had failures\n",
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not converged yet\n",
+        )
+    }
+}
+
+async fn metrics_handler(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
+    match state.metrics.encode() {
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::default();
+        let now = Instant::now();
+        let i = Duration::from_secs(60);
+        assert_eq!(
+            b.failed(StepName::Cluster, i, now),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            b.failed(StepName::Cluster, i, now),
+            Duration::from_secs(240)
+        );
+        assert!(!b.due(StepName::Cluster, now));
+        assert!(
+            b.due(StepName::Namespaces, now),
+            "other steps are unaffected"
+        );
+        for _ in 0..20 {
+            b.failed(StepName::Cluster, i, now);
+        }
+        assert_eq!(b.failed(StepName::Cluster, i, now), MAX_BACKOFF);
+        b.succeeded(StepName::Cluster);
+        assert!(b.due(StepName::Cluster, now));
+    }
+}

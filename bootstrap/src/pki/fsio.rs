@@ -1,0 +1,207 @@
+//! Files: atomic writes with explicit modes, and a write counter so tests can prove that a
+//! converged run writes nothing.
+//!
+//! Guarantees: a file is either its old content or its new content, never a prefix of it
+//! (temp file in the same directory, fsync, rename); the directories touched are fsynced once at
+//! the end of a run (and when the writer is dropped), so the renames are durable without paying
+//! a directory fsync per file; private keys are created 0600 from the first byte (the temp file
+//! is opened with that mode), directories 0700.
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const KEY_MODE: u32 = 0o600;
+pub const CERT_MODE: u32 = 0o644;
+pub const DIR_MODE: u32 = 0o700;
+
+/// Performs (or, when `dry_run`, only counts nothing and does nothing) the writes of one run.
+#[derive(Debug)]
+pub struct Writer {
+    dry_run: bool,
+    writes: usize,
+    /// Directories with renames or removals not yet fsynced.
+    dirty: BTreeSet<PathBuf>,
+}
+
+impl Writer {
+    pub fn new(dry_run: bool) -> Self {
+        Self {
+            dry_run,
+            writes: 0,
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Number of filesystem mutations performed (files written, removed, directories created).
+    pub fn writes(&self) -> usize {
+        self.writes
+    }
+
+    /// Creates `dir` (and parents) with mode 0700 when missing.
+    pub fn ensure_dir(&mut self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() || self.dry_run {
+            return Ok(());
+        }
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
+        self.writes += 1;
+        Ok(())
+    }
+
+    /// Writes `bytes` to `path` atomically with `mode`.
+    pub fn write(&mut self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
+        write_file_then_rename(path, bytes, mode)?;
+        if let Some(parent) = path.parent() {
+            self.dirty.insert(parent.to_path_buf());
+        }
+        self.writes += 1;
+        Ok(())
+    }
+
+    /// Removes `path` if it exists.
+    pub fn remove(&mut self, path: &Path) -> io::Result<()> {
+        if self.dry_run || !path.exists() {
+            return Ok(());
+        }
+        fs::remove_file(path)?;
+        if let Some(parent) = path.parent() {
+            self.dirty.insert(parent.to_path_buf());
+        }
+        self.writes += 1;
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// Fsyncs every directory changed so far (renames and removals become durable).
+    pub fn sync(&mut self) -> io::Result<()> {
+        while let Some(dir) = self.dirty.pop_first() {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Best effort on error paths; the success path calls `sync` and reports its error.
+        let _ = self.sync();
+    }
+}
+
+/// Temp file in the same directory, opened with `mode`, written, fsynced, renamed over `path`,
+/// then the directory is fsynced so the rename itself survives a crash.
+#[cfg(test)]
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_file_then_rename(path, bytes, mode)?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// The atomic part of [`write_atomic`]: the directory fsync is left to the caller.
+fn write_file_then_rename(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    // A temp file left by a crashed run of the same pid (unlikely) is stale: replace it.
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have removed bits; it never adds any, but set the mode exactly anyway.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Reads a file: `Ok(None)` when it does not exist.
+pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The permission bits of `path` when group or others can access it (keys must be 0600).
+pub fn loose_key_mode(path: &Path) -> Option<u32> {
+    let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        let mut w = Writer::new(false);
+        w.write(&p, b"one", KEY_MODE).unwrap();
+        w.write(&p, b"two", KEY_MODE).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(w.writes(), 2);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temp files left behind");
+    }
+
+    #[test]
+    fn dry_run_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/k.pem");
+        let mut w = Writer::new(true);
+        w.ensure_dir(&dir.path().join("sub")).unwrap();
+        w.write(&p, b"x", KEY_MODE).unwrap();
+        assert_eq!(w.writes(), 0);
+        assert!(!p.exists() && !dir.path().join("sub").exists());
+    }
+
+    #[test]
+    fn loose_modes_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        write_atomic(&p, b"x", 0o644).unwrap();
+        assert_eq!(loose_key_mode(&p), Some(0o644));
+        write_atomic(&p, b"x", 0o600).unwrap();
+        assert_eq!(loose_key_mode(&p), None);
+    }
+}

@@ -1,0 +1,294 @@
+//! The CLI contract: exit codes, located config errors, help texts, examples, JSON Schema.
+//! Runs the real binary; no services needed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_temporal-bootstrap"));
+    c.env_remove("TEMPORAL_BOOTSTRAP_CONFIG");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate lives in the workspace")
+        .to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn every_invalid_config_exits_2_with_line_and_field_path() {
+    let dir = repo().join("bootstrap/tests/fixtures/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 40,
+        "the corpus has {} configs, expected at least 40",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for f in &files {
+        let content = std::fs::read_to_string(f).unwrap();
+        let mut lines = content.lines();
+        let path = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("# expect-path:")
+            .trim()
+            .to_string();
+        let line: usize = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("# expect-line:")
+            .trim()
+            .parse()
+            .unwrap();
+        let out = run(&["validate", "-f", f.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let first = stderr.lines().next().unwrap_or("").to_string();
+        let shown_path = if path.is_empty() {
+            "(document)".to_string()
+        } else {
+            path.clone()
+        };
+        let want = format!("{}:{line}:", f.display());
+        if out.status.code() != Some(2)
+            || !first.contains(&want)
+            || !first.contains(&format!(": {shown_path}: "))
+        {
+            failures.push(format!(
+                "{}: exit {:?}, want line {line} path `{shown_path}`, got: {first}",
+                f.display(),
+                out.status.code()
+            ));
+        }
+        // Inline secrets in the corpus must never be echoed back.
+        for secret in [
+            "Sup3rSecret",
+            "12345678",
+            "glsa_abcdef123456",
+            "BEGIN PRIVATE KEY",
+        ] {
+            if content.contains(secret) && stderr.contains(secret) {
+                failures.push(format!(
+                    "{}: the secret `{secret}` appears in the error",
+                    f.display()
+                ));
+            }
+        }
+        if !out.stdout.is_empty() {
+            failures.push(format!("{}: wrote to stdout on failure", f.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn examples_and_init_profiles_validate() {
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 2);
+    for f in examples {
+        let out = run(&["validate", "-f", f.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("OK: "),
+            "{}",
+            text(&out)
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for profile in ["local", "production"] {
+        let out = run(&["init", "--profile", profile]);
+        assert_eq!(out.status.code(), Some(0));
+        let yaml = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            yaml.lines().filter(|l| l.contains("# ")).count() >= 8,
+            "{profile} example is commented"
+        );
+        let f = tmp.path().join(format!("{profile}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = run(&["validate", "-f", f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{profile}: {}", text(&out));
+    }
+}
+
+#[test]
+fn production_example_exercises_every_section() {
+    let out = run(&["init", "--profile", "production"]);
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "cluster:",
+        "capacity:",
+        "persistence:\n  postgres:",
+        "schema_dir:",
+        "visibility:\n  elasticsearch:",
+        "tls:",
+        "pki:",
+        "clients:",
+        "namespaces:",
+        "search_attributes:",
+        "profile: io",
+        "profile: cpu",
+        "profile: gpu",
+        "prometheus:",
+        "grafana:",
+    ] {
+        assert!(yaml.contains(needle), "production example lacks `{needle}`");
+    }
+}
+
+#[test]
+fn json_schema_is_committed_and_current() {
+    let out = run(&["config-schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = repo().join("schemas/platform.schema.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+            .unwrap_or(serde_json::Value::Null);
+    assert!(
+        generated == committed,
+        "schemas/platform.schema.json is stale; regenerate with: cargo run -q -- config-schema > schemas/platform.schema.json"
+    );
+    // Unknown fields are errors in the schema too.
+    assert_eq!(generated["additionalProperties"], serde_json::json!(false));
+}
+
+#[test]
+fn every_subcommand_has_a_purpose_and_an_example() {
+    for sub in [
+        "validate",
+        "plan",
+        "apply",
+        "run",
+        "status",
+        "certs",
+        "render",
+        "upgrade",
+        "init",
+        "config-schema",
+    ] {
+        let out = run(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Example: temporal-bootstrap"),
+            "{sub} --help has no example:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_unknown_steps_are_named() {
+    let local = repo().join("examples/local.yaml");
+    let local = local.to_str().unwrap();
+    assert_eq!(run(&["validate"]).status.code(), Some(2), "missing -f");
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+    let out = run(&[
+        "plan",
+        "-f",
+        local,
+        "--offline",
+        "--only",
+        "certificates,dns",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out);
+    assert!(
+        msg.contains("unknown step `dns`") && msg.contains("search-attributes"),
+        "{msg}"
+    );
+    let out = run(&["validate", "-f", "/nonexistent/platform.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("cannot read the configuration file"));
+}
+
+#[test]
+fn plan_lists_steps_in_fixed_order_as_json() {
+    let local = repo().join("examples/local.yaml");
+    let out = run(&[
+        "plan",
+        "-f",
+        local.to_str().unwrap(),
+        "--offline",
+        "--output",
+        "json",
+        "--only",
+        "namespaces,certificates,persistence",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        text(&out)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("plan --output json is JSON");
+    let steps: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["certificates", "persistence", "namespaces"]);
+}
+
+#[test]
+fn secret_values_never_reach_output_or_logs() {
+    let local = repo().join("examples/local.yaml");
+    let local = local.to_str().unwrap();
+    let secret = "zz-very-secret-db-password-31337";
+    for args in [
+        vec!["validate", "-f", local, "-vvv"],
+        vec![
+            "plan",
+            "-f",
+            local,
+            "--offline",
+            "-vvv",
+            "--log-format",
+            "json",
+        ],
+        vec!["plan", "-f", local, "--offline", "--output", "json", "-vvv"],
+    ] {
+        let out = bin()
+            .args(&args)
+            .env("TEMPORAL_DB_PASSWORD", secret)
+            .env("TB_PG_ADMIN_PASSWORD", secret)
+            .output()
+            .unwrap();
+        assert!(!text(&out).contains(secret), "{args:?} printed the secret");
+    }
+}

@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Unit tests of the temporal-platform chart, on manifests rendered by the real Helm engine.
+
+Every ci/*-values.yaml is rendered (helm-python-sdk) and each invariant below is asserted on
+every render. Run: python helm/tests/test_chart.py [CHART_DIR]. Prints one line per test and a
+closing "N passed, N failed" line; exits 1 on any failure.
+"""
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+import helm_python as helm
+import yaml
+
+CHART = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).parent.parent / "temporal-platform")
+RELEASE, NAMESPACE = "tp", "temporal"
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+# Helm creates hook resources of equal weight in kind order: these kinds before any Job.
+KINDS_BEFORE_JOBS = {"ServiceAccount", "ConfigMap", "Secret", "Role", "RoleBinding"}
+SECRET_VALUE_KEYS = re.compile(r"(existingSecret|caSecret|clientSecret)$")
+
+
+def render(chart, values):
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = []
+    for path, text in out.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def pod_spec(doc):
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def hook_weight(doc):
+    return int(doc["metadata"].get("annotations", {}).get("helm.sh/hook-weight", "0"))
+
+
+def is_hook(doc):
+    return "helm.sh/hook" in doc["metadata"].get("annotations", {})
+
+
+def component(doc):
+    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
+
+
+def strip_server_template(text):
+    """The server config is itself a Go template (# enable-template): neutralise its actions."""
+    return re.sub(r"\{\{.*?\}\}", '"x"', text)
+
+
+def walk_values(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from walk_values(v, f"{path}.{k}" if path else k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk_values(v, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_schema_job_is_first_hook(case, values, docs):
+    jobs = [d for d in docs if d["kind"] == "Job" and component(d) == "bootstrap-schema"]
+    assert len(jobs) == 1, f"expected one schema Job, found {len(jobs)}"
+    job = jobs[0]
+    hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+    assert set(hooks) == {"pre-install", "pre-upgrade"}, f"schema Job hooks are {hooks}"
+    w = hook_weight(job)
+    for d in docs:
+        if d is job or not is_hook(d):
+            continue
+        other = hook_weight(d)
+        if d["kind"] in KINDS_BEFORE_JOBS:
+            assert other >= w, f"{d['kind']}/{d['metadata']['name']} has weight {other} < schema Job {w}"
+        else:
+            assert other > w, f"{d['kind']}/{d['metadata']['name']} weight {other} not above schema Job {w}"
+    args = pod_spec(job)["containers"][0]["args"]
+    joined = " ".join(args)
+    assert "apply --only persistence,visibility -f /etc/temporal-bootstrap/platform.yaml" in joined, joined
+    # server pods are release resources, created only after the pre-install/pre-upgrade hooks succeed
+    for d in docs:
+        if d["kind"] == "Deployment" and component(d) in {"frontend", "history", "matching", "worker", "internal-frontend"}:
+            assert not is_hook(d), f"server Deployment {d['metadata']['name']} must not be a hook"
+
+
+def test_history_and_matching_never_autoscaled(case, values, docs):
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    scalers = [d for d in docs if d["kind"] in {"HorizontalPodAutoscaler", "ScaledObject", "VerticalPodAutoscaler"}]
+    for s in scalers:
+        ref = s["spec"].get("scaleTargetRef") or s["spec"].get("targetRef")
+        target = by_name.get((ref.get("kind", "Deployment"), ref["name"]))
+        assert target is not None, f"{s['kind']}/{s['metadata']['name']} targets a missing {ref}"
+        assert component(target) not in {"history", "matching"}, f"{s['kind']} targets {component(target)}"
+        assert component(target).startswith("pool-"), f"{s['kind']} targets non-pool {component(target)}"
+    pools = [p for p in values.get("workerPools", []) if p.get("autoscaling", {}).get("enabled")]
+    assert len([s for s in scalers if s["kind"] == "ScaledObject"]) == len(pools)
+    for s in scalers:
+        if s["kind"] != "ScaledObject":
+            continue
+        behavior = s["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        pool = next(p for p in pools if s["metadata"]["name"].endswith(f"pool-{p['name']}"))
+        auto = {**values["workerAutoscaling"], **pool["autoscaling"]}
+        assert behavior["scaleUp"]["stabilizationWindowSeconds"] == auto["scaleUpWindowSeconds"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == auto["scaleDownWindowSeconds"]
+        assert s["spec"]["minReplicaCount"] == auto["minReplicas"] and s["spec"]["maxReplicaCount"] == auto["maxReplicas"]
+        trig = s["spec"]["triggers"][0]
+        assert trig["type"] == "prometheus" and trig["metricType"] == "Value"
+        q = trig["metadata"]["query"]
+        assert "task_schedule_to_start_latency_bucket" in q
+        assert f"/ {auto['scaleUpAboveSeconds']}) > 1" in q and f"/ {auto['scaleDownBelowSeconds']}) < 1" in q, q
+        assert pool["taskQueue"].replace("-", "_") in q
+        # KEDA owns the replica count of an autoscaled pool
+        dep = by_name[("Deployment", s["spec"]["scaleTargetRef"]["name"])]
+        assert "replicas" not in dep["spec"], "autoscaled Deployment must not set replicas"
+
+
+def test_every_secret_has_a_known_source(case, values, docs):
+    declared = {v for p, v in walk_values(values) if isinstance(v, str) and v and SECRET_VALUE_KEYS.search(p)}
+    declared |= set(values.get("imagePullSecrets", []))
+    issued_by_cert_manager = {d["spec"]["secretName"] for d in docs if d["kind"] == "Certificate"}
+    platform = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform"))
+    pki = yaml.safe_load(platform["data"]["platform.yaml"]).get("pki") or {}
+    ks = pki.get("kubernetes_secrets") or {}
+    issued_by_bootstrap = {ks[k] for k in ("ca", "frontend", "internode") if k in ks} | set((ks.get("clients") or {}).values())
+    roles = [d for d in docs if d["kind"] == "Role"]
+    role_names = {n for r in roles for rule in r["rules"] for n in rule.get("resourceNames", [])}
+    assert issued_by_bootstrap <= role_names, f"bootstrap writes Secrets its Role does not name: {issued_by_bootstrap - role_names}"
+    for r in roles:  # least privilege: Secrets only, no list/watch/delete, no wildcard
+        for rule in r["rules"]:
+            assert rule["resources"] == ["secrets"] and "*" not in rule["verbs"], rule
+            assert not set(rule["verbs"]) & {"list", "watch", "delete", "deletecollection"}, rule
+            if set(rule["verbs"]) - {"create"}:
+                assert rule.get("resourceNames"), f"rule without resourceNames: {rule}"
+    assert not [d for d in docs if d["kind"] == "Secret"], "the chart must not create Secrets (existingSecret only)"
+    refs = set()
+    for d in docs:
+        if d["kind"] not in POD_KINDS:
+            continue
+        spec = pod_spec(d)
+        for v in spec.get("volumes", []):
+            if "secret" in v:
+                refs.add((v["secret"]["secretName"], d["metadata"]["name"]))
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            for e in c.get("env", []):
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    refs.add((ref["name"], d["metadata"]["name"]))
+            for e in c.get("envFrom", []):
+                if "secretRef" in e:
+                    refs.add((e["secretRef"]["name"], d["metadata"]["name"]))
+    known = declared | issued_by_cert_manager | issued_by_bootstrap
+    unknown = sorted(r for r in refs if r[0] not in known)
+    assert not unknown, f"Secrets referenced with no declared source: {unknown}"
+    assert not (declared & (issued_by_cert_manager | issued_by_bootstrap)), "a Secret is both existing and issued"
+
+
+def test_num_history_shards_equals_values(case, values, docs):
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-server-config"))
+    text = cm["data"]["docker.yaml"]
+    assert text.startswith("# enable-template\n"), "server config must enable its env templating on line 1"
+    server = yaml.safe_load(strip_server_template(text))
+    got = server["persistence"]["numHistoryShards"]
+    assert got == values["server"]["numHistoryShards"], f"server config numHistoryShards {got}"
+    platform = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform"))
+    p = yaml.safe_load(platform["data"]["platform.yaml"])
+    got = p["capacity"]["history_shards"]
+    assert got == values["server"]["numHistoryShards"], f"platform.yaml capacity.history_shards {got}"
+    hook = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform-hook"))
+    assert hook["data"] == platform["data"], "hook and daemon platform.yaml differ"
+    # no inline secret material in either file
+    for blob in (text, platform["data"]["platform.yaml"]):
+        for line in blob.splitlines():
+            if re.search(r"password\s*:", line):
+                assert "env " in line or "file:" in line, f"inline password: {line.strip()}"
+
+
+def test_security_contexts_everywhere(case, values, docs):
+    for d in docs:
+        if d["kind"] not in POD_KINDS:
+            continue
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        spec = pod_spec(d)
+        psc = spec.get("securityContext") or {}
+        assert psc.get("runAsNonRoot") is True, f"{name}: pod runAsNonRoot"
+        assert (psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{name}: pod seccomp"
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), name
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            sc = c.get("securityContext") or {}
+            cname = f"{name}/{c['name']}"
+            assert sc.get("runAsNonRoot") is True, f"{cname}: runAsNonRoot"
+            assert sc.get("allowPrivilegeEscalation") is False, f"{cname}: allowPrivilegeEscalation"
+            assert sc.get("readOnlyRootFilesystem") is True, f"{cname}: readOnlyRootFilesystem"
+            assert (sc.get("capabilities") or {}).get("drop") == ["ALL"], f"{cname}: drop ALL"
+            assert not (sc.get("capabilities") or {}).get("add"), f"{cname}: adds capabilities"
+            assert sc.get("privileged") in (None, False), f"{cname}: privileged"
+            assert (sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{cname}: seccomp"
+            assert (c.get("resources") or {}).get("requests"), f"{cname}: resource requests"
+            if d["kind"] != "Job":
+                assert c.get("readinessProbe") and c.get("livenessProbe"), f"{cname}: probes"
+
+
+def test_disruption_budgets_spread_and_metrics(case, values, docs):
+    pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    for d in docs:
+        if d["kind"] != "Deployment" or component(d) == "bootstrap":
+            continue
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        covering = [p for p in pdbs if all(labels.get(k) == v for k, v in p["spec"]["selector"]["matchLabels"].items())]
+        assert covering, f"no PodDisruptionBudget for Deployment/{d['metadata']['name']}"
+        tsc = pod_spec(d).get("topologySpreadConstraints", [])
+        assert {t["topologyKey"] for t in tsc} >= {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, d["metadata"]["name"]
+        if labels.get("temporal-platform/role") == "server":
+            ports = {p["name"]: p["containerPort"] for p in pod_spec(d)["containers"][0]["ports"]}
+            assert ports.get("metrics") == values["server"]["ports"]["metrics"], "server metrics port must be named metrics"
+
+
+def test_network_policies(case, values, docs):
+    nps = {d["metadata"]["name"].removeprefix(f"{RELEASE}-temporal-platform-"): d for d in docs if d["kind"] == "NetworkPolicy"}
+    if not values["networkPolicy"]["enabled"]:
+        assert not nps
+        return
+    assert nps["default-deny"]["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in nps["default-deny"]["spec"]
+    front = nps["frontend"]["spec"]["ingress"]
+    assert len(front) == 1
+    peers = front[0]["from"]
+    allowed = [p["podSelector"]["matchLabels"] for p in peers if "podSelector" in p]
+    assert all(("temporal-platform/frontend-client" in m) or (m.get("temporal-platform/role") == "server") for m in allowed), allowed
+    # who carries the frontend-client label: worker pools, the bootstrap daemon, the web UI only
+    for d in docs:
+        if d["kind"] in POD_KINDS:
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            if labels.get("temporal-platform/frontend-client") == "true":
+                assert component(d) in {"bootstrap", "web"} or component(d).startswith("pool-"), component(d)
+    inter = nps["internode"]["spec"]
+    assert inter["podSelector"]["matchLabels"]["temporal-platform/role"] == "server"
+    assert [p["podSelector"]["matchLabels"]["temporal-platform/role"] for p in inter["ingress"][0]["from"]] == ["server"]
+
+
+def test_observability_objects(case, values, docs):
+    m = values["monitoring"]
+    kinds = {d["kind"] for d in docs}
+    assert ("ServiceMonitor" in kinds) == m["serviceMonitor"]["enabled"]
+    assert ("PrometheusRule" in kinds) == m["prometheusRule"]["enabled"]
+    for d in docs:
+        if d["kind"] == "ServiceMonitor":
+            assert d["spec"]["jobLabel"] == "temporal-platform/job", "job names come from the Services"
+            selected = [x for x in docs if x["kind"] == "Service" and all(
+                x["metadata"]["labels"].get(k) == v for k, v in d["spec"]["selector"]["matchLabels"].items())]
+            assert selected, f"ServiceMonitor {d['metadata']['name']} selects no Service"
+            for svc in selected:
+                job = svc["metadata"]["labels"].get("temporal-platform/job", "")
+                assert job.startswith("temporal-"), f"{svc['metadata']['name']}: job {job!r} outside temporal-.*"
+                if component(svc) == "frontend":
+                    assert job == "temporal-frontend", "the frontend-availability alert selects job temporal-frontend"
+            for ep in d["spec"]["endpoints"]:
+                assert ep["port"] == "metrics", "ServiceMonitors scrape the port named metrics"
+                assert ep.get("honorLabels") is True, "Temporal's namespace label must not become exported_namespace"
+        if d["kind"] == "PrometheusRule":
+            assert d["spec"]["groups"], "PrometheusRule without groups"
+        if d["kind"] == "ConfigMap" and component(d) == "dashboards":
+            assert d["metadata"]["labels"].get("grafana_dashboard") == "1"
+            for v in d["data"].values():
+                assert "title" in yaml.safe_load(v)
+
+
+def test_worker_pools_match_platform_workers(case, values, docs):
+    """When platform.yaml lists workers, the rendered pools must be those workers (the contract)."""
+    workers = {w["name"]: w for w in values["bootstrap"]["platform"].get("workers") or []}
+    if not workers:
+        return
+    pools = {p["name"]: p for p in values["workerPools"]}
+    assert set(pools) == set(workers), f"pools {sorted(pools)} != platform workers {sorted(workers)}"
+    for name, pool in pools.items():
+        w = workers[name]
+        assert pool["taskQueue"] == w["task_queue"] and pool["profile"] == w["profile"], name
+        assert pool["namespace"] == w.get("namespace", values["bootstrap"]["platform"]["namespaces"][0]["name"]), name
+        assert f"{pool['image']['repository']}:{pool['image']['tag']}" == w["image"], name
+        auto = pool.get("autoscaling") or {}
+        if auto.get("enabled"):
+            assert (auto["minReplicas"], auto["maxReplicas"]) == (w["replicas"]["min"], w["replicas"]["max"]), name
+        else:
+            assert pool["replicas"] == w["replicas"]["min"], name
+        if w.get("gpus"):
+            assert str(pool["resources"]["limits"].get("nvidia.com/gpu")) == str(w["gpus"]), name
+
+
+BUCKETS = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
+
+
+def test_keda_query_semantics_with_promtool(case, values, docs):
+    """Evaluate every rendered ScaledObject query with the real PromQL engine (promtool).
+
+    Each scenario puts all observations into one histogram bucket, so the p95 is known:
+    (0.5, 1] -> 0.975 s: scale up, value 0.975/0.5; (0.25, 0.5] -> 0.4875 s: hold, value 1;
+    (0, 0.05] -> 0.0475 s: scale down, value 0.0475/0.1; no traffic: 0.
+    """
+    scaled = [d for d in docs if d["kind"] == "ScaledObject"]
+    if not scaled:
+        return
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found (Debian package prometheus)"
+    for so in scaled:
+        meta = so["spec"]["triggers"][0]["metadata"]
+        labels = dict(re.findall(r'(namespace|taskqueue)="([^"]*)"', meta["query"]))
+        pool = next(p for p in values["workerPools"] if so["metadata"]["name"].endswith(f"pool-{p['name']}"))
+        auto = {**values["workerAutoscaling"], **pool["autoscaling"]}
+        up, down = auto["scaleUpAboveSeconds"], auto["scaleDownBelowSeconds"]
+        scenarios = {"1": 0.975 / up, "0.5": 1.0, "0.05": 0.0475 / down, None: 0.0}
+        groups = []
+        for bucket, expected in scenarios.items():
+            series = []
+            for le in BUCKETS:
+                filled = bucket is not None and (le == "+Inf" or float(le) >= float(bucket))
+                lbl = ", ".join(f'{k}="{v}"' for k, v in sorted({**labels, "le": le}.items()))
+                series.append({"series": f"task_schedule_to_start_latency_bucket{{{lbl}}}",
+                               "values": "0+60x20" if filled else "0+0x20"})
+            groups.append({"interval": "30s", "input_series": series,
+                           "promql_expr_test": [{"expr": meta["query"], "eval_time": "5m",
+                                                 "exp_samples": [{"labels": "{}", "value": round(expected, 6)}]}]})
+        with tempfile.TemporaryDirectory() as tmp:
+            test_file = pathlib.Path(tmp) / "keda_test.yaml"
+            test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "30s", "tests": groups}))
+            run = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
+            assert run.returncode == 0, f"{so['metadata']['name']}: promtool: {run.stdout}{run.stderr}"
+
+
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+
+
+def negative_cases(chart):
+    """Values the chart must refuse (schema or template), each with the reason it must."""
+    base = yaml.safe_load((CHART / "ci" / "minimal-values.yaml").read_text())
+    bad = {
+        "inline password": {"persistence": {"postgres": {"password": "hunter2"}}},
+        "unknown server key": {"server": {"numHistoryShard": 4}},
+        "history_shards in platform (chart owns it)": {"bootstrap": {"platform": {"capacity": {"history_shards": 8}}}},
+        "verify-full without CA": {"persistence": {"postgres": {"tls": {"mode": "verify-full"}}}},
+        "elasticsearch without url": {"visibility": {"type": "elasticsearch"}},
+        "zero shards": {"server": {"numHistoryShards": 0}},
+        "index outside template pattern": {"visibility": {"elasticsearch": {"index": "visibility"}}},
+    }
+    results = []
+    for name, patch in bad.items():
+        values = merge(yaml.safe_load(yaml.safe_dump(base)), patch)
+        try:
+            chart.validate_schema(values)
+            render(chart, values)
+            results.append((name, False))
+        except Exception:
+            results.append((name, True))
+    return results
+
+
+def merge(a, b):
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            merge(a[k], v)
+        else:
+            a[k] = v
+    return a
+
+
+def main() -> int:
+    passed = failed = 0
+    with helm.Chart.load(str(CHART)) as chart:
+        for values_file in sorted((CHART / "ci").glob("*-values.yaml")):
+            case = values_file.name.removesuffix("-values.yaml")
+            user = yaml.safe_load(values_file.read_text()) or {}
+            values = chart.merge_values(user)
+            docs = render(chart, user)
+            for test in TESTS:
+                label = f"{case}::{test.__name__}"
+                try:
+                    test(case, values, docs)
+                    passed += 1
+                    print(f"PASS {label}")
+                except Exception as err:  # report every failing assertion, keep going
+                    failed += 1
+                    print(f"FAIL {label}: {err}")
+                    if not isinstance(err, AssertionError):
+                        traceback.print_exc()
+        for name, refused in negative_cases(chart):
+            if refused:
+                passed += 1
+                print(f"PASS refuses: {name}")
+            else:
+                failed += 1
+                print(f"FAIL accepted bad values: {name}")
+    print(f"chart-tests: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
