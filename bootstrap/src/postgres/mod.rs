@@ -12,18 +12,23 @@
 //! itself also writes nothing when nothing is pending). A schema is never downgraded: a database
 //! newer than the target is an error (exit 2). Each version's statements and its
 //! `schema_version`/`schema_update_history` rows commit together, so a crash leaves the database
-//! at a clean version. The application password never leaves the process in clear text: the
-//! role password is set as a SCRAM-SHA-256 verifier computed here, and statement logging of the
-//! client library is off.
+//! at a clean version. The application password never appears in a SQL statement (the role
+//! password is set as a SCRAM-SHA-256 verifier computed here, so the server's statement log cannot
+//! record it), and statement logging of the client library is off.
 //!
 //! Assumptions: PostgreSQL 12 or later (transactional DDL, `pg_try_advisory_lock`); the admin
 //! user may create roles and databases; the schema folder follows Temporal's layout
 //! (see [`schema`]). Schema statements run as the application role, so the tables it creates
 //! belong to the role Temporal connects as.
 //!
-//! Caveats: the advisory lock lives in the database used for control (the admin database, or the
-//! persistence database when no admin credentials are given); every run against the same server
-//! uses the same one. `temporal-sql-tool` takes no lock: do not run both at the same time.
+//! Caveats: the advisory lock is held for each step's apply (re-plan, writes, verify); the
+//! `persistence` and `visibility` steps take it one after the other, so two runs may interleave
+//! between the steps, which is harmless because each step re-plans under the lock. The lock
+//! lives in the database used for control (the admin database, or the persistence database when
+//! no admin credentials are given): all runs against one server must use the same kind of
+//! configuration. `temporal-sql-tool` takes no lock: do not run both at the same time. A changed
+//! role password is detected by logging in, so a server that accepts any password (`trust` in
+//! pg_hba.conf) hides that drift.
 
 pub mod schema;
 mod scram;
@@ -271,7 +276,7 @@ impl Spec {
     /// Hands a healthy connection back for reuse by a later step of this process.
     fn release(&self, login: &Login, database: &str, conn: PgConnection) {
         if let Ok(mut cache) = CONNECTIONS.lock() {
-            cache.push((self.cache_key(login, database), conn));
+            cache.push((self.cache_key(login, database), Instant::now(), conn));
         }
     }
 
@@ -279,13 +284,14 @@ impl Spec {
     async fn connect(&self, login: &Login, database: &str) -> Result<PgConnection, PgError> {
         let key = self.cache_key(login, database);
         let cached = CONNECTIONS.lock().ok().and_then(|mut cache| {
-            let pos = cache.iter().position(|(k, _)| *k == key)?;
-            Some(cache.swap_remove(pos).1)
+            let pos = cache.iter().position(|(k, _, _)| *k == key)?;
+            Some(cache.swap_remove(pos))
         });
-        if let Some(mut conn) = cached
-            && conn.ping().await.is_ok()
-        {
-            return Ok(conn);
+        if let Some((_, idle_since, mut conn)) = cached {
+            if idle_since.elapsed() <= MAX_IDLE && conn.ping().await.is_ok() {
+                return Ok(conn);
+            }
+            let _ = conn.close().await;
         }
         self.connect_new(login, database).await
     }
@@ -382,10 +388,13 @@ impl Spec {
     }
 }
 
-/// Open connections of this process, by login and database. Steps run one after the other and
-/// each PostgreSQL login costs a SCRAM exchange, so later steps (and apply after plan) reuse them.
-static CONNECTIONS: std::sync::Mutex<Vec<(String, PgConnection)>> =
+/// Open connections of this process, by login and database, with the time they went idle. Steps
+/// run one after the other and each PostgreSQL login costs a SCRAM exchange, so apply after plan
+/// and the next step reuse them. A connection idle longer than [`MAX_IDLE`] is not reused, so each
+/// daemon cycle logs in afresh (and notices a password changed on the server).
+static CONNECTIONS: std::sync::Mutex<Vec<(String, Instant, PgConnection)>> =
     std::sync::Mutex::new(Vec::new());
+const MAX_IDLE: Duration = Duration::from_secs(10);
 
 /// Application-role connections of one run, one per database, reused by observe, apply and
 /// verify (each PostgreSQL login costs a SCRAM exchange).
