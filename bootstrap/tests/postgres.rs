@@ -1233,3 +1233,39 @@ async fn a_large_rewritten_table_is_sized_from_statistics() {
         "{detail}"
     );
 }
+
+#[tokio::test]
+async fn a_failing_statement_is_named_and_its_version_rolled_back() {
+    let Some(case) = Case::new("fail") else {
+        return;
+    };
+    let schema = case.schema_copy(false);
+    std::fs::write(
+        schema.join("temporal/versioned/v1.6/index.sql"),
+        "CREATE INDEX fx_queue_by_type ON fx_queue (queue_type);\n\nCREATE INDEX fx_broken ON fx_no_such_table (x);\n",
+    )
+    .unwrap();
+    let config = case.config(Some(&schema), "");
+    let out = case.run(&config, &["apply", "--only", "persistence"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("v1.6: index.sql line 3")
+            && all.contains("fx_no_such_table")
+            && all.contains("the database stays at 1.5"),
+        "{all}"
+    );
+    let t = case.names.temporal();
+    let mut ct = case.admin(&t).await;
+    let (cur, hist) = versions(&mut ct, &t).await;
+    assert_eq!(cur, "1.5");
+    assert_chain(&hist, "1.5");
+    let index: bool = sqlx::query_scalar("SELECT to_regclass('public.fx_queue_by_type') IS NULL")
+        .fetch_one(&mut ct)
+        .await
+        .unwrap();
+    assert!(
+        index,
+        "the statement before the failing one was rolled back too"
+    );
+}

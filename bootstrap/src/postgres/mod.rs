@@ -1192,72 +1192,66 @@ async fn current_version(conn: &mut PgConnection, db: &str) -> Result<SchemaVers
     }
 }
 
-/// Creates the two version tables and the 0.0 row, exactly as `setup-schema -v 0.0` leaves them.
+/// Creates the two version tables and the 0.0 rows, exactly as `setup-schema -v 0.0` leaves
+/// them, in one implicit transaction (one round trip). Existing tables and rows are kept.
 async fn create_version_tables(conn: &mut PgConnection, db: &str) -> Result<(), PgError> {
-    let ctx = || format!("creating the schema_version tables in `{db}`");
-    let mut tx = conn.begin().await.map_err(query_err(ctx()))?;
-    sqlx::raw_sql(
+    let has_row = format!(
+        "EXISTS (SELECT 1 FROM schema_version WHERE version_partition = 0 AND db_name = {})",
+        quote_escape_literal(db)
+    );
+    let sql = format!(
         "CREATE TABLE IF NOT EXISTS schema_version(version_partition INT not null, \
            db_name VARCHAR(255) not null, creation_time TIMESTAMP, curr_version VARCHAR(64), \
-           min_compatible_version VARCHAR(64), PRIMARY KEY (version_partition, db_name)); \
+           min_compatible_version VARCHAR(64), PRIMARY KEY (version_partition, db_name));\n\
          CREATE TABLE IF NOT EXISTS schema_update_history(version_partition INT not null, \
            year int not null, month int not null, update_time TIMESTAMP not null, \
            description VARCHAR(255), manifest_md5 VARCHAR(64), new_version VARCHAR(64), \
-           old_version VARCHAR(64), PRIMARY KEY (version_partition, year, month, update_time));",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(query_err(ctx()))?;
-    let has_row: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM schema_version WHERE version_partition = 0 AND db_name = $1)",
-    )
-    .bind(db)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(query_err(ctx()))?;
-    if !has_row {
-        write_version_rows(&mut tx, db, "0", "0.0", "0.0", "", "initial version")
-            .await
-            .map_err(query_err(ctx()))?;
-    }
-    tx.commit().await.map_err(query_err(ctx()))?;
+           old_version VARCHAR(64), PRIMARY KEY (version_partition, year, month, update_time));\n\
+         DO $tb$ BEGIN IF NOT {has_row} THEN {rows} END IF; END $tb$;",
+        rows = version_rows_sql(db, "0", "0.0", "0.0", "", "initial version"),
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err(format!(
+            "creating the schema_version tables in `{db}`"
+        )))?;
     Ok(())
 }
 
-/// Upserts `schema_version` and appends to `schema_update_history`, in `temporal-sql-tool`'s
-/// format (UTC time of the write; version_partition 0; db_name = the database).
-async fn write_version_rows(
-    conn: &mut PgConnection,
+/// SQL that upserts `schema_version` and appends to `schema_update_history`, in
+/// `temporal-sql-tool`'s format (UTC time of the write; version_partition 0; db_name = the
+/// database). Values are escape-string literals, correct whatever `standard_conforming_strings` is.
+fn version_rows_sql(
     db: &str,
     old: &str,
     new: &str,
     min_compatible: &str,
     md5: &str,
     description: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> String {
+    let (db, old, new, min, md5, desc) = (
+        quote_escape_literal(db),
+        quote_escape_literal(old),
+        quote_escape_literal(new),
+        quote_escape_literal(min_compatible),
+        quote_escape_literal(md5),
+        quote_escape_literal(truncate(description, 255)),
+    );
+    format!(
         "INSERT INTO schema_version(version_partition, db_name, creation_time, curr_version, min_compatible_version) \
-         VALUES (0, $1, clock_timestamp() AT TIME ZONE 'UTC', $2, $3) \
+         VALUES (0, {db}, clock_timestamp() AT TIME ZONE 'UTC', {new}, {min}) \
          ON CONFLICT (version_partition, db_name) DO UPDATE SET creation_time = excluded.creation_time, \
-           curr_version = excluded.curr_version, min_compatible_version = excluded.min_compatible_version",
-    )
-    .bind(db)
-    .bind(new)
-    .bind(min_compatible)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "WITH t AS (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS now) \
+         curr_version = excluded.curr_version, min_compatible_version = excluded.min_compatible_version;\n\
          INSERT INTO schema_update_history(version_partition, year, month, update_time, old_version, new_version, manifest_md5, description) \
-         SELECT 0, extract(year FROM now)::int, extract(month FROM now)::int, now, $1, $2, $3, $4 FROM t",
+         SELECT 0, extract(year FROM t.now)::int, extract(month FROM t.now)::int, t.now, {old}, {new}, {md5}, {desc} \
+         FROM (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS now) t;\n"
     )
-    .bind(old)
-    .bind(new)
-    .bind(md5)
-    .bind(truncate(description, 255))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+}
+
+/// `E'...'` literal: backslashes and quotes escaped, so the value is read back exactly.
+fn quote_escape_literal(value: &str) -> String {
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -1268,6 +1262,11 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// One version folder in one transaction: its statements, then its bookkeeping rows.
+///
+/// Fast path: everything goes to the server as one multi-statement simple query, which
+/// PostgreSQL runs as one implicit transaction (one round trip and one commit per version). When
+/// it fails, nothing was committed; the statements are then replayed one by one in an explicit
+/// transaction that is rolled back, only to name the failing statement and its line.
 async fn apply_version(
     conn: &mut PgConnection,
     db: &str,
@@ -1275,39 +1274,69 @@ async fn apply_version(
     v: &PendingVersion,
     progress: &Progress,
 ) -> Result<(), PgError> {
-    let ctx = || format!("applying {db} v{}", v.version);
-    let mut tx = conn.begin().await.map_err(query_err(ctx()))?;
-    for (file, stmt) in &v.statements {
-        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
-            .execute(&mut *tx)
-            .await
-        {
-            let _ = tx.rollback().await;
-            return Err(PgError::Statement {
-                database: db.to_string(),
-                version: v.version,
-                file: file.clone(),
-                line: stmt.line,
-                reason: db_message(&e),
-                previous,
-            });
-        }
-        progress.inc();
+    let mut batch = String::new();
+    for (_, stmt) in &v.statements {
+        batch.push_str(&stmt.text);
+        batch.push_str(";\n");
     }
-    write_version_rows(
-        &mut tx,
+    batch.push_str(&version_rows_sql(
         db,
         &previous.to_string(),
         &v.version.to_string(),
         &v.manifest.min_compatible_version,
         &v.manifest.md5,
         &v.manifest.description,
-    )
-    .await
-    .map_err(query_err(ctx()))?;
-    tx.commit().await.map_err(query_err(ctx()))?;
-    progress.inc();
-    Ok(())
+    ));
+    match sqlx::raw_sql(AssertSqlSafe(batch))
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(_) => {
+            progress.inc(v.statements.len() as u64 + 1);
+            Ok(())
+        }
+        Err(e) if e.as_database_error().is_none() => Err(PgError::Query {
+            context: format!("applying {db} v{} (rolled back)", v.version),
+            reason: db_message(&e),
+        }),
+        Err(e) => Err(locate_failure(conn, db, previous, v, e).await),
+    }
+}
+
+/// Replays a failed version statement by statement in a transaction that is rolled back, to
+/// report which statement fails.
+async fn locate_failure(
+    conn: &mut PgConnection,
+    db: &str,
+    previous: SchemaVersion,
+    v: &PendingVersion,
+    original: sqlx::Error,
+) -> PgError {
+    let fallback = || PgError::Query {
+        context: format!("applying {db} v{} (rolled back)", v.version),
+        reason: db_message(&original),
+    };
+    let Ok(mut tx) = conn.begin().await else {
+        return fallback();
+    };
+    for (file, stmt) in &v.statements {
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
+            .execute(&mut *tx)
+            .await
+        {
+            let _ = tx.rollback().await;
+            return PgError::Statement {
+                database: db.to_string(),
+                version: v.version,
+                file: file.clone(),
+                line: stmt.line,
+                reason: db_message(&e),
+                previous,
+            };
+        }
+    }
+    let _ = tx.rollback().await;
+    fallback()
 }
 
 async fn verify(
@@ -1384,9 +1413,9 @@ impl Progress {
             b.set_message(format!("{db} v{}: {}", v.version, v.manifest.description));
         }
     }
-    fn inc(&self) {
+    fn inc(&self, n: u64) {
         if let Some(b) = &self.0 {
-            b.inc(1);
+            b.inc(n);
         }
     }
     fn done(&self, line: &str) {
@@ -1461,6 +1490,19 @@ mod tests {
             waited: Duration::from_secs(2),
         };
         assert_eq!(StepError::from(lock).class, ErrorClass::Runtime);
+    }
+
+    #[test]
+    fn bookkeeping_literals_survive_quotes_and_backslashes() {
+        assert_eq!(
+            quote_escape_literal(r"it's a \ path"),
+            r"E'it''s a \\ path'"
+        );
+        let sql = version_rows_sql("temporal", "1.3", "1.4", "1.0", "abc", "desc; it's");
+        assert!(
+            sql.contains("E'desc; it''s'") && sql.contains("E'1.3', E'1.4', E'abc'"),
+            "{sql}"
+        );
     }
 
     #[test]
