@@ -1,11 +1,16 @@
 //! temporal-bootstrap: provisions and keeps converged a self-hosted Temporal platform.
 //!
 //! Modules by dependency direction (pure modules never import adapters):
-//! - pure: [`config`], [`versions`] (and the capacity planner and plan diffing as they land);
-//! - adapters: [`postgres`] (databases, role, versioned schema);
-//! - drivers: [`reconcile`] (steps in dependency order), [`cli`].
+//! - pure: [`config`], [`capacity`], [`versions`], [`observability::rules`];
+//! - adapters (one per real system): [`pki`] (files), [`postgres`] (databases, role, versioned
+//!   schema), [`search`] (Elasticsearch/OpenSearch REST),
+//!   [`temporal`] (gRPC: cluster facts, namespaces, search attributes), [`observability`]
+//!   (Prometheus, Grafana);
+//! - drivers: [`reconcile`] (steps in dependency order), [`daemon`], [`render`], [`upgrade`], [`cli`].
 
+pub mod capacity;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
@@ -15,6 +20,8 @@ pub mod postgres;
 pub mod reconcile;
 pub mod render;
 pub mod search;
+pub mod temporal;
+pub mod upgrade;
 pub mod versions;
 
 /// Installs the process-wide rustls crypto provider (ring) once. `main` calls it first; library

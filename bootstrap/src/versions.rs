@@ -10,12 +10,16 @@ use crate::config::types::TemporalVersion;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReleaseSchemas {
     pub minor: u32,
+    /// Newest patch of this line (hops go to it).
+    pub latest_patch: u32,
     /// `schema/postgresql/v12/temporal` version.
     pub postgres_temporal: SchemaVersion,
     /// `schema/postgresql/v12/visibility` version.
     pub postgres_visibility: SchemaVersion,
     /// `schema/elasticsearch/visibility` version (vN).
     pub elasticsearch: u32,
+    /// Upgrade notes for hops into this line (breaking changes, schema quirks).
+    pub notes: &'static [&'static str],
 }
 
 /// A `MAJOR.MINOR` schema version as used in `schema_version.curr_version`.
@@ -28,6 +32,12 @@ pub struct SchemaVersion {
 impl SchemaVersion {
     pub const fn new(major: u32, minor: u32) -> Self {
         Self { major, minor }
+    }
+}
+
+impl serde::Serialize for SchemaVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -53,29 +63,146 @@ impl std::str::FromStr for SchemaVersion {
     }
 }
 
-const fn rel(minor: u32, pt: (u32, u32), pv: (u32, u32), es: u32) -> ReleaseSchemas {
+const fn rel(
+    minor: u32,
+    latest_patch: u32,
+    pt: (u32, u32),
+    pv: (u32, u32),
+    es: u32,
+    notes: &'static [&'static str],
+) -> ReleaseSchemas {
     ReleaseSchemas {
         minor,
+        latest_patch,
+        postgres_temporal: SchemaVersion::new(pt.0, pt.1),
+        postgres_visibility: SchemaVersion::new(pv.0, pv.1),
+        elasticsearch: es,
+        notes,
+    }
+}
+
+/// Schema versions per 1.x release line, as shipped by the line's latest patch (the patch every
+/// upgrade hop uses), with the line's upgrade notes.
+///
+/// Source: the `schema/postgresql/v12/version.go` constants and the highest
+/// `schema/elasticsearch/visibility/versioned/vN` folder at each release tag of
+/// temporalio/temporal (checked for every tag 1.20.0 to 1.31.2). Latest patches are the newest
+/// `v1.N.P` tags in the same history (four-part re-tags such as 1.29.6.1 are not semver
+/// releases and are ignored). 1.32 is not listed: no final 1.32.0 tag was in the history we
+/// could check, and later commits add a visibility 1.15, so its schema targets are unconfirmed.
+pub const RELEASES: &[ReleaseSchemas] = &[
+    rel(
+        20,
+        5,
+        (1, 9),
+        (1, 2),
+        4,
+        &[
+            "advanced visibility on PostgreSQL needs the `postgres12` plugin; custom search attributes become per namespace on SQL visibility",
+        ],
+    ),
+    rel(
+        21,
+        6,
+        (1, 10),
+        (1, 3),
+        5,
+        &["1.21.0 and 1.21.1 are known-broken: go straight to the latest 1.21 patch"],
+    ),
+    rel(
+        22,
+        7,
+        (1, 10),
+        (1, 3),
+        5,
+        &["the frontend serves the HTTP API (default port 7243) from this release on"],
+    ),
+    rel(23, 1, (1, 11), (1, 4), 6, &[]),
+    rel(
+        24,
+        3,
+        (1, 12),
+        (1, 6),
+        7,
+        &[
+            "the `postgres` (PostgreSQL 9.6) and `mysql` (MySQL 5.7) SQL plugins are removed: use `postgres12` (or `mysql8`) before this hop",
+            "standard visibility is removed: visibility must be advanced (SQL on postgres12/mysql8/sqlite, or Elasticsearch)",
+            "1.24.0 is known-broken; 1.24.1+ ship visibility schema 1.6 (1.24.0 shipped 1.5)",
+        ],
+    ),
+    rel(25, 2, (1, 14), (1, 6), 7, &[]),
+    rel(
+        26,
+        3,
+        (1, 14),
+        (1, 7),
+        8,
+        &[
+            "1.26.2+ ship visibility schema 1.7 and Elasticsearch schema v8 (1.26.0 and 1.26.1 shipped 1.6 and v7)",
+        ],
+    ),
+    rel(
+        27,
+        4,
+        (1, 16),
+        (1, 9),
+        9,
+        &["1.27.0 is known-broken; 1.27.1+ ship persistence schema 1.16 (1.27.0 shipped 1.15)"],
+    ),
+    rel(28, 4, (1, 17), (1, 9), 9, &[]),
+    rel(29, 7, (1, 18), (1, 9), 9, &[]),
+    rel(
+        30,
+        6,
+        (1, 18),
+        (1, 13),
+        13,
+        &[
+            "1.30.5+ apply the PostgreSQL visibility 1.10-1.13 changes in one combined statement (one table rewrite instead of several)",
+            "OpenSearch 2 is supported as visibility store from 1.30.1",
+        ],
+    ),
+    rel(31, 2, (1, 19), (1, 14), 14, &[]),
+];
+
+/// Schema targets of one exact release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaTargets {
+    /// PostgreSQL persistence (`temporal`) schema.
+    pub postgres_temporal: SchemaVersion,
+    /// PostgreSQL (SQL) visibility schema.
+    pub postgres_visibility: SchemaVersion,
+    /// Elasticsearch visibility schema (vN).
+    pub elasticsearch: u32,
+}
+
+/// Early patches whose schema versions differ from their line's latest patch (checked at the
+/// release tags; every other patch 1.20.0 to 1.31.2 ships its line's versions).
+const EARLY_PATCHES: &[(TemporalVersion, SchemaTargets)] = &[
+    (TemporalVersion::new(1, 24, 0), targets((1, 12), (1, 5), 7)),
+    (TemporalVersion::new(1, 26, 0), targets((1, 14), (1, 6), 7)),
+    (TemporalVersion::new(1, 26, 1), targets((1, 14), (1, 6), 7)),
+    (TemporalVersion::new(1, 27, 0), targets((1, 15), (1, 9), 9)),
+];
+
+const fn targets(pt: (u32, u32), pv: (u32, u32), es: u32) -> SchemaTargets {
+    SchemaTargets {
         postgres_temporal: SchemaVersion::new(pt.0, pt.1),
         postgres_visibility: SchemaVersion::new(pv.0, pv.1),
         elasticsearch: es,
     }
 }
 
-/// Schema versions per 1.x release line (FACTS.md).
-pub const RELEASES: &[ReleaseSchemas] = &[
-    rel(20, (1, 9), (1, 2), 4),
-    rel(21, (1, 10), (1, 3), 5),
-    rel(22, (1, 10), (1, 3), 5),
-    rel(23, (1, 11), (1, 4), 6),
-    rel(24, (1, 12), (1, 5), 7),
-    rel(25, (1, 14), (1, 6), 7),
-    rel(26, (1, 14), (1, 7), 8),
-    rel(27, (1, 16), (1, 9), 9),
-    rel(28, (1, 17), (1, 9), 9),
-    rel(29, (1, 18), (1, 9), 9),
-    rel(30, (1, 18), (1, 13), 13),
-    rel(31, (1, 19), (1, 14), 14),
+/// PostgreSQL visibility versions whose statements add generated STORED columns to
+/// `executions_visibility`: PostgreSQL rewrites the whole table (hours on large tables).
+/// 1.10 to 1.12 carry no statements since their changes were folded into 1.13.
+pub const REWRITING_VISIBILITY_VERSIONS: &[SchemaVersion] = &[
+    SchemaVersion::new(1, 2),
+    SchemaVersion::new(1, 3),
+    SchemaVersion::new(1, 7),
+    SchemaVersion::new(1, 8),
+    SchemaVersion::new(1, 13),
+    SchemaVersion::new(1, 14),
 ];
 
 /// Releases with known defects that must not be deployed; use the next patch.
@@ -85,6 +212,55 @@ pub const KNOWN_BROKEN: &[TemporalVersion] = &[
     TemporalVersion::new(1, 24, 0),
     TemporalVersion::new(1, 27, 0),
 ];
+
+/// PostgreSQL major versions the bundle is tested against.
+pub const POSTGRES_TESTED: &[u32] = &[13, 14, 15, 16];
+
+/// Visibility stores and versions a release supports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DependencySupport {
+    /// PostgreSQL majors tested (persistence and SQL visibility, plugin `postgres12`).
+    pub postgres_tested: Vec<u32>,
+    /// Elasticsearch majors.
+    pub elasticsearch: Vec<u32>,
+    /// OpenSearch majors (empty: not supported by this release).
+    pub opensearch: Vec<u32>,
+}
+
+/// What a release supports underneath it.
+pub fn dependency_support(v: TemporalVersion) -> DependencySupport {
+    DependencySupport {
+        postgres_tested: POSTGRES_TESTED.to_vec(),
+        elasticsearch: vec![7, 8],
+        opensearch: if v >= TemporalVersion::new(1, 30, 1) {
+            vec![2]
+        } else {
+            vec![]
+        },
+    }
+}
+
+/// The newest patch of a release line we know, e.g. 1.29 -> 1.29.7.
+pub fn latest_patch(minor: u32) -> Option<TemporalVersion> {
+    RELEASES
+        .iter()
+        .find(|r| r.minor == minor)
+        .map(|r| TemporalVersion::new(1, r.minor, r.latest_patch))
+}
+
+/// The exact schema versions a release needs (patch-aware), if we know the release line.
+pub fn schema_targets(v: TemporalVersion) -> Option<SchemaTargets> {
+    if let Some((_, t)) = EARLY_PATCHES.iter().find(|(p, _)| *p == v) {
+        return Some(*t);
+    }
+    schemas_for(v).map(|r| {
+        targets(
+            (r.postgres_temporal.major, r.postgres_temporal.minor),
+            (r.postgres_visibility.major, r.postgres_visibility.minor),
+            r.elasticsearch,
+        )
+    })
+}
 
 /// Schema versions for a release, if we know its line.
 pub fn schemas_for(v: TemporalVersion) -> Option<&'static ReleaseSchemas> {
@@ -108,6 +284,237 @@ pub fn check_target(v: TemporalVersion) -> Result<(), String> {
         return Err(format!(
             "{v} is not a supported release; supported release lines are 1.{first}.x to 1.{last}.x"
         ));
+    }
+    Ok(())
+}
+
+/// One step of an upgrade: a single minor (or patch) move, schema first, then services.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hop {
+    /// Release the cluster runs before this hop.
+    pub from: TemporalVersion,
+    /// Release after this hop (the latest patch of its line, or the requested target).
+    pub to: TemporalVersion,
+    /// Schema versions `from` runs on.
+    pub schemas_before: SchemaTargets,
+    /// Exact schema versions `to` needs; applied before any service of `to` starts.
+    pub schemas: SchemaTargets,
+    /// `temporalio/server:<to>`.
+    pub server_image: String,
+    /// `temporalio/admin-tools:<to>`.
+    pub admin_tools_image: String,
+    /// Breaking changes and quirks of the `to` line.
+    pub notes: Vec<String>,
+    /// Risks of this hop (table rewrites, ...).
+    pub warnings: Vec<String>,
+    /// Whether the SQL visibility migration rewrites `executions_visibility`.
+    pub visibility_rewrite: bool,
+}
+
+/// Why an upgrade is refused (exit 2); each message says what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpgradeRefusal {
+    #[error(
+        "{to} is older than the running {from}: downgrades are refused. A binary rollback to the previous release is possible while the schema stays where it is (runbooks/rollback.md); the schema itself cannot be rolled back"
+    )]
+    Downgrade {
+        from: TemporalVersion,
+        to: TemporalVersion,
+    },
+    #[error("{to} is a known-broken release; target {instead} instead")]
+    BrokenTarget {
+        to: TemporalVersion,
+        instead: TemporalVersion,
+    },
+    #[error("{to} is not a release this bundle knows ({why}); {instead}")]
+    UnknownTarget {
+        to: TemporalVersion,
+        why: String,
+        instead: String,
+    },
+    #[error("the running release {from} is not one this bundle can upgrade from ({why})")]
+    UnsupportedSource { from: TemporalVersion, why: String },
+    #[error(
+        "hop {index} goes from {from} to {to}, skipping a minor release: upgrades go one minor version at a time"
+    )]
+    SkippedMinor {
+        index: usize,
+        from: TemporalVersion,
+        to: TemporalVersion,
+    },
+}
+
+fn supported_range() -> String {
+    match (RELEASES.first(), RELEASES.last()) {
+        (Some(a), Some(b)) => format!("1.{}.x to 1.{}.{}", a.minor, b.minor, b.latest_patch),
+        _ => "none".into(),
+    }
+}
+
+/// Whether `v` can be the target of an upgrade: a known, not known-broken patch of a known line.
+pub fn check_upgrade_target(v: TemporalVersion) -> Result<(), UpgradeRefusal> {
+    let line = if v.major == 1 {
+        RELEASES.iter().find(|r| r.minor == v.minor)
+    } else {
+        None
+    };
+    let Some(line) = line else {
+        let newest = RELEASES
+            .last()
+            .map(|r| format!("1.{}.{}", r.minor, r.latest_patch))
+            .unwrap_or_default();
+        return Err(UpgradeRefusal::UnknownTarget {
+            to: v,
+            why: format!("known releases: {}", supported_range()),
+            instead: format!(
+                "target a known release (newest: {newest}), or use a temporal-bootstrap release that knows {v} and its schema versions"
+            ),
+        });
+    };
+    let latest = TemporalVersion::new(1, line.minor, line.latest_patch);
+    if KNOWN_BROKEN.contains(&v) {
+        return Err(UpgradeRefusal::BrokenTarget {
+            to: v,
+            instead: latest,
+        });
+    }
+    if v.patch > line.latest_patch {
+        return Err(UpgradeRefusal::UnknownTarget {
+            to: v,
+            why: format!("the newest 1.{} patch it knows is {latest}", line.minor),
+            instead: format!("target {latest}, or use a temporal-bootstrap release that knows {v}"),
+        });
+    }
+    Ok(())
+}
+
+fn hop(from: TemporalVersion, to: TemporalVersion) -> Option<Hop> {
+    let before = schema_targets(from)?;
+    let after = schema_targets(to)?;
+    let line = schemas_for(to)?;
+    let mut notes: Vec<String> = if from.minor == to.minor {
+        Vec::new()
+    } else {
+        line.notes.iter().map(|n| n.to_string()).collect()
+    };
+    if from.minor == to.minor {
+        notes.push(format!("patch upgrade within 1.{}", to.minor));
+    }
+    let rewriting: Vec<SchemaVersion> = REWRITING_VISIBILITY_VERSIONS
+        .iter()
+        .copied()
+        .filter(|v| *v > before.postgres_visibility && *v <= after.postgres_visibility)
+        .collect();
+    let mut warnings = Vec::new();
+    if !rewriting.is_empty() {
+        let list: Vec<String> = rewriting.iter().map(|v| v.to_string()).collect();
+        warnings.push(format!(
+            "SQL visibility {} -> {}: version(s) {} add generated STORED columns and rewrite the whole executions_visibility table; time grows with its size (one report: about two hours) and takes an exclusive lock; rehearse on a copy and plan a window (does not apply to Elasticsearch visibility)",
+            before.postgres_visibility,
+            after.postgres_visibility,
+            list.join(", ")
+        ));
+    }
+    if KNOWN_BROKEN.contains(&from) {
+        warnings.push(format!(
+            "the running {from} is known-broken: finish this hop promptly"
+        ));
+    }
+    Some(Hop {
+        from,
+        to,
+        schemas_before: before,
+        schemas: after,
+        server_image: format!("temporalio/server:{to}"),
+        admin_tools_image: format!("temporalio/admin-tools:{to}"),
+        notes,
+        warnings,
+        visibility_rewrite: !rewriting.is_empty(),
+    })
+}
+
+/// The hops from `from` to `to`: one per minor release, each to the latest patch of its line,
+/// the last one to `to` itself. Same release: no hops. A patch move within a line: one hop.
+///
+/// Guarantees: hops are consecutive (each starts where the previous ended), never skip a minor,
+/// never go backwards, never land on a known-broken or unknown release.
+pub fn plan_hops(from: TemporalVersion, to: TemporalVersion) -> Result<Vec<Hop>, UpgradeRefusal> {
+    if to < from {
+        return Err(UpgradeRefusal::Downgrade { from, to });
+    }
+    if to == from {
+        return Ok(Vec::new());
+    }
+    check_upgrade_target(to)?;
+    if from.major != 1 || schemas_for(from).is_none() {
+        return Err(UpgradeRefusal::UnsupportedSource {
+            from,
+            why: format!(
+                "known releases: {}; upgrade to 1.{}.x with Temporal's own tools first",
+                supported_range(),
+                RELEASES.first().map(|r| r.minor).unwrap_or(0)
+            ),
+        });
+    }
+    let mut hops = Vec::new();
+    let mut current = from;
+    for minor in from.minor..=to.minor {
+        let next = if minor == to.minor {
+            to
+        } else if minor == from.minor {
+            continue;
+        } else {
+            // Invariant: every minor between two known lines is a known line (the table is
+            // consecutive, checked by a unit test).
+            latest_patch(minor).ok_or_else(|| UpgradeRefusal::UnsupportedSource {
+                from,
+                why: format!("no release line 1.{minor} in the table"),
+            })?
+        };
+        // Unknown patch of a known `from` line (e.g. newer than our table): use the line values.
+        let h = hop(current, next).or_else(|| {
+            let base = TemporalVersion::new(1, current.minor, 0);
+            hop(base, next).map(|mut h| {
+                h.from = current;
+                h
+            })
+        });
+        let h = h.ok_or_else(|| UpgradeRefusal::UnsupportedSource {
+            from,
+            why: format!("no schema versions known for {current} -> {next}"),
+        })?;
+        hops.push(h);
+        current = next;
+    }
+    check_hops(&hops)?;
+    Ok(hops)
+}
+
+/// Checks a hop list (e.g. loaded from a state file): consecutive, forward, one minor at a time.
+pub fn check_hops(hops: &[Hop]) -> Result<(), UpgradeRefusal> {
+    for (i, h) in hops.iter().enumerate() {
+        if h.to <= h.from {
+            return Err(UpgradeRefusal::Downgrade {
+                from: h.from,
+                to: h.to,
+            });
+        }
+        if h.to.major != h.from.major || h.to.minor > h.from.minor + 1 {
+            return Err(UpgradeRefusal::SkippedMinor {
+                index: i + 1,
+                from: h.from,
+                to: h.to,
+            });
+        }
+        if let Some(prev) = i.checked_sub(1).map(|j| &hops[j])
+            && prev.to != h.from
+        {
+            return Err(UpgradeRefusal::SkippedMinor {
+                index: i + 1,
+                from: prev.to,
+                to: h.from,
+            });
+        }
     }
     Ok(())
 }
@@ -148,6 +555,210 @@ mod tests {
                 .unwrap()
                 .postgres_visibility,
             SchemaVersion::new(1, 13)
+        );
+    }
+
+    fn v(s: &str) -> TemporalVersion {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn hops_from_1_27_to_1_31_use_latest_patches_and_exact_schemas() {
+        let hops = plan_hops(v("1.27.4"), v("1.31.2")).unwrap();
+        let path: Vec<String> = hops
+            .iter()
+            .map(|h| format!("{}->{}", h.from, h.to))
+            .collect();
+        assert_eq!(
+            path,
+            [
+                "1.27.4->1.28.4",
+                "1.28.4->1.29.7",
+                "1.29.7->1.30.6",
+                "1.30.6->1.31.2"
+            ]
+        );
+        let s: Vec<String> = hops
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}/{}/v{}",
+                    h.schemas.postgres_temporal,
+                    h.schemas.postgres_visibility,
+                    h.schemas.elasticsearch
+                )
+            })
+            .collect();
+        assert_eq!(
+            s,
+            [
+                "1.17/1.9/v9",
+                "1.18/1.9/v9",
+                "1.18/1.13/v13",
+                "1.19/1.14/v14"
+            ]
+        );
+        assert_eq!(hops[0].server_image, "temporalio/server:1.28.4");
+        assert_eq!(hops[0].admin_tools_image, "temporalio/admin-tools:1.28.4");
+    }
+
+    #[test]
+    fn last_hop_lands_on_the_requested_patch() {
+        let hops = plan_hops(v("1.27.4"), v("1.29.1")).unwrap();
+        assert_eq!(hops.last().unwrap().to, v("1.29.1"));
+        assert_eq!(hops[0].to, v("1.28.4"));
+    }
+
+    #[test]
+    fn patch_upgrade_is_one_hop_and_can_change_schema() {
+        let hops = plan_hops(v("1.27.0"), v("1.27.4")).unwrap();
+        assert_eq!(hops.len(), 1);
+        assert_eq!(
+            hops[0].schemas_before.postgres_temporal,
+            SchemaVersion::new(1, 15)
+        );
+        assert_eq!(hops[0].schemas.postgres_temporal, SchemaVersion::new(1, 16));
+        assert!(hops[0].warnings.iter().any(|w| w.contains("known-broken")));
+    }
+
+    #[test]
+    fn same_release_needs_no_hop() {
+        assert!(plan_hops(v("1.29.7"), v("1.29.7")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn downgrades_are_refused() {
+        let e = plan_hops(v("1.32.0"), v("1.31.2")).unwrap_err();
+        assert!(matches!(e, UpgradeRefusal::Downgrade { .. }));
+        assert!(e.to_string().contains("rollback"));
+        assert!(matches!(
+            plan_hops(v("1.29.7"), v("1.29.6")).unwrap_err(),
+            UpgradeRefusal::Downgrade { .. }
+        ));
+    }
+
+    #[test]
+    fn broken_unknown_and_unsupported_are_refused_with_advice() {
+        let e = plan_hops(v("1.26.3"), v("1.27.0")).unwrap_err();
+        assert_eq!(
+            e,
+            UpgradeRefusal::BrokenTarget {
+                to: v("1.27.0"),
+                instead: v("1.27.4")
+            }
+        );
+        for t in ["1.21.0", "1.21.1", "1.24.0"] {
+            assert!(matches!(
+                check_upgrade_target(v(t)).unwrap_err(),
+                UpgradeRefusal::BrokenTarget { .. }
+            ));
+        }
+        let e = plan_hops(v("1.30.6"), v("1.31.9")).unwrap_err();
+        assert!(e.to_string().contains("target 1.31.2"), "{e}");
+        let e = plan_hops(v("1.31.2"), v("1.32.0")).unwrap_err();
+        assert!(matches!(e, UpgradeRefusal::UnknownTarget { .. }));
+        assert!(e.to_string().contains("1.20.x to 1.31.2"), "{e}");
+        let e = plan_hops(v("1.19.3"), v("1.21.6")).unwrap_err();
+        assert!(matches!(e, UpgradeRefusal::UnsupportedSource { .. }));
+    }
+
+    #[test]
+    fn every_generated_plan_moves_one_minor_at_a_time() {
+        let mut known = Vec::new();
+        for r in RELEASES {
+            for p in 0..=r.latest_patch {
+                known.push(TemporalVersion::new(1, r.minor, p));
+            }
+        }
+        let mut plans = 0;
+        for from in &known {
+            for to in &known {
+                match plan_hops(*from, *to) {
+                    Ok(hops) => {
+                        plans += 1;
+                        check_hops(&hops).unwrap();
+                        if from != to {
+                            assert_eq!(hops.first().unwrap().from, *from);
+                            assert_eq!(hops.last().unwrap().to, *to);
+                            assert_eq!(hops.len() as u32, (to.minor - from.minor).max(1));
+                            for h in &hops[..hops.len() - 1] {
+                                assert!(!KNOWN_BROKEN.contains(&h.to));
+                                assert_eq!(Some(h.to), latest_patch(h.to.minor));
+                            }
+                        }
+                    }
+                    Err(e) => assert!(
+                        to < from || KNOWN_BROKEN.contains(to),
+                        "{from} -> {to}: {e}"
+                    ),
+                }
+            }
+        }
+        assert!(plans > 1000);
+    }
+
+    #[test]
+    fn hand_edited_hops_that_skip_a_minor_are_refused() {
+        let mut hops = plan_hops(v("1.27.4"), v("1.29.7")).unwrap();
+        hops.remove(0);
+        hops[0].from = v("1.27.4");
+        assert!(matches!(
+            check_hops(&hops).unwrap_err(),
+            UpgradeRefusal::SkippedMinor { .. }
+        ));
+        let mut gap = plan_hops(v("1.27.4"), v("1.30.6")).unwrap();
+        gap.remove(1);
+        assert!(matches!(
+            check_hops(&gap).unwrap_err(),
+            UpgradeRefusal::SkippedMinor { index: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn table_rewrites_are_flagged_only_where_they_happen() {
+        let hops = plan_hops(v("1.27.4"), v("1.31.2")).unwrap();
+        let flagged: Vec<bool> = hops.iter().map(|h| h.visibility_rewrite).collect();
+        assert_eq!(flagged, [false, false, true, true]);
+        assert!(hops[2].warnings[0].contains("1.9 -> 1.13"));
+        let old = plan_hops(v("1.25.2"), v("1.26.3")).unwrap();
+        assert!(old[0].visibility_rewrite, "1.6 -> 1.7 adds a stored column");
+    }
+
+    #[test]
+    fn early_patches_and_latest_patches() {
+        assert_eq!(
+            schema_targets(v("1.24.0")).unwrap().postgres_visibility,
+            SchemaVersion::new(1, 5)
+        );
+        assert_eq!(
+            schema_targets(v("1.24.3")).unwrap().postgres_visibility,
+            SchemaVersion::new(1, 6)
+        );
+        assert_eq!(schema_targets(v("1.26.1")).unwrap().elasticsearch, 7);
+        assert_eq!(schema_targets(v("1.26.2")).unwrap().elasticsearch, 8);
+        let latest: Vec<String> = RELEASES
+            .iter()
+            .map(|r| format!("1.{}.{}", r.minor, r.latest_patch))
+            .collect();
+        assert_eq!(
+            latest,
+            [
+                "1.20.5", "1.21.6", "1.22.7", "1.23.1", "1.24.3", "1.25.2", "1.26.3", "1.27.4",
+                "1.28.4", "1.29.7", "1.30.6", "1.31.2"
+            ]
+        );
+        for r in RELEASES {
+            assert!(!KNOWN_BROKEN.contains(&TemporalVersion::new(1, r.minor, r.latest_patch)));
+        }
+    }
+
+    #[test]
+    fn opensearch_only_from_1_30_1() {
+        assert!(dependency_support(v("1.30.0")).opensearch.is_empty());
+        assert_eq!(dependency_support(v("1.30.1")).opensearch, [2]);
+        assert_eq!(
+            dependency_support(v("1.20.5")).postgres_tested,
+            [13, 14, 15, 16]
         );
     }
 }

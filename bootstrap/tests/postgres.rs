@@ -339,12 +339,14 @@ async fn fingerprint(c: &mut PgConnection) -> String {
     .unwrap()
 }
 
+/// A fake release whose schemas are the fixture's intermediate versions (temporal 1.5,
+/// visibility 1.1); other fields come from a real release and are not used here.
 fn fake_mapping_1_5(_: TemporalVersion) -> Option<ReleaseSchemas> {
+    let base = *temporal_bootstrap::versions::schemas_for(TemporalVersion::new(1, 20, 0))?;
     Some(ReleaseSchemas {
-        minor: 90,
         postgres_temporal: SchemaVersion::new(1, 5),
         postgres_visibility: SchemaVersion::new(1, 1),
-        elasticsearch: 0,
+        ..base
     })
 }
 

@@ -286,6 +286,11 @@ async def main() -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(asyncio.run(main()))
+        code = asyncio.run(main())
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    # The SDK's Rust core threads can race interpreter finalisation and abort at exit; the work is
+    # done and reported, so leave without finalising.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)

@@ -10,6 +10,7 @@ use super::{
     ApplyArgs, Cli, CliError, Command, OutputFormat, PlanArgs, Profile, RenderArgs, RenderTarget,
     RunArgs, exit,
 };
+use crate::capacity;
 use crate::config::{self, LoadedConfig};
 use crate::reconcile::{self, Context, Mode, StepName, StepReport, StepStatus};
 
@@ -44,11 +45,15 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Status(a) => status(cli, &a.file).await,
         Command::Certs { action } => certs(cli, action),
         Command::Render(a) => render(cli, a),
+        Command::CodecServer(a) => codec_server(&a.file).await,
+        Command::Codec {
+            action: super::CodecAction::Keygen { out },
+        } => codec_keygen(cli, out),
         Command::Upgrade { action } => {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
             };
-            not_implemented("upgrade", file)
+            crate::upgrade::cmd::run(cli.output, action, load(file)?).await
         }
     }
 }
@@ -61,14 +66,6 @@ pub(super) fn load(file: &std::path::Path) -> Result<LoadedConfig, CliError> {
         eprintln!("warning: {w}");
     }
     Ok(loaded)
-}
-
-fn not_implemented(command: &str, file: &std::path::Path) -> Result<u8, CliError> {
-    // Validate first anyway: a bad file is still exit 2, whatever the command.
-    load(file)?;
-    Err(CliError::runtime(format!(
-        "`{command}` is not implemented yet in this release (see README: Status of the commands)"
-    )))
 }
 
 fn validate(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
@@ -127,9 +124,15 @@ fn parse_only(only: &Option<String>) -> Result<Vec<StepName>, CliError> {
 async fn plan(cli: &Cli, a: &PlanArgs) -> Result<u8, CliError> {
     let loaded = load(&a.config.file)?;
     let only = parse_only(&a.only)?;
+    // The sizing is pure and needs no network: computed first, so bad load figures exit 2 early.
+    let sizing = capacity::plan(&loaded.config)
+        .map_err(|e| CliError::invalid(format!("{}: {e}", a.config.file.display())))?;
+    for w in &sizing.warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
     let ctx = context(loaded, a.offline);
     let reports = reconcile::run(&ctx, Mode::Plan, &only).await;
-    print_reports(cli, "plan", &reports);
+    print_reports(cli, "plan", &reports, Some(&sizing));
     let pending = reports.iter().any(|r| r.status == StepStatus::Pending);
     finish(
         &reports,
@@ -155,6 +158,7 @@ async fn apply(cli: &Cli, a: &ApplyArgs) -> Result<u8, CliError> {
             "apply"
         },
         &reports,
+        None,
     );
     finish(&reports, exit::OK)
 }
@@ -180,13 +184,28 @@ fn finish(reports: &[StepReport], ok_code: u8) -> Result<u8, CliError> {
     })
 }
 
-fn print_reports(cli: &Cli, title: &str, reports: &[StepReport]) {
+fn print_reports(
+    cli: &Cli,
+    title: &str,
+    reports: &[StepReport],
+    sizing: Option<&capacity::Sizing>,
+) {
     match cli.output {
         OutputFormat::Json => {
-            let doc = json!({ "command": title, "steps": reports });
+            let mut doc = json!({ "command": title, "steps": reports });
+            if let (Some(s), Some(obj)) = (sizing, doc.as_object_mut()) {
+                obj.insert(
+                    "capacity".into(),
+                    serde_json::to_value(s).unwrap_or_default(),
+                );
+            }
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Table => {
+            if let Some(s) = sizing {
+                print!("{}", capacity_table(s));
+                println!();
+            }
             let mut t = Table::new(["step", "status", "changes", "duration", "detail"]);
             for r in reports {
                 let status = serde_json::to_value(r.status)
@@ -225,6 +244,250 @@ fn print_reports(cli: &Cli, title: &str, reports: &[StepReport]) {
     }
 }
 
+/// The capacity plan as text: inputs, load levels, the shard count with its arithmetic, services,
+/// task queues, storage, worker pools, key assumptions and warnings.
+fn capacity_table(s: &capacity::Sizing) -> String {
+    use capacity::fmt_rate as n;
+    use std::fmt::Write as _;
+    let i = &s.inputs;
+    let mut out = String::new();
+    let dur = config::types::HumanDuration::from_millis(
+        (i.average_workflow_duration_seconds * 1000.0) as u64,
+    );
+    let _ = writeln!(
+        out,
+        "Capacity plan (model v{}, {})",
+        s.model_version, i.environment
+    );
+    let _ = writeln!(
+        out,
+        "  inputs: {} starts/s at the daily peak; {} activities and {} timers/signals per workflow; {dur} average duration; burst x{}; growth {}% a year for {} years (x{}); write latency {} ms; retention {} days",
+        n(i.peak_workflow_starts_per_second),
+        n(i.activities_per_workflow),
+        n(i.timers_and_signals_per_workflow),
+        n(i.burst_multiplier),
+        n(i.growth_annual_percent),
+        i.growth_years,
+        i.growth_factor,
+        n(i.persistence_write_latency_ms),
+        n(i.retention_days),
+    );
+    let p = &s.per_workflow;
+    let _ = writeln!(
+        out,
+        "  per workflow: {} history events, {} history updates, {} workflow tasks + {} activity tasks",
+        n(p.history_events),
+        n(p.history_updates),
+        n(p.workflow_tasks),
+        n(p.activity_tasks)
+    );
+    out.push('\n');
+    let mut t = Table::new([
+        "load",
+        "starts/s",
+        "state transitions/s",
+        "history updates/s",
+        "tasks/s",
+        "open workflows",
+    ]);
+    for (label, l) in [
+        ("now, daily peak".to_string(), &s.load.now_peak),
+        (
+            format!("now, burst x{}", n(i.burst_multiplier)),
+            &s.load.now_burst,
+        ),
+        (
+            format!("design: +{}y growth, burst", i.growth_years),
+            &s.load.design,
+        ),
+    ] {
+        t.row([
+            label,
+            n(l.workflow_starts_per_second),
+            n(l.state_transitions_per_second),
+            n(l.history_updates_per_second),
+            n(l.tasks_per_second),
+            n(l.open_workflows),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push('\n');
+    let h = &s.history_shards;
+    let _ = writeln!(
+        out,
+        "History shards: {} ({}, binding constraint: {})",
+        h.count,
+        h.mode,
+        h.binding_constraint.as_str()
+    );
+    if h.mode == "pinned" {
+        let _ = writeln!(
+            out,
+            "  auto would choose {} (binding constraint: {})",
+            h.recommended,
+            h.recommended_binding.as_str()
+        );
+    }
+    for part in h.explanation.split("; ") {
+        let _ = writeln!(out, "  {part}");
+    }
+    let _ = writeln!(
+        out,
+        "  at design: {} updates/s per shard ({}% of the ceiling), {} open workflows per shard",
+        n(h.design_updates_per_shard_per_second),
+        n(h.design_utilization * 100.0),
+        n(h.design_open_workflows_per_shard)
+    );
+    out.push('\n');
+    let mut t = Table::new([
+        "service",
+        "replicas",
+        "cpu request",
+        "memory request",
+        "basis",
+    ]);
+    for sv in &s.services {
+        t.row([
+            sv.name.to_string(),
+            sv.replicas.to_string(),
+            format!("{}m", sv.cpu_millicores),
+            format!("{}Mi", sv.memory_mib),
+            sv.basis.clone(),
+        ]);
+    }
+    out.push_str(&t.render());
+    if !s.task_queues.is_empty() {
+        out.push('\n');
+        let mut t = Table::new(["task queue", "pools", "peak tasks/s", "partitions", "basis"]);
+        for q in &s.task_queues {
+            t.row([
+                format!("{}/{}", q.namespace, q.task_queue),
+                q.pools.join(","),
+                q.peak_tasks_per_second.map(n).unwrap_or_else(|| "-".into()),
+                q.partitions.to_string(),
+                q.basis.clone(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out.push('\n');
+    let db = &s.persistence;
+    let _ = writeln!(
+        out,
+        "Persistence ({}): {} transactions/s, {} row writes/s today under burst; {} GiB at the end of the horizon (history {} GiB + SQL visibility {} GiB)",
+        db.store,
+        n(db.transactions_per_second),
+        n(db.row_writes_per_second),
+        n(db.total_storage_gib),
+        n(db.history_storage_gib),
+        n(db.visibility_storage_gib)
+    );
+    let _ = writeln!(out, "  {}", db.basis);
+    let v = &s.visibility;
+    match (v.primary_shards, v.replicas) {
+        (Some(shards), Some(replicas)) => {
+            let _ = writeln!(
+                out,
+                "Visibility ({}): {} writes/s; {} documents, {} GiB primary in {shards} primary shard(s) with {replicas} replica(s) each = {} GiB",
+                v.store,
+                n(v.writes_per_second),
+                n(v.documents),
+                n(v.primary_size_gib),
+                n(v.total_size_gib)
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "Visibility ({}): {} writes/s; {} records, {} GiB (counted in persistence)",
+                v.store,
+                n(v.writes_per_second),
+                n(v.documents),
+                n(v.total_size_gib)
+            );
+        }
+    }
+    if !s.worker_pools.is_empty() {
+        out.push('\n');
+        let mut t = Table::new([
+            "worker pool",
+            "task queue",
+            "profile",
+            "priority",
+            "activities/replica",
+            "pollers",
+            "replicas",
+            "partitions",
+            "autoscaling",
+        ]);
+        for w in &s.worker_pools {
+            let a = &w.autoscaling;
+            t.row([
+                w.name.clone(),
+                format!("{}/{}", w.namespace, w.task_queue),
+                w.profile.to_string(),
+                w.priority.to_string(),
+                w.max_concurrent_activities.to_string(),
+                w.activity_pollers.to_string(),
+                format!("{}..{}", w.replicas.min, w.replicas.max),
+                w.task_queue_partitions.to_string(),
+                format!(
+                    "up >{}ms for {}s, down <{}ms for {}s",
+                    n(a.scale_up_above_ms),
+                    n(a.scale_up_after_seconds),
+                    n(a.scale_down_below_ms),
+                    n(a.scale_down_after_seconds)
+                ),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out.push('\n');
+    const KEY: &[&str] = &[
+        "events_per_activity",
+        "updates_per_activity",
+        "shard_target_utilization",
+        "max_open_workflows_per_shard",
+        "burst_duration_seconds",
+        "min_history_shards",
+        "max_history_shards",
+        "shards_per_history_replica",
+        "tasks_per_partition_per_second",
+        "average_to_peak_ratio",
+    ];
+    let mut t = Table::new(["assumption", "value", "unit", "source"]);
+    for a in s
+        .assumptions
+        .iter()
+        .filter(|a| a.overridden || KEY.contains(&a.name))
+    {
+        t.row([
+            format!(
+                "{}{}",
+                a.name,
+                if a.overridden { " (override)" } else { "" }
+            ),
+            n(a.value),
+            a.unit.to_string(),
+            a.source.to_string(),
+        ]);
+    }
+    out.push_str(&t.render());
+    let _ = writeln!(
+        out,
+        "  ({} constants in all: see --output json or docs/capacity-model.md; override with capacity.overrides.<name>)",
+        s.assumptions.len()
+    );
+    if !s.warnings.is_empty() {
+        out.push('\n');
+        let _ = writeln!(out, "Warnings:");
+        for w in &s.warnings {
+            let _ = writeln!(out, "  {}: {}", w.path, w.message);
+        }
+    }
+    out
+}
+
 async fn run_daemon(a: &RunArgs) -> Result<u8, CliError> {
     let loaded = load(&a.config.file)?;
     let interval: crate::config::types::HumanDuration = a
@@ -258,7 +521,8 @@ async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
     let reports = reconcile::run(&ctx, Mode::Plan, &[]).await;
     let health = |r: &StepReport| match r.status {
         StepStatus::UpToDate => "ok",
-        StepStatus::Pending => "drift",
+        StepStatus::Drift => "drift",
+        StepStatus::Pending => "pending",
         StepStatus::Failed => "error",
         StepStatus::Skipped | StepStatus::NotImplemented | StepStatus::Applied => "-",
     };
@@ -280,11 +544,23 @@ async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
                 let detail = match (&r.message, r.changes.as_slice()) {
                     (Some(m), _) => m.clone(),
                     (None, []) => "converged".to_string(),
-                    (None, changes) => changes
-                        .iter()
-                        .map(|c| format!("{}: {}", c.resource, c.detail))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    (None, changes) => {
+                        // A table cell, not a report: the first few, then a count (JSON has all).
+                        let shown: Vec<String> = changes
+                            .iter()
+                            .take(3)
+                            .map(|c| format!("{}: {}", c.resource, c.detail))
+                            .collect();
+                        let more = changes.len().saturating_sub(shown.len());
+                        if more > 0 {
+                            format!(
+                                "{}; and {more} more (--output json lists all)",
+                                shown.join("; ")
+                            )
+                        } else {
+                            shown.join("; ")
+                        }
+                    }
                 };
                 t.row([r.step.to_string(), health(r).to_string(), detail]);
             }
@@ -303,9 +579,8 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
     let artefacts = match a.target {
         RenderTarget::PrometheusRules => r::prometheus_rules(&loaded.config),
         RenderTarget::GrafanaProvisioning => r::grafana_provisioning(&loaded.config),
-        RenderTarget::HelmValues | RenderTarget::K3s => {
-            return not_implemented("render helm-values|k3s", &a.config.file);
-        }
+        RenderTarget::HelmValues => r::helm_values(&loaded.config, &a.config.file),
+        RenderTarget::K3s => r::k3s(&loaded.config, &a.config.file),
     }
     .map_err(|e| match e {
         RenderError::Io { .. } => CliError::runtime(e.to_string()),
@@ -331,6 +606,44 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
             }
             print!("{}", t.render());
         }
+    }
+    Ok(exit::OK)
+}
+
+fn codec_error(e: crate::codec::CodecError) -> CliError {
+    if e.is_invalid() {
+        CliError::invalid(e.to_string())
+    } else {
+        CliError::runtime(e.to_string())
+    }
+}
+
+async fn codec_server(file: &std::path::Path) -> Result<u8, CliError> {
+    let loaded = load(file)?;
+    let base = context(loaded, false);
+    let codec = base
+        .config
+        .codec
+        .as_ref()
+        .ok_or_else(|| codec_error(crate::codec::CodecError::NotConfigured))?;
+    crate::codec::serve(codec, &base.base_dir)
+        .await
+        .map_err(codec_error)?;
+    Ok(exit::OK)
+}
+
+fn codec_keygen(cli: &Cli, out: &std::path::Path) -> Result<u8, CliError> {
+    crate::codec::keygen(out).map_err(codec_error)?;
+    match cli.output {
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"command": "codec keygen", "file": out.display().to_string(), "bytes": 32, "mode": "0600"})
+        ),
+        OutputFormat::Table => println!(
+            "wrote a new AES-256 key (32 random bytes, base64) to {} (mode 0600); reference it as `secret: file:{}`",
+            out.display(),
+            out.display()
+        ),
     }
     Ok(exit::OK)
 }

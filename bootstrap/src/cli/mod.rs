@@ -143,6 +143,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Profile::Local)]
         profile: Profile,
     },
+    /// Serve Temporal's remote codec protocol (/encode, /decode) for the Web UI and the CLI.
+    #[command(
+        after_help = "Example: temporal-bootstrap codec-server -f platform.yaml   (see docs/payload-encryption.md)"
+    )]
+    CodecServer(ConfigArg),
+    /// Payload encryption keys.
+    Codec {
+        #[command(subcommand)]
+        action: CodecAction,
+    },
     /// Print the JSON Schema of platform.yaml (for editors and CI).
     #[command(
         after_help = "Example: temporal-bootstrap config-schema > schemas/platform.schema.json"
@@ -196,6 +206,17 @@ pub struct RunArgs {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodecAction {
+    /// Write a new random AES-256 key (32 bytes, base64) to a new 0600 file.
+    #[command(after_help = "Example: temporal-bootstrap codec keygen --out keys/codec-2026-11.key")]
+    Keygen {
+        /// The key file to create (an existing file is never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +289,27 @@ pub struct UpgradeArgs {
     /// Change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Soak time after each hop, before the next one (history reloads its shards).
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub soak: String,
+    /// Progress file of `upgrade apply` [default: <config stem>.upgrade-state.json beside the config].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// How `upgrade apply` rolls the services.
+    #[arg(long, value_enum, default_value_t = crate::upgrade::executor::ExecutorKind::Manual)]
+    pub executor: crate::upgrade::executor::ExecutorKind,
+    /// How long to wait for the cluster to report a hop's version after rolling (manual: at least 1h).
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub wait_timeout: String,
+    /// Helm release (helm) or HelmChart resource (k3s) name.
+    #[arg(long, default_value = "temporal", value_name = "NAME")]
+    pub release: String,
+    /// Chart reference for `helm upgrade`.
+    #[arg(long, default_value = "temporalio/temporal", value_name = "CHART")]
+    pub chart: String,
+    /// Kubernetes namespace [default: temporal for helm, kube-system for k3s].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 /// Entry point used by `main`.
@@ -312,8 +354,9 @@ fn init_logging(format: LogFormat, verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
+    // Audit lines (target `audit`, the codec server) are always on unless the filter is set.
     let filter = EnvFilter::try_from_env("TEMPORAL_BOOTSTRAP_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},audit=info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

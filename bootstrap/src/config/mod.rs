@@ -1,5 +1,6 @@
 //! The `platform.yaml` model and its loading, validation and JSON Schema. Pure: no network.
 
+pub mod codec;
 pub mod load;
 pub mod locate;
 pub mod model;

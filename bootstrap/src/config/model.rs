@@ -33,6 +33,9 @@ pub struct PlatformConfig {
     /// Prometheus rules, Grafana dashboards and the SLO thresholds used by alerts.
     #[serde(default)]
     pub observability: ObservabilityConfig,
+    /// The remote codec server for end-to-end payload encryption (`codec-server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<super::codec::CodecConfig>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::load::Finding;
 use super::model::*;
 use super::types::{HumanDuration, SearchAttributeType, ShardSetting};
-use crate::versions;
+use crate::{capacity, versions};
 
 /// Errors make the configuration unusable; warnings are printed and do not fail `validate`.
 #[derive(Debug, Default)]
@@ -37,6 +37,9 @@ pub fn check(c: &PlatformConfig) -> Report {
         check_pki(pki, &mut r);
     }
     check_observability(&c.observability, &mut r);
+    if let Some(codec) = &c.codec {
+        r.errors.extend(super::codec::check(codec));
+    }
     r
 }
 
@@ -91,6 +94,20 @@ fn check_capacity(c: &PlatformConfig, r: &mut Report) {
         && ret < MIN_RETENTION
     {
         r.error("capacity.retention", "must be at least 1d");
+    }
+    // Override names and values, and load figures beyond the model, are owned by the planner's
+    // constants table (capacity::constants depends on nothing in config: no cycle).
+    let load = capacity::LoadInputs {
+        peak_workflow_starts_per_second: cap.peak_workflow_starts_per_second.get(),
+        activities_per_workflow: cap.activities_per_workflow.get(),
+        timers_and_signals_per_workflow: cap.timers_and_signals_per_workflow.get(),
+        burst_multiplier: cap.burst_multiplier.get(),
+    };
+    for issue in capacity::check_overrides(&cap.overrides)
+        .into_iter()
+        .chain(capacity::check_load(&load, &cap.overrides))
+    {
+        r.error(issue.path, issue.message);
     }
 }
 

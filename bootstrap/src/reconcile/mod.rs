@@ -214,6 +214,9 @@ pub trait Step: Send + Sync {
 pub enum StepStatus {
     /// Nothing to do.
     UpToDate,
+    /// Nothing we would change, but something differs outside our control (reported only:
+    /// e.g. a namespace not in platform.yaml, a dashboard edited in Grafana).
+    Drift,
     /// Changes are pending (plan, or apply with --dry-run).
     Pending,
     /// Changes were applied and verified.
@@ -343,6 +346,8 @@ pub async fn run_until(
         if mode == Mode::Plan || !pending_writes {
             let status = if pending.is_empty() {
                 StepStatus::UpToDate
+            } else if !pending_writes {
+                StepStatus::Drift
             } else {
                 StepStatus::Pending
             };

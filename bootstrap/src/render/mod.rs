@@ -10,6 +10,12 @@ use serde_json::json;
 use crate::config::PlatformConfig;
 use crate::observability::{grafana, rules};
 
+pub mod helm;
+pub mod k3s;
+
+pub use helm::helm_values;
+pub use k3s::k3s;
+
 /// One rendered file, relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artefact {

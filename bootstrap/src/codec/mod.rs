@@ -1,0 +1,286 @@
+//! The remote codec server (`temporal-bootstrap codec-server`) and `codec keygen`.
+//!
+//! Flow: load the `codec:` section -> resolve keys and tokens (secret references) and the JWKS ->
+//! bind (HTTPS when `codec.tls` is set) -> serve `/encode`, `/decode`, `/healthz`, `/metrics` until
+//! SIGTERM/SIGINT.
+//!
+//! Guarantees: the encryption format is the SDK samples' (docs/payload-encryption.md), so payloads
+//! written by any SDK using it decode here and vice versa; every key configured decrypts, only the
+//! current key encrypts; deny by default (no token: 401, namespace not granted: 403); one audit
+//! line (tracing target `audit`) and one metric increment per request, never with plaintext, keys
+//! or tokens; payloads we did not encrypt pass through unchanged.
+//!
+//! Assumptions: keys are 32 random bytes in base64 (`codec keygen`); the caller sends the
+//! namespace in `X-Namespace` (the Web UI and the `temporal` CLI do).
+//!
+//! Caveats: keys, tokens, the JWKS and the TLS certificate are read at start: restart the server
+//! to rotate them (a Deployment rolls on a Secret checksum change). `/metrics` and `/healthz` are
+//! unauthenticated: expose them on the cluster network only.
+
+pub mod auth;
+pub mod crypto;
+pub mod payload;
+pub mod server;
+mod tls;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+
+use crate::config::codec::CodecConfig;
+use crate::config::types::SecretRef;
+use auth::{Authenticator, Caller, JwtRule, JwtVerifier, Rights};
+use crypto::Keyring;
+use server::{CodecMetrics, CodecState};
+
+/// Errors of the codec server and keygen. Never contain key material or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("platform.yaml has no `codec:` section (see docs/payload-encryption.md)")]
+    NotConfigured,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("`{0}` exists already; refusing to overwrite a key (choose another --out)")]
+    Exists(PathBuf),
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+impl CodecError {
+    /// Maps to the step error classes: invalid input (exit 2) or runtime failure (exit 1).
+    pub fn is_invalid(&self) -> bool {
+        matches!(
+            self,
+            CodecError::NotConfigured
+                | CodecError::Invalid(_)
+                | CodecError::Exists(_)
+                | CodecError::Listen { .. }
+        )
+    }
+}
+
+impl From<CodecError> for crate::reconcile::StepError {
+    fn from(e: CodecError) -> Self {
+        if e.is_invalid() {
+            crate::reconcile::StepError::invalid(e.to_string())
+        } else {
+            crate::reconcile::StepError::runtime(e.to_string())
+        }
+    }
+}
+
+fn resolve_path(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// `file:` references are relative to the directory of platform.yaml, like every other path.
+fn resolve_secret(base: &Path, r: &SecretRef, what: &str) -> Result<String, CodecError> {
+    let r = match r {
+        SecretRef::File(p) => SecretRef::File(resolve_path(base, p)),
+        other => other.clone(),
+    };
+    r.resolve()
+        .map(|s| s.expose().to_string())
+        .map_err(|e| CodecError::Invalid(format!("{what}: {e}")))
+}
+
+/// Builds the request state from the `codec:` section. `base` is the directory of platform.yaml.
+pub fn build_state(c: &CodecConfig, base: &Path) -> Result<CodecState, CodecError> {
+    let mut keys = Vec::new();
+    let mut current = None;
+    for (i, k) in c.keys.iter().enumerate() {
+        let raw = resolve_secret(base, &k.secret, &format!("codec.keys[{i}] (`{}`)", k.id))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .map_err(|_| {
+                CodecError::Invalid(format!(
+                    "codec.keys[{i}] (`{}`): the key is not base64 (write one with `temporal-bootstrap codec keygen --out FILE`)",
+                    k.id
+                ))
+            })?;
+        if k.current {
+            current = Some(k.id.clone());
+        }
+        keys.push((k.id.clone(), bytes));
+    }
+    let current = current.ok_or_else(|| {
+        CodecError::Invalid("codec.keys: exactly one key must have `current: true`".into())
+    })?;
+    let keyring = Keyring::new(keys, &current).map_err(CodecError::Invalid)?;
+
+    let mut auth = Authenticator::default();
+    for (i, t) in c.access.tokens.iter().enumerate() {
+        let token = resolve_secret(base, &t.token, &format!("codec.access.tokens[{i}].token"))?;
+        auth.add_token(
+            &token,
+            Caller {
+                name: t.name.clone(),
+                rights: Rights::new(&t.decode, &t.encode),
+            },
+        );
+    }
+    if let Some(j) = &c.access.jwt {
+        let path = resolve_path(base, &j.jwks_file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            CodecError::Invalid(format!(
+                "codec.access.jwt.jwks_file: cannot read `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        let rules = j
+            .rules
+            .iter()
+            .map(|r| JwtRule {
+                claim: r.claim.clone(),
+                value: r.value.clone(),
+                rights: Rights::new(&r.decode, &r.encode),
+            })
+            .collect();
+        let v = JwtVerifier::new(
+            &text,
+            j.issuer.clone(),
+            j.audience.clone(),
+            j.caller_claim.clone(),
+            rules,
+        )
+        .map_err(|e| CodecError::Invalid(format!("codec.access.jwt.jwks_file: {e}")))?;
+        auth.set_jwt(v);
+    }
+    Ok(CodecState {
+        keyring,
+        auth,
+        origins: c.cors_origins.iter().cloned().collect::<BTreeSet<_>>(),
+        metrics: CodecMetrics::default(),
+    })
+}
+
+/// Serves until SIGTERM/SIGINT.
+pub async fn serve(c: &CodecConfig, base: &Path) -> Result<(), CodecError> {
+    let state = Arc::new(build_state(c, base)?);
+    let app = server::router(state.clone());
+    let listener = tokio::net::TcpListener::bind(c.listen)
+        .await
+        .map_err(|source| CodecError::Listen {
+            addr: c.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(CodecError::Serve)?;
+    let shutdown = async {
+        wait_for_signal().await;
+        tracing::info!("codec server: stop requested");
+    };
+    match &c.tls {
+        Some(t) => {
+            crate::ensure_crypto_provider();
+            let acceptor = tls::acceptor(&resolve_path(base, &t.cert), &resolve_path(base, &t.key))
+                .map_err(CodecError::Invalid)?;
+            tracing::info!(listen = %local, tls = true, current_key = state.keyring.current_id(), "codec server started");
+            eprintln!("codec server listening on https://{local}");
+            axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(CodecError::Serve)
+        }
+        None => {
+            tracing::info!(listen = %local, tls = false, current_key = state.keyring.current_id(), "codec server started");
+            eprintln!("codec server listening on http://{local}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(CodecError::Serve)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Writes a new random 32-byte key (base64, one line) to `out`, created with mode 0600.
+/// Refuses to overwrite an existing file.
+pub fn keygen(out: &Path) -> Result<(), CodecError> {
+    use std::io::Write;
+    let key = crypto::generate_key_b64().map_err(CodecError::Invalid)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(out).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            CodecError::Exists(out.to_path_buf())
+        } else {
+            CodecError::Write {
+                path: out.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    f.write_all(key.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|source| CodecError::Write {
+            path: out.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keygen_writes_0600_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.b64");
+        keygen(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .unwrap();
+        assert_eq!(bytes.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert!(matches!(keygen(&p), Err(CodecError::Exists(_))));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+    }
+}

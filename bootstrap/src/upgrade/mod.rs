@@ -1,0 +1,182 @@
+//! Temporal server upgrades: `upgrade plan` and `upgrade apply`, one minor version at a time.
+//!
+//! The hop rules live in [`crate::versions`] (pure). This module adds what needs the world:
+//! reading the running version, pre-flight checks, and the resumable per-hop orchestration.
+//!
+//! The orchestration talks to three small traits so the real adapters can be plugged in:
+//! - [`ClusterProbe`]: the version the cluster reports. Implemented for real by
+//!   [`probe::HttpClusterProbe`] (frontend HTTP API, `GET /api/v1/system-info`); the gRPC adapter
+//!   can implement it too once merged.
+//! - [`SchemaMigrator`]: current schema versions and migration to a release's exact versions.
+//!   No implementation ships in this module: the PostgreSQL schema runner (and the
+//!   Elasticsearch adapter) implement it. Until they are wired, `upgrade apply` refuses to run
+//!   without `--dry-run` (exit 1) instead of pretending.
+//! - [`Executor`]: rolls the services to a hop's release ([`executor::Manual`],
+//!   [`executor::Helm`], [`executor::K3s`]).
+
+pub mod apply;
+pub mod cmd;
+pub mod executor;
+pub mod plan;
+pub mod probe;
+pub mod state;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::types::TemporalVersion;
+use crate::reconcile::StepError;
+use crate::versions::{Hop, SchemaVersion, UpgradeRefusal};
+
+/// Failures of `upgrade plan` / `upgrade apply`.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// A refused upgrade (downgrade, unknown or broken target, skipped minor): exit 2.
+    #[error(transparent)]
+    Refused(#[from] UpgradeRefusal),
+    /// Bad flags or a state file that does not match the request: exit 2.
+    #[error("{0}")]
+    Invalid(String),
+    /// The cluster could not be asked for its version.
+    #[error("cannot read the running server version from {address}: {reason}")]
+    Probe { address: String, reason: String },
+    /// The schema adapter failed.
+    #[error("schema migration failed: {0}")]
+    Schema(String),
+    /// Rolling the services failed.
+    #[error("rolling the services failed: {0}")]
+    Executor(String),
+    /// The cluster did not report the expected version in time.
+    #[error(
+        "the cluster did not report {expected} within {waited_secs}s (last seen: {last_seen}); the state file keeps the progress, re-run to continue waiting"
+    )]
+    Timeout {
+        expected: TemporalVersion,
+        waited_secs: u64,
+        last_seen: String,
+    },
+    /// The cluster changed version during a soak.
+    #[error(
+        "the cluster went from {expected} to {seen} during the soak; investigate before continuing"
+    )]
+    Regressed {
+        expected: TemporalVersion,
+        seen: TemporalVersion,
+    },
+    /// The state file could not be read or written.
+    #[error("upgrade state file {path}: {reason}")]
+    State { path: String, reason: String },
+    /// A needed adapter is not part of this build.
+    #[error("{0}")]
+    NotWired(String),
+}
+
+impl UpgradeError {
+    /// Whether this is the user's input (exit 2) rather than the world (exit 1).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Self::Refused(_) | Self::Invalid(_))
+    }
+}
+
+impl From<UpgradeError> for StepError {
+    fn from(e: UpgradeError) -> Self {
+        if e.is_invalid() {
+            StepError::invalid(e.to_string())
+        } else {
+            StepError::runtime(e.to_string())
+        }
+    }
+}
+
+/// Schema versions found in the stores (None: the store is not used or has no schema yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CurrentSchemas {
+    pub postgres_temporal: Option<SchemaVersion>,
+    pub postgres_visibility: Option<SchemaVersion>,
+    pub elasticsearch: Option<u32>,
+}
+
+/// The visibility schema a hop needs, by the configured visibility store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "store", content = "version", rename_all = "lowercase")]
+pub enum VisibilityTarget {
+    /// SQL visibility on PostgreSQL (`schema/postgresql/v12/visibility`).
+    Postgres(SchemaVersion),
+    /// Elasticsearch or OpenSearch index template / mapping (`schema/elasticsearch/visibility/vN`).
+    Elasticsearch(u32),
+    /// SQLite (development): the server manages its own schema.
+    Sqlite,
+}
+
+/// Reads the release the cluster runs.
+pub trait ClusterProbe {
+    /// Where the probe asks (for messages).
+    fn address(&self) -> String;
+    /// The version the frontend reports.
+    fn server_version(&self) -> impl Future<Output = Result<TemporalVersion, UpgradeError>> + Send;
+}
+
+/// Reads and migrates the persistence and visibility schemas.
+///
+/// Contract for implementations: `migrate_to` applies every version in `(current, target]` in
+/// order, schema first to completion; it is idempotent (a store already at or above the target
+/// is left alone, no write) and never goes backwards.
+pub trait SchemaMigrator {
+    /// Versions currently recorded in the stores.
+    fn current_versions(&self)
+    -> impl Future<Output = Result<CurrentSchemas, UpgradeError>> + Send;
+    /// Brings the persistence schema to `temporal` and visibility to `visibility`.
+    fn migrate_to(
+        &self,
+        temporal: SchemaVersion,
+        visibility: VisibilityTarget,
+    ) -> impl Future<Output = Result<(), UpgradeError>> + Send;
+}
+
+/// What an executor did to roll a hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollOutcome {
+    /// Human summary, e.g. the command run or the change asked of the operator.
+    pub detail: String,
+}
+
+/// Rolls the Temporal services (and admin-tools) to a hop's release.
+pub trait Executor {
+    /// Name for messages (`manual`, `helm`, `k3s`).
+    fn name(&self) -> &'static str;
+    /// Checks the executor can work at all (tools on PATH), before anything is changed.
+    fn preflight(&self) -> Result<(), UpgradeError> {
+        Ok(())
+    }
+    /// Starts the roll; the orchestrator then waits for the cluster to report the version.
+    fn roll(&self, hop: &Hop) -> impl Future<Output = Result<RollOutcome, UpgradeError>> + Send;
+    /// How long to wait for the version to appear after `roll` (manual: an operator acts).
+    fn wait_budget(&self, configured: Duration) -> Duration {
+        configured
+    }
+}
+
+/// Time, so tests can run hours of soak instantly.
+pub trait Clock {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> u64;
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// The wall clock and tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(d)
+    }
+}

@@ -1,0 +1,552 @@
+//! The upgrade plan: hops (from [`crate::versions::plan_hops`]), per-hop estimates, and the
+//! pre-flight checks, with which of them could be evaluated without contacting anything.
+//! Pure: the running version is an input.
+
+use serde::Serialize;
+
+use super::VisibilityTarget;
+use crate::config::model::{PersistenceConfig, PlatformConfig, SearchFlavor, VisibilityConfig};
+use crate::config::types::TemporalVersion;
+use crate::versions::{self, Hop, UpgradeRefusal};
+
+/// Minutes per hop for the schema step and rolling the services, on top of the soak. Schema
+/// updates without a table rewrite take seconds to a few minutes; a rewrite takes longer.
+pub const SCHEMA_AND_ROLL_MINUTES: u64 = 5;
+
+/// Where the starting version came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromSource {
+    /// `--from`: nothing was contacted.
+    Flag,
+    /// Read from the cluster at this URL.
+    Cluster(String),
+}
+
+/// Which visibility store the configuration uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VisibilityStore {
+    Postgres,
+    Elasticsearch,
+    Opensearch,
+    Sqlite,
+}
+
+impl VisibilityStore {
+    pub fn of(c: &PlatformConfig) -> Self {
+        match &c.visibility {
+            VisibilityConfig::Postgres(_) => Self::Postgres,
+            VisibilityConfig::Sqlite(_) => Self::Sqlite,
+            VisibilityConfig::Elasticsearch(es) => match es.flavor {
+                SearchFlavor::Elasticsearch => Self::Elasticsearch,
+                SearchFlavor::Opensearch => Self::Opensearch,
+            },
+        }
+    }
+
+    /// The visibility schema a hop needs on this store.
+    pub fn target(self, hop: &Hop) -> VisibilityTarget {
+        match self {
+            Self::Postgres => VisibilityTarget::Postgres(hop.schemas.postgres_visibility),
+            Self::Elasticsearch | Self::Opensearch => {
+                VisibilityTarget::Elasticsearch(hop.schemas.elasticsearch)
+            }
+            Self::Sqlite => VisibilityTarget::Sqlite,
+        }
+    }
+}
+
+/// A hop with what it means for this platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHop {
+    /// 1-based.
+    pub index: usize,
+    #[serde(flatten)]
+    pub hop: Hop,
+    /// The visibility schema this platform's store needs.
+    pub visibility_target: VisibilityTarget,
+    /// Schema + roll + soak, in minutes.
+    pub estimated_minutes: u64,
+    /// True when a table rewrite makes the estimate a lower bound.
+    pub estimate_is_lower_bound: bool,
+}
+
+/// Result of a pre-flight check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+    /// Needs a system that was not contacted (or an operator).
+    NotEvaluated,
+}
+
+/// One pre-flight check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: CheckStatus,
+    /// Whether the check can be evaluated offline (from the config and the release table).
+    pub offline: bool,
+    pub detail: String,
+}
+
+/// The whole plan, as printed by `upgrade plan` and `upgrade apply --dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpgradePlan {
+    pub cluster: String,
+    pub from: TemporalVersion,
+    pub from_source: FromSource,
+    pub to: TemporalVersion,
+    pub visibility_store: VisibilityStore,
+    pub soak_minutes: u64,
+    pub hops: Vec<PlannedHop>,
+    pub estimated_minutes_total: u64,
+    pub preflight: Vec<Check>,
+    /// What to change in platform.yaml afterwards.
+    pub afterwards: Vec<String>,
+}
+
+impl UpgradePlan {
+    /// Failed pre-flight checks (an upgrade with any of them is refused).
+    pub fn failed_checks(&self) -> Vec<&Check> {
+        self.preflight
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .collect()
+    }
+}
+
+/// Builds the plan. Refuses downgrades, unknown and known-broken targets.
+pub fn build(
+    config: &PlatformConfig,
+    from: TemporalVersion,
+    from_source: FromSource,
+    to: TemporalVersion,
+    soak_minutes: u64,
+) -> Result<UpgradePlan, UpgradeRefusal> {
+    let hops = versions::plan_hops(from, to)?;
+    let store = VisibilityStore::of(config);
+    let planned: Vec<PlannedHop> = hops
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut hop)| {
+            if store != VisibilityStore::Postgres {
+                // The table rewrite is a PostgreSQL visibility matter.
+                hop.warnings.retain(|w| !w.starts_with("SQL visibility"));
+                hop.visibility_rewrite = false;
+            }
+            PlannedHop {
+                index: i + 1,
+                visibility_target: store.target(&hop),
+                estimated_minutes: SCHEMA_AND_ROLL_MINUTES + soak_minutes,
+                estimate_is_lower_bound: hop.visibility_rewrite,
+                hop,
+            }
+        })
+        .collect();
+    let total = planned.iter().map(|h| h.estimated_minutes).sum();
+    let preflight = preflight(config, from, &from_source, to, store, &planned);
+    let afterwards = if planned.is_empty() || config.cluster.temporal_version == to {
+        vec![]
+    } else {
+        vec![format!(
+            "set cluster.temporal_version to \"{to}\" in platform.yaml (it says \"{}\")",
+            config.cluster.temporal_version
+        )]
+    };
+    Ok(UpgradePlan {
+        cluster: config.cluster.name.to_string(),
+        from,
+        from_source,
+        to,
+        visibility_store: store,
+        soak_minutes,
+        hops: planned,
+        estimated_minutes_total: total,
+        preflight,
+        afterwards,
+    })
+}
+
+fn preflight(
+    config: &PlatformConfig,
+    from: TemporalVersion,
+    from_source: &FromSource,
+    to: TemporalVersion,
+    store: VisibilityStore,
+    hops: &[PlannedHop],
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let check = |name, status, offline, detail: String| Check {
+        name,
+        status,
+        offline,
+        detail,
+    };
+    out.push(check(
+        "target-release",
+        CheckStatus::Pass,
+        true,
+        format!("{to} is a known release and not known-broken"),
+    ));
+    out.push(check(
+        "one-minor-per-hop",
+        CheckStatus::Pass,
+        true,
+        format!(
+            "{} hop(s), each to the next minor's latest patch",
+            hops.len()
+        ),
+    ));
+    out.push(match from_source {
+        FromSource::Cluster(url) => check(
+            "running-version",
+            CheckStatus::Pass,
+            false,
+            format!("{from} reported by {url}"),
+        ),
+        FromSource::Flag => check(
+            "running-version",
+            CheckStatus::NotEvaluated,
+            false,
+            format!("--from {from} taken as given; apply compares it with the cluster"),
+        ),
+    });
+    let configured = config.cluster.temporal_version;
+    out.push(if configured == from || configured == to {
+        check(
+            "config-version",
+            CheckStatus::Pass,
+            true,
+            format!("platform.yaml says {configured}"),
+        )
+    } else {
+        check(
+            "config-version",
+            CheckStatus::Warn,
+            true,
+            format!(
+                "platform.yaml says {configured}, the cluster runs {from}: update cluster.temporal_version"
+            ),
+        )
+    });
+    // Visibility store support per hop.
+    let store_check = match store {
+        VisibilityStore::Opensearch => {
+            match hops
+                .iter()
+                .find(|h| versions::dependency_support(h.hop.to).opensearch.is_empty())
+            {
+                Some(h) => check(
+                    "visibility-store",
+                    CheckStatus::Fail,
+                    true,
+                    format!(
+                        "hop {} lands on {}, which does not support OpenSearch (1.30.1+ does); move visibility to Elasticsearch or PostgreSQL first",
+                        h.index, h.hop.to
+                    ),
+                ),
+                None => check(
+                    "visibility-store",
+                    CheckStatus::Pass,
+                    true,
+                    "OpenSearch 2 is supported by every hop's release".into(),
+                ),
+            }
+        }
+        VisibilityStore::Elasticsearch => check(
+            "visibility-store",
+            CheckStatus::NotEvaluated,
+            false,
+            "Elasticsearch 7 or 8 required: the server version is read by the Elasticsearch adapter".into(),
+        ),
+        VisibilityStore::Postgres => check(
+            "visibility-store",
+            CheckStatus::Pass,
+            true,
+            "SQL visibility on PostgreSQL (postgres12 plugin)".into(),
+        ),
+        VisibilityStore::Sqlite => check(
+            "visibility-store",
+            CheckStatus::Warn,
+            true,
+            "SQLite visibility is for development only".into(),
+        ),
+    };
+    out.push(store_check);
+    out.push(match &config.persistence {
+        PersistenceConfig::Postgres(_) => check(
+            "postgres-version",
+            CheckStatus::NotEvaluated,
+            false,
+            format!(
+                "PostgreSQL {} tested; read from the server by the schema adapter",
+                versions::POSTGRES_TESTED
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        PersistenceConfig::Sqlite(_) => check(
+            "postgres-version",
+            CheckStatus::Warn,
+            true,
+            "SQLite persistence (development): the server manages its own schema".into(),
+        ),
+    });
+    out.push(check(
+        "schema-matches-running-release",
+        CheckStatus::NotEvaluated,
+        false,
+        hops.first()
+            .map(|h| {
+                format!(
+                    "stores should be at {}/{}/v{} for {from}; apply reads them through the schema adapter",
+                    h.hop.schemas_before.postgres_temporal,
+                    h.hop.schemas_before.postgres_visibility,
+                    h.hop.schemas_before.elasticsearch
+                )
+            })
+            .unwrap_or_else(|| "nothing to upgrade".into()),
+    ));
+    let rewrites: Vec<String> = hops
+        .iter()
+        .filter(|h| h.hop.visibility_rewrite)
+        .map(|h| h.index.to_string())
+        .collect();
+    out.push(if rewrites.is_empty() {
+        check(
+            "visibility-table-rewrite",
+            CheckStatus::Pass,
+            true,
+            "no hop rewrites executions_visibility".into(),
+        )
+    } else {
+        check(
+            "visibility-table-rewrite",
+            CheckStatus::Warn,
+            true,
+            format!(
+                "hop(s) {} rewrite executions_visibility: rehearse on a restored copy to time it",
+                rewrites.join(", ")
+            ),
+        )
+    });
+    out.push(check(
+        "backups",
+        CheckStatus::NotEvaluated,
+        false,
+        "take and test-restore backups of the persistence and visibility stores: the schema cannot be rolled back".into(),
+    ));
+    out.push(check(
+        "cluster-health",
+        CheckStatus::NotEvaluated,
+        false,
+        "all services serving, no shard movement; check dashboards and alerts before each hop"
+            .into(),
+    ));
+    out
+}
+
+fn status_str(s: CheckStatus) -> &'static str {
+    match s {
+        CheckStatus::Pass => "pass",
+        CheckStatus::Warn => "warn",
+        CheckStatus::Fail => "FAIL",
+        CheckStatus::NotEvaluated => "not evaluated",
+    }
+}
+
+fn vis_str(t: VisibilityTarget) -> String {
+    match t {
+        VisibilityTarget::Postgres(v) => format!("pg {v}"),
+        VisibilityTarget::Elasticsearch(v) => format!("es v{v}"),
+        VisibilityTarget::Sqlite => "sqlite (server)".into(),
+    }
+}
+
+/// The plan as text tables (stdout of `upgrade plan`).
+pub fn render_table(plan: &UpgradePlan) -> String {
+    use crate::cli::output::Table;
+    let mut out = String::new();
+    let source = match &plan.from_source {
+        FromSource::Flag => "--from".to_string(),
+        FromSource::Cluster(url) => url.clone(),
+    };
+    out.push_str(&format!(
+        "Upgrade plan for cluster {}: {} -> {} (running version from {source}; visibility store: {})\n",
+        plan.cluster,
+        plan.from,
+        plan.to,
+        serde_json::to_value(plan.visibility_store)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    ));
+    if plan.hops.is_empty() {
+        out.push_str("Nothing to do: the cluster already runs the target release.\n");
+        return out;
+    }
+    out.push('\n');
+    let mut t = Table::new([
+        "hop",
+        "from",
+        "to",
+        "pg temporal",
+        "pg visibility",
+        "es",
+        "this platform",
+        "server image",
+        "admin-tools image",
+        "estimate",
+    ]);
+    for h in &plan.hops {
+        t.row([
+            h.index.to_string(),
+            h.hop.from.to_string(),
+            h.hop.to.to_string(),
+            format!(
+                "{} -> {}",
+                h.hop.schemas_before.postgres_temporal, h.hop.schemas.postgres_temporal
+            ),
+            format!(
+                "{} -> {}",
+                h.hop.schemas_before.postgres_visibility, h.hop.schemas.postgres_visibility
+            ),
+            format!(
+                "v{} -> v{}",
+                h.hop.schemas_before.elasticsearch, h.hop.schemas.elasticsearch
+            ),
+            vis_str(h.visibility_target),
+            h.hop.server_image.clone(),
+            h.hop.admin_tools_image.clone(),
+            format!(
+                "{}{} min",
+                if h.estimate_is_lower_bound {
+                    ">= "
+                } else {
+                    "~"
+                },
+                h.estimated_minutes
+            ),
+        ]);
+    }
+    out.push_str(&t.render());
+    let any_lower = plan.hops.iter().any(|h| h.estimate_is_lower_bound);
+    out.push_str(&format!(
+        "\nEstimated total: {}{} min ({} hop(s) x ({} min schema + roll, {} min soak)){}\n",
+        if any_lower { ">= " } else { "~" },
+        plan.estimated_minutes_total,
+        plan.hops.len(),
+        SCHEMA_AND_ROLL_MINUTES,
+        plan.soak_minutes,
+        if any_lower {
+            "; table rewrites add time proportional to executions_visibility"
+        } else {
+            ""
+        }
+    ));
+    let mut notes = String::new();
+    for h in &plan.hops {
+        for n in &h.hop.notes {
+            notes.push_str(&format!("  hop {} ({}): note: {n}\n", h.index, h.hop.to));
+        }
+        for w in &h.hop.warnings {
+            notes.push_str(&format!("  hop {} ({}): WARNING: {w}\n", h.index, h.hop.to));
+        }
+    }
+    if !notes.is_empty() {
+        out.push_str("\nNotes and warnings:\n");
+        out.push_str(&notes);
+    }
+    out.push_str("\nPre-flight checks:\n");
+    let mut c = Table::new(["check", "status", "offline", "detail"]);
+    for ch in &plan.preflight {
+        c.row([
+            ch.name.to_string(),
+            status_str(ch.status).to_string(),
+            if ch.offline { "yes" } else { "no" }.to_string(),
+            ch.detail.clone(),
+        ]);
+    }
+    out.push_str(&c.render());
+    out.push_str(
+        "\nPer hop: schema to the exact versions first, then roll the services, wait for the version, soak.\n",
+    );
+    for a in &plan.afterwards {
+        out.push_str(&format!("Afterwards: {a}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml_version: &str, visibility: &str) -> PlatformConfig {
+        let base = include_str!("../../../examples/local.yaml").replace(
+            "temporal_version: \"1.31.2\"",
+            &format!("temporal_version: \"{yaml_version}\""),
+        );
+        let base = if visibility == "opensearch" {
+            base.replace(
+                "visibility:\n  postgres:\n    database: temporal_visibility",
+                "visibility:\n  elasticsearch:\n    url: https://es.example:9200\n    flavor: opensearch",
+            )
+        } else {
+            base
+        };
+        crate::config::load_str(&base, "test.yaml").unwrap().config
+    }
+
+    fn v(s: &str) -> TemporalVersion {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn estimates_and_checks_for_postgres_visibility() {
+        let p = build(
+            &config("1.27.4", "pg"),
+            v("1.27.4"),
+            FromSource::Flag,
+            v("1.31.2"),
+            10,
+        )
+        .unwrap();
+        assert_eq!(p.hops.len(), 4);
+        assert_eq!(p.estimated_minutes_total, 60);
+        assert!(p.hops[2].estimate_is_lower_bound);
+        let offline: Vec<&str> = p
+            .preflight
+            .iter()
+            .filter(|c| c.offline)
+            .map(|c| c.name)
+            .collect();
+        assert!(offline.contains(&"target-release") && offline.contains(&"visibility-store"));
+        assert!(p.failed_checks().is_empty());
+    }
+
+    #[test]
+    fn opensearch_before_1_30_1_fails_preflight_and_drops_rewrite_warnings() {
+        let p = build(
+            &config("1.28.4", "opensearch"),
+            v("1.28.4"),
+            FromSource::Flag,
+            v("1.31.2"),
+            10,
+        )
+        .unwrap();
+        let failed = p.failed_checks();
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].detail.contains("1.29.7"), "{}", failed[0].detail);
+        assert!(p.hops.iter().all(|h| !h.estimate_is_lower_bound));
+        assert_eq!(
+            p.hops[1].visibility_target,
+            VisibilityTarget::Elasticsearch(13)
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! `temporal-bootstrap upgrade plan|apply` through the real binary.
+//!
+//! Offline tests use `--from`; `real_dev_server_*` reads the running version from the real
+//! Temporal dev server (TB_TEMPORAL_HTTP_ADDRESS, see scripts/dev-services env).
+//! The apply orchestration is tested against in-memory fakes in src/upgrade/apply.rs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_temporal-bootstrap"));
+    c.env_remove("TEMPORAL_BOOTSTRAP_CONFIG");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate lives in the workspace")
+        .to_path_buf()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The local example with another release and, optionally, another HTTP address / visibility.
+fn config(dir: &Path, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let base = std::fs::read_to_string(repo().join("examples/local.yaml")).unwrap();
+    let text = edit(base.replace(
+        "temporal_version: \"1.31.2\"",
+        &format!("temporal_version: \"{version}\""),
+    ));
+    let p = dir.join("platform.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run(args: &[&str], file: &Path) -> Output {
+    bin()
+        .args(args)
+        .arg("-f")
+        .arg(file)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn plan_1_27_to_1_31_table_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.27.4", |s| s);
+    let out = run(
+        &["upgrade", "plan", "--to", "1.31.2", "--from", "1.27.4"],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn plan_1_27_to_1_31_json_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.27.4", |s| s);
+    let out = run(
+        &[
+            "upgrade", "plan", "--to", "1.31.2", "--from", "1.27.4", "--output", "json",
+        ],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hops: Vec<String> = doc["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            format!(
+                "{}->{} {}/{}/v{}",
+                h["from"].as_str().unwrap(),
+                h["to"].as_str().unwrap(),
+                h["schemas"]["postgres_temporal"].as_str().unwrap(),
+                h["schemas"]["postgres_visibility"].as_str().unwrap(),
+                h["schemas"]["elasticsearch"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            "1.27.4->1.28.4 1.17/1.9/v9",
+            "1.28.4->1.29.7 1.18/1.9/v9",
+            "1.29.7->1.30.6 1.18/1.13/v13",
+            "1.30.6->1.31.2 1.19/1.14/v14"
+        ]
+    );
+    insta::assert_json_snapshot!(doc);
+}
+
+#[test]
+fn refusals_exit_2_and_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.31.2", |s| s);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["upgrade", "plan", "--to", "1.30.6", "--from", "1.31.2"],
+            "downgrades are refused",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.27.0", "--from", "1.26.3"],
+            "target 1.27.4 instead",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.24.0", "--from", "1.23.1"],
+            "known-broken",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.31.9", "--from", "1.30.6"],
+            "target 1.31.2",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.32.0", "--from", "1.31.2"],
+            "not a release this bundle knows",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.19.0", "--from", "1.18.2"],
+            "not a release this bundle knows",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.21.6", "--from", "1.19.3"],
+            "upgrade to 1.20.x with Temporal's own tools first",
+        ),
+        (
+            &["upgrade", "plan", "--to", "latest", "--from", "1.30.6"],
+            "--to: `latest` is not a Temporal release",
+        ),
+        (
+            &[
+                "upgrade", "plan", "--to", "1.31.2", "--from", "1.30.6", "--soak", "ten",
+            ],
+            "--soak",
+        ),
+        (
+            &["upgrade", "apply", "--to", "1.30.6", "--from", "1.31.2"],
+            "downgrades are refused",
+        ),
+    ];
+    for (args, expect) in cases {
+        let out = run(args, &f);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expect), "{args:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn opensearch_before_1_30_1_fails_the_offline_preflight() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.28.4", |s| {
+        s.replace(
+            "visibility:\n  postgres:\n    database: temporal_visibility",
+            "visibility:\n  elasticsearch:\n    url: https://search.example:9200\n    flavor: opensearch",
+        )
+    });
+    let out = run(
+        &["upgrade", "plan", "--to", "1.31.2", "--from", "1.28.4"],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("visibility-store") && t.contains("1.29.7"),
+        "{t}"
+    );
+    // The plan is still printed, so the operator sees why.
+    assert!(t.contains("temporalio/server:1.30.6"), "{t}");
+}
+
+#[test]
+fn apply_dry_run_changes_nothing_and_apply_refuses_without_a_schema_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.29.7", |s| s);
+    let out = run(
+        &[
+            "upgrade",
+            "apply",
+            "--to",
+            "1.31.2",
+            "--from",
+            "1.29.7",
+            "--dry-run",
+        ],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("Dry run: nothing was changed."));
+    let out = run(
+        &["upgrade", "apply", "--to", "1.31.2", "--from", "1.29.7"],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not part of this build"),
+        "{}",
+        text(&out)
+    );
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "no state file was written");
+}
+
+#[test]
+fn without_from_or_http_address_the_plan_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.29.7", |s| {
+        s.replace("    http_address: 127.0.0.1:57243\n", "")
+    });
+    let out = run(&["upgrade", "plan", "--to", "1.31.2"], &f);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("http_address"), "{}", text(&out));
+}
+
+#[test]
+fn an_unreachable_cluster_is_a_runtime_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 (discard) on loopback: nothing listens there.
+    let f = config(dir.path(), "1.29.7", |s| {
+        s.replace("127.0.0.1:57243", "127.0.0.1:9")
+    });
+    let out = run(&["upgrade", "plan", "--to", "1.31.2"], &f);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "cannot read the running server version from http://127.0.0.1:9/api/v1/system-info"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+fn dev_server_http() -> Option<String> {
+    match std::env::var("TB_TEMPORAL_HTTP_ADDRESS") {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "TB_TEMPORAL_HTTP_ADDRESS is not set: run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
+                );
+            }
+            eprintln!(
+                "skipped: TB_TEMPORAL_HTTP_ADDRESS is not set (run scripts/dev-services start)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn real_dev_server_version_is_read_over_http() {
+    let Some(addr) = dev_server_http() else {
+        return;
+    };
+    let addr = addr
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.29.7", |s| {
+        s.replace("127.0.0.1:57243", &addr)
+    });
+    // 1.20.5 is older than any server this bundle can meet: the refusal names what runs.
+    let out = run(&["upgrade", "plan", "--to", "1.20.5"], &f);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    let running = msg
+        .split("older than the running ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_else(|| panic!("no running version in: {msg}"))
+        .to_string();
+    assert!(running.starts_with("1."), "{running}");
+    // Planning to what runs: nothing to do, and the JSON says where the version came from.
+    let out = run(
+        &["upgrade", "plan", "--to", &running, "--output", "json"],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["from"], running.as_str());
+    assert_eq!(doc["hops"], serde_json::json!([]));
+    assert_eq!(
+        doc["from_source"]["cluster"],
+        format!("http://{addr}/api/v1/system-info")
+    );
+}
