@@ -1271,3 +1271,45 @@ async fn a_failing_statement_is_named_and_its_version_rolled_back() {
         "the statement before the failing one was rolled back too"
     );
 }
+
+#[tokio::test]
+async fn upgrade_hops_migrate_to_exact_versions_and_never_back() {
+    let Some(case) = Case::new("hops") else {
+        return;
+    };
+    let config = case.config(Some(&Case::basic_schema()), "");
+    let ctx = Case::context(&config);
+    assert_eq!(
+        postgres::recorded_version(&ctx, SchemaKind::Temporal)
+            .await
+            .unwrap(),
+        None
+    );
+    // migrate_to works on an existing database with the role in place (as after `apply`).
+    let spec = postgres::spec_for(
+        &ctx,
+        SchemaKind::Temporal,
+        &StepOptions {
+            schema_target: fake_mapping_1_5,
+            ..StepOptions::default()
+        },
+    )
+    .unwrap();
+    postgres::apply(&spec).await.unwrap();
+    for (target, applied) in [((1, 7), 2), ((1, 9), 2), ((1, 8), 0), ((1, 9), 0)] {
+        let target = SchemaVersion::new(target.0, target.1);
+        let out = postgres::migrate_to(&ctx, SchemaKind::Temporal, target)
+            .await
+            .unwrap();
+        assert_eq!(out.versions_applied, applied, "to {target}");
+    }
+    assert_eq!(
+        postgres::recorded_version(&ctx, SchemaKind::Temporal)
+            .await
+            .unwrap(),
+        Some(SchemaVersion::new(1, 9))
+    );
+    let t = case.names.temporal();
+    let mut ct = case.admin(&t).await;
+    assert_chain(&versions(&mut ct, &t).await.1, "1.9");
+}

@@ -44,7 +44,8 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 pub use schema::{PendingVersion, SchemaError, SchemaKind};
 pub use step::{
-    LOCK_TIMEOUT_ENV, PersistenceStep, SchemaTargetFn, StepOptions, VisibilityStep, spec_for,
+    LOCK_TIMEOUT_ENV, PersistenceStep, SchemaTargetFn, StepOptions, VisibilityStep, migrate_to,
+    recorded_version, spec_for,
 };
 
 use crate::config::PostgresTlsMode;

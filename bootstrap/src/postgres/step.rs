@@ -21,7 +21,7 @@ use super::{DEFAULT_LOCK_TIMEOUT, DatabaseSpec, Login, PgError, SchemaSpec, Spec
 use crate::config::types::TemporalVersion;
 use crate::config::{PersistenceConfig, PostgresConfig, VisibilityConfig};
 use crate::reconcile::{Change, Context, Step, StepFuture, StepName};
-use crate::versions::{ReleaseSchemas, schemas_for};
+use crate::versions::{ReleaseSchemas, SchemaVersion, schemas_for};
 
 /// Maps a release to its schema versions. Tests substitute a fake release mapping.
 pub type SchemaTargetFn = fn(TemporalVersion) -> Option<ReleaseSchemas>;
@@ -154,6 +154,52 @@ fn base_spec(
         lock_name: pg.database.clone(),
         lock_timeout: opts.lock_timeout,
     })
+}
+
+/// The schema version recorded in the database of `kind` (`None`: no database or no version
+/// tables yet). For `upgrade`: what a hop starts from. Writes nothing.
+pub async fn recorded_version(
+    ctx: &Context,
+    kind: SchemaKind,
+) -> Result<Option<SchemaVersion>, PgError> {
+    let spec = spec_for(ctx, kind, &StepOptions::default())?;
+    let observed = super::observe(&spec).await?;
+    match observed.databases.first().map(|d| &d.schema) {
+        Some(super::SchemaState::Versioned { current, .. }) => {
+            current
+                .parse()
+                .map(Some)
+                .map_err(|_| PgError::BadVersionRow {
+                    database: spec.databases[0].name.clone(),
+                    value: current.clone(),
+                })
+        }
+        Some(super::SchemaState::Unknown { reason }) => Err(PgError::Invalid(reason.clone())),
+        _ => Ok(None),
+    }
+}
+
+/// Brings the database of `kind` to exactly `target` (the schema part of one upgrade hop), with
+/// the same lock, transactions and checks as the steps. A database already at or above `target`
+/// is left alone (no write), as the upgrade contract asks; `schema_dir` must be configured.
+pub async fn migrate_to(
+    ctx: &Context,
+    kind: SchemaKind,
+    target: SchemaVersion,
+) -> Result<super::ApplyOutcome, PgError> {
+    let mut spec = spec_for(ctx, kind, &StepOptions::default())?;
+    let Some(schema) = spec.databases[0].schema.as_mut() else {
+        return Err(PgError::Invalid(
+            "schema migrations need persistence.postgres.schema_dir (the release's schema/postgresql/v12 folder)".into(),
+        ));
+    };
+    schema.target = target;
+    if let Some(current) = recorded_version(ctx, kind).await?
+        && current >= target
+    {
+        return Ok(super::ApplyOutcome::default());
+    }
+    super::apply(&spec).await
 }
 
 /// Step `persistence`: role, the persistence database and its schema.
