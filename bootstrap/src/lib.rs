@@ -2,7 +2,8 @@
 //!
 //! Modules by dependency direction (pure modules never import adapters):
 //! - pure: [`config`], [`capacity`], [`versions`], [`observability::rules`];
-//! - adapters (one per real system): [`pki`] (files), [`search`] (Elasticsearch/OpenSearch REST),
+//! - adapters (one per real system): [`pki`] (files), [`postgres`] (databases, role, versioned
+//!   schema), [`search`] (Elasticsearch/OpenSearch REST),
 //!   [`temporal`] (gRPC: cluster facts, namespaces, search attributes), [`observability`]
 //!   (Prometheus, Grafana);
 //! - drivers: [`reconcile`] (steps in dependency order), [`daemon`], [`render`], [`upgrade`], [`cli`].
@@ -16,6 +17,7 @@ pub mod fsutil;
 pub mod kubernetes;
 pub mod observability;
 pub mod pki;
+pub mod postgres;
 pub mod reconcile;
 pub mod render;
 pub mod search;
