@@ -179,9 +179,13 @@ fn opensearch_before_1_30_1_fails_the_offline_preflight() {
 }
 
 #[test]
-fn apply_dry_run_changes_nothing_and_apply_refuses_without_a_schema_adapter() {
+fn apply_dry_run_changes_nothing_and_apply_stops_before_any_change_when_the_cluster_is_unreachable()
+{
     let dir = tempfile::tempdir().unwrap();
-    let f = config(dir.path(), "1.29.7", |s| s);
+    // A frontend HTTP address where nothing listens: the version check fails before any change.
+    let f = config(dir.path(), "1.29.7", |s| {
+        s.replace("127.0.0.1:57243", "127.0.0.1:9")
+    });
     let out = run(
         &[
             "upgrade",
@@ -202,7 +206,7 @@ fn apply_dry_run_changes_nothing_and_apply_refuses_without_a_schema_adapter() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains("not part of this build"),
+        text(&out).contains("cannot read the running server version"),
         "{}",
         text(&out)
     );

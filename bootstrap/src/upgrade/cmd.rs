@@ -115,12 +115,15 @@ pub async fn run(
             Ok(exit::OK)
         }
         UpgradeAction::Apply(a) => {
-            // Refusals (exit 2) come before anything else.
-            let p = make_plan(a, &loaded).await?;
-            refuse_failed_checks(&p)?;
-            Err(to_cli(UpgradeError::NotWired(
-                "`upgrade apply` needs the schema adapter (SchemaMigrator: PostgreSQL schema runner / Elasticsearch), which is not part of this build yet. Nothing was changed. Use `upgrade apply --dry-run` for the hops and follow runbooks/upgrade.md to run them by hand".into(),
-            )))
+            // apply_with plans and refuses (exit 2) before anything is changed.
+            let ctx = crate::reconcile::Context {
+                config: std::sync::Arc::new(loaded.config.clone()),
+                base_dir: base_dir(&loaded).to_path_buf(),
+                offline: false,
+                force: false,
+            };
+            let migrator = super::migrator::PostgresMigrator { ctx };
+            apply_with(output, a, &loaded, &migrator).await
         }
     }
 }

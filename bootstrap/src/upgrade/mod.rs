@@ -17,6 +17,7 @@
 pub mod apply;
 pub mod cmd;
 pub mod executor;
+pub mod migrator;
 pub mod plan;
 pub mod probe;
 pub mod state;
@@ -68,9 +69,6 @@ pub enum UpgradeError {
     /// The state file could not be read or written.
     #[error("upgrade state file {path}: {reason}")]
     State { path: String, reason: String },
-    /// A needed adapter is not part of this build.
-    #[error("{0}")]
-    NotWired(String),
 }
 
 impl UpgradeError {
