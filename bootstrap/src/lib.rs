@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod reconcile;
 pub mod render;
 pub mod search;
+pub mod serve;
 pub mod temporal;
 pub mod upgrade;
 pub mod versions;

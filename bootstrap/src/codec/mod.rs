@@ -182,7 +182,7 @@ pub async fn serve(c: &CodecConfig, base: &Path) -> Result<(), CodecError> {
         })?;
     let local = listener.local_addr().map_err(CodecError::Serve)?;
     let shutdown = async {
-        wait_for_signal().await;
+        crate::serve::wait_for_signal().await;
         tracing::info!("codec server: stop requested");
     };
     match &c.tls {
@@ -205,28 +205,6 @@ pub async fn serve(c: &CodecConfig, base: &Path) -> Result<(), CodecError> {
                 .await
                 .map_err(CodecError::Serve)
         }
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

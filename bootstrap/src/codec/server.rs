@@ -410,20 +410,5 @@ async fn preflight(State(st): State<Arc<CodecState>>, headers: HeaderMap) -> Res
 }
 
 async fn metrics_handler(State(st): State<Arc<CodecState>>) -> Response {
-    match st.metrics.encode() {
-        Ok(body) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}\n"),
-        )
-            .into_response(),
-    }
+    crate::serve::metrics_response(st.metrics.encode())
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -108,7 +108,7 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
     let signal_stop = stop.clone();
     let signal_tx = shutdown_tx.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        crate::serve::wait_for_signal().await;
         tracing::info!("stop requested: finishing the current step");
         signal_stop.store(true, Ordering::SeqCst);
         let _ = signal_tx.send(true);
@@ -195,44 +195,7 @@ async fn readyz(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
 }
 
 async fn metrics_handler(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
-    match state.metrics.encode() {
-        Ok(body) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}\n"),
-        )
-            .into_response(),
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    crate::serve::metrics_response(state.metrics.encode())
 }
 
 #[cfg(test)]
