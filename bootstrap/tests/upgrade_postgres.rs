@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -392,9 +392,12 @@ async fn upgrade(
     apply::apply(&case.request(to), &migrator, cluster, cluster, &SystemClock).await
 }
 
+/// `(release, persistence (major, minor), visibility (major, minor))`.
+type Release = (&'static str, (u32, u32), (u32, u32));
+
 /// The exact versions each release of the path needs (the fixture README's table), checked
 /// against versions.rs so the fixture and the mapping cannot drift apart silently.
-const PATH: [(&str, (u32, u32), (u32, u32)); 5] = [
+const PATH: [Release; 5] = [
     ("1.27.4", (1, 16), (1, 9)),
     ("1.28.4", (1, 17), (1, 9)),
     ("1.29.7", (1, 18), (1, 9)),
@@ -417,10 +420,29 @@ fn expected_roll(to: &str) -> Roll {
     }
 }
 
+/// One runtime for all tests of this file. The PostgreSQL adapter keeps a process-wide cache of
+/// open connections, and a connection belongs to the runtime that opened it: with a runtime per
+/// test (`#[tokio::test]`), a test could reuse a cached connection whose runtime is shutting down
+/// at the end of another test ("A Tokio 1.x context was found, but it is being shutdown").
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions() {
+#[test]
+fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions() {
+    rt().block_on(multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_body());
+}
+
+async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_body() {
     let Some(case) = Case::new("hops") else {
         return;
     };
@@ -428,8 +450,21 @@ async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions() 
     let (t, vis) = case.both().await;
     assert_history(&t, 16);
     assert_history(&vis, 9);
+    let ctx = case.context();
+    let start = expected_roll("1.27.4");
+    assert_eq!(
+        (
+            postgres::recorded_version(&ctx, SchemaKind::Temporal)
+                .await
+                .unwrap(),
+            postgres::recorded_version(&ctx, SchemaKind::Visibility)
+                .await
+                .unwrap()
+        ),
+        (start.temporal, start.visibility)
+    );
 
-    let cluster = FakeCluster::new(case.context(), "1.27.4");
+    let cluster = FakeCluster::new(ctx, "1.27.4");
     let report = upgrade(&case, &cluster, "1.31.2").await.unwrap();
     assert!(!report.resumed && !report.converged);
     let path: Vec<String> = report.hops.iter().map(|h| h.to.to_string()).collect();
@@ -485,8 +520,12 @@ async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions() 
     assert_eq!(case.both().await, before);
 }
 
-#[tokio::test]
-async fn a_run_aborted_between_hops_resumes_from_the_recorded_state() {
+#[test]
+fn a_run_aborted_between_hops_resumes_from_the_recorded_state() {
+    rt().block_on(a_run_aborted_between_hops_resumes_from_the_recorded_state_body());
+}
+
+async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
     let Some(case) = Case::new("resume") else {
         return;
     };
@@ -553,8 +592,12 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state() {
     assert_eq!(cluster.w().version, v("1.31.2"));
 }
 
-#[tokio::test]
-async fn broken_targets_and_downgrades_are_refused_before_any_write() {
+#[test]
+fn broken_targets_and_downgrades_are_refused_before_any_write() {
+    rt().block_on(broken_targets_and_downgrades_are_refused_before_any_write_body());
+}
+
+async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
     let Some(case) = Case::new("refuse") else {
         return;
     };
