@@ -23,7 +23,10 @@ use temporal_bootstrap::upgrade::apply::{self, ApplyReport, ApplyRequest};
 use temporal_bootstrap::upgrade::migrator::PostgresMigrator;
 use temporal_bootstrap::upgrade::plan::VisibilityStore;
 use temporal_bootstrap::upgrade::state::{self, Phase};
-use temporal_bootstrap::upgrade::{ClusterProbe, Executor, RollOutcome, SystemClock, UpgradeError};
+use temporal_bootstrap::upgrade::{
+    ClusterProbe, CurrentSchemas, Executor, RollOutcome, SchemaMigrator, SystemClock, UpgradeError,
+    VisibilityTarget,
+};
 use temporal_bootstrap::versions::{self, Hop, SchemaVersion, UpgradeRefusal};
 
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
@@ -381,6 +384,31 @@ impl Executor for FakeCluster {
     }
 }
 
+/// The real migrator, with a "kill" injected: the `current_versions` call with this 1-based
+/// number fails. Per hop the orchestrator reads (before), migrates, reads again (verify), so
+/// failing read 4 is a crash of hop 2 after its schema commit and before its state save.
+struct CrashingMigrator {
+    inner: PostgresMigrator,
+    reads: AtomicUsize,
+    fail_read: usize,
+}
+
+impl SchemaMigrator for CrashingMigrator {
+    async fn current_versions(&self) -> Result<CurrentSchemas, UpgradeError> {
+        if self.reads.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_read {
+            return Err(UpgradeError::Schema("process killed (injected)".into()));
+        }
+        self.inner.current_versions().await
+    }
+    async fn migrate_to(
+        &self,
+        temporal: SchemaVersion,
+        visibility: VisibilityTarget,
+    ) -> Result<(), UpgradeError> {
+        self.inner.migrate_to(temporal, visibility).await
+    }
+}
+
 async fn upgrade(
     case: &Case,
     cluster: &FakeCluster,
@@ -648,4 +676,63 @@ async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
     assert_eq!(case.both().await, before);
     assert!(!state_path.exists());
     assert!(!case.dir.path().join("platform.upgrade-state.json").exists());
+}
+
+#[test]
+fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice() {
+    rt().block_on(a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice_body());
+}
+
+async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice_body() {
+    let Some(case) = Case::new("crash") else {
+        return;
+    };
+    case.install_1_27();
+    let cluster = FakeCluster::new(case.context(), "1.27.4");
+    let crashing = CrashingMigrator {
+        inner: PostgresMigrator {
+            ctx: case.context(),
+        },
+        reads: AtomicUsize::new(0),
+        fail_read: 4,
+    };
+    let req = case.request("1.31.2");
+    let err = apply::apply(&req, &crashing, &cluster, &cluster, &SystemClock)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    // The databases are at hop 2's versions, but the state file still says hop 2 is pending.
+    let st = state::load(&req.state_path).unwrap().unwrap();
+    assert_eq!(st.hops[0].phase, Phase::Done);
+    assert_eq!(st.hops[1].phase, Phase::Pending);
+    let (t, vis) = case.both().await;
+    assert_history(&t, 18);
+    assert_history(&vis, 9);
+    assert_eq!(cluster.w().rolls, [expected_roll("1.28.4")]);
+
+    // The re-run finds the schema already there, does not apply 1.18 again (the ledger's primary
+    // key would fail the version if it did), and finishes at 1.31.
+    let report = upgrade(&case, &cluster, "1.31.2").await.unwrap();
+    assert!(report.resumed);
+    assert!(
+        report.hops[0]
+            .actions
+            .iter()
+            .any(|a| a
+                .starts_with("schema already at or above target (temporal 1.18 / visibility 1.9")),
+        "{:?}",
+        report.hops[0]
+    );
+    assert_eq!(
+        cluster.w().rolls,
+        ["1.28.4", "1.29.7", "1.30.6", "1.31.2"]
+            .into_iter()
+            .map(expected_roll)
+            .collect::<Vec<_>>()
+    );
+    let (t, vis) = case.both().await;
+    assert_history(&t, 19);
+    assert_history(&vis, 14);
+    assert_ledger(&t, &strs(&temporal_ledger(19)));
+    assert_ledger(&vis, &strs(&visibility_ledger(14)));
 }
