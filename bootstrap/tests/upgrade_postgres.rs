@@ -6,7 +6,16 @@
 //! Schema folders are our own fixtures (tests/fixtures/upgrade-schema, never Temporal's files),
 //! numbered with the real versions of `versions.rs` for 1.27 to 1.31. Every fixture version
 //! inserts its number into a `fx_up_applied` table with a primary key, so a version applied twice
-//! fails the migration itself. Each test uses its own databases and role.
+//! fails the migration itself. Each test uses its own databases and role, and first brings them
+//! to the 1.27 level with the CLI (`apply --only persistence,visibility`, temporal_version
+//! 1.27.4).
+//!
+//! What the tests prove: the 4-hop path 1.27.4 -> 1.31.2 leaves each database with exactly the
+//! versions of each hop's release at the moment that hop's services would roll (the fake
+//! executor reads `recorded_version` then), ends at 1.31's versions with an unbroken
+//! `schema_update_history`; an abort at a roll, or a crash between a schema commit and the state
+//! save, resumes without applying a version twice; broken targets and downgrades are refused
+//! (exit class invalid / exit 2) with no write.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
