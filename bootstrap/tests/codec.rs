@@ -180,7 +180,23 @@ impl Server {
         )
     }
 
+    /// The audit lines so far. The server logs a request after answering it, and its stderr is
+    /// read by another thread: wait until the count stops growing (at most 2 s) before reading.
     fn audit_lines(&self) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut last = self.audit_lines_now().len();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = self.audit_lines_now().len();
+            if now == last || std::time::Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+        self.audit_lines_now()
+    }
+
+    fn audit_lines_now(&self) -> Vec<Value> {
         self.stderr
             .lock()
             .unwrap()

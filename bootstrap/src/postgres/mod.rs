@@ -289,10 +289,15 @@ impl Spec {
             Some(cache.swap_remove(pos))
         });
         if let Some((_, idle_since, mut conn)) = cached {
-            if idle_since.elapsed() <= MAX_IDLE && conn.ping().await.is_ok() {
-                return Ok(conn);
+            match conn.ping().await {
+                Ok(()) if idle_since.elapsed() <= MAX_IDLE => return Ok(conn),
+                Ok(()) => {
+                    let _ = conn.close().await;
+                }
+                // A broken connection (e.g. opened by a runtime that has since shut down, as in
+                // tests with one runtime each) is dropped without a goodbye it cannot send.
+                Err(_) => drop(conn),
             }
-            let _ = conn.close().await;
         }
         self.connect_new(login, database).await
     }
