@@ -564,7 +564,7 @@ fn concurrent_applies_converge() {
 
 /// Same as above from an empty pki dir: both runs issue the CA at once.
 #[test]
-#[ignore = "pki.dir has no lock (pki/engine.rs:15): two concurrent cold applies both fail in certificates (exit 1 `did not converge`, or exit 2 `private key does not belong to ca.pem`, after which ca-key.pem and ca.pem come from different runs and every later apply fails)"]
+
 fn concurrent_cold_applies_converge() {
     let Some(env) = env() else { return };
     for round in 0..3 {
@@ -654,7 +654,7 @@ fn postgres_unreachable_fails_its_steps_only() {
 /// Namespaces and search attributes depend on the cluster, itself on persistence: they must
 /// not run when PostgreSQL is down.
 #[test]
-#[ignore = "reconcile::run skips a step only when a direct dependency Failed, not when it was Skipped (reconcile/mod.rs:281-284): namespaces/search-attributes still run and write"]
+
 fn postgres_unreachable_skips_transitive_dependents() {
     let Some(env) = env() else { return };
     let fx = Fixture::new(&env, "pgdown2");

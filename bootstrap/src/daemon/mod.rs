@@ -133,8 +133,11 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
                     let wait = backoff.failed(r.step, interval, Instant::now());
                     tracing::warn!(step = %r.step, error = r.message.as_deref().unwrap_or(""), retry_in_s = wait.as_secs(), "step failed");
                 }
+                // Skipped because a step it depends on failed (directly or further up).
                 StepStatus::Skipped
-                    if r.message.as_deref().is_some_and(|m| m.ends_with("failed")) =>
+                    if r.message
+                        .as_deref()
+                        .is_some_and(|m| m.ends_with(" failed") || m.contains(" skipped (")) =>
                 {
                     all_ok = false
                 }

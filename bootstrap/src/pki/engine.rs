@@ -157,6 +157,9 @@ impl Pki {
     /// Applies `policy`: a dry pass first (bad input fails before any write), then the real one.
     pub fn apply(&self, policy: Policy) -> Result<Outcome, PkiError> {
         self.plan(policy)?;
+        // Two processes issuing into one empty directory would each write a CA: the directory
+        // lock serialises them, and the real pass below re-reads what the other one wrote.
+        let _lock = self.lock_dir()?;
         let mut w = Writer::new(false);
         let changes = self.run(policy, &mut w)?;
         w.sync()
@@ -165,6 +168,40 @@ impl Pki {
             changes,
             writes: w.writes(),
         })
+    }
+
+    /// An exclusive `flock` on `pki.dir/.lock` (the directory is created 0700 if missing), held
+    /// until the returned file is dropped. Waits for another holder.
+    fn lock_dir(&self) -> Result<std::fs::File, PkiError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::io::AsRawFd;
+        let dir = &self.layout.dir;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| PkiError::Runtime(format!("cannot create {}: {e}", self.dir_rel())))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join(".lock"))
+            .map_err(|e| {
+                PkiError::Runtime(format!(
+                    "cannot open the lock file in {}: {e}",
+                    self.dir_rel()
+                ))
+            })?;
+        // SAFETY: flock on a file descriptor this function owns; blocking is intended.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(PkiError::Runtime(format!(
+                "cannot lock {}: {}",
+                self.dir_rel(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(file)
     }
 
     pub(super) fn resolve(&self, p: &Path) -> PathBuf {

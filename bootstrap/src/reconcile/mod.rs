@@ -261,6 +261,7 @@ pub async fn run_until(
 ) -> Vec<StepReport> {
     let registry = steps::registry();
     let mut reports: Vec<StepReport> = Vec::new();
+    let mut blocked: std::collections::BTreeSet<StepName> = std::collections::BTreeSet::new();
     for name in StepName::ALL {
         if !only.is_empty() && !only.contains(&name) {
             continue;
@@ -278,17 +279,19 @@ pub async fn run_until(
             message,
             error_class,
         };
-        if let Some(failed) = name.depends_on().iter().find(|d| {
-            reports
-                .iter()
-                .any(|r| r.step == **d && r.status == StepStatus::Failed)
-        }) {
-            reports.push(report(
-                StepStatus::Skipped,
-                vec![],
-                Some(format!("{failed} failed")),
-                None,
-            ));
+        // A step whose dependency failed, or was itself skipped because of a failure upstream,
+        // does not run: it would act on a platform that is known not to be ready.
+        if let Some(blocker) = name.depends_on().iter().find(|d| blocked.contains(*d)) {
+            let why = match reports.iter().find(|r| r.step == *blocker) {
+                Some(r) if r.status == StepStatus::Failed => format!("{blocker} failed"),
+                Some(r) => format!(
+                    "{blocker} skipped ({})",
+                    r.message.as_deref().unwrap_or("upstream failure")
+                ),
+                None => format!("{blocker} did not run"),
+            };
+            reports.push(report(StepStatus::Skipped, vec![], Some(why), None));
+            blocked.insert(name);
             continue;
         }
         // Several implementations may share a name (e.g. `visibility` for Elasticsearch and for
@@ -339,6 +342,7 @@ pub async fn run_until(
                     Some(e.message),
                     Some(e.class),
                 ));
+                blocked.insert(name);
                 continue;
             }
         };
@@ -357,12 +361,15 @@ pub async fn run_until(
         tracing::info!(step = %name, changes = pending.len(), "applying");
         match step.apply(ctx, &pending).await {
             Ok(done) => reports.push(report(StepStatus::Applied, done, None, None)),
-            Err(e) => reports.push(report(
-                StepStatus::Failed,
-                pending,
-                Some(e.message),
-                Some(e.class),
-            )),
+            Err(e) => {
+                reports.push(report(
+                    StepStatus::Failed,
+                    pending,
+                    Some(e.message),
+                    Some(e.class),
+                ));
+                blocked.insert(name);
+            }
         }
     }
     reports
