@@ -265,8 +265,10 @@ def test_observability_objects(case, values, docs):
                 assert job.startswith("temporal-"), f"{svc['metadata']['name']}: job {job!r} outside temporal-.*"
                 if component(svc) == "frontend":
                     assert job == "temporal-frontend", "the frontend-availability alert selects job temporal-frontend"
+            codec = all(component(s) == "codec" for s in selected)
             for ep in d["spec"]["endpoints"]:
-                assert ep["port"] == "metrics", "ServiceMonitors scrape the port named metrics"
+                # the codec server serves /metrics on its only port, named http
+                assert ep["port"] == ("http" if codec else "metrics"), "ServiceMonitors scrape the port named metrics"
                 assert ep.get("honorLabels") is True, "Temporal's namespace label must not become exported_namespace"
         if d["kind"] == "PrometheusRule":
             assert d["spec"]["groups"], "PrometheusRule without groups"
@@ -337,6 +339,86 @@ def test_keda_query_semantics_with_promtool(case, values, docs):
             assert run.returncode == 0, f"{so['metadata']['name']}: promtool: {run.stdout}{run.stderr}"
 
 
+CODEC_DIR = "/etc/temporal-codec"
+
+
+def test_codec_server(case, values, docs):
+    """The optional codec server: present only when enabled, locked down, wired to the UI."""
+    c = values["codec"]
+    objs = [d for d in docs if d["metadata"]["name"] in (f"{RELEASE}-temporal-platform-codec", f"{RELEASE}-temporal-platform-codec-metrics")]
+    webs = [d for d in docs if d["kind"] == "Deployment" and component(d) == "web"]
+    web_env = {e["name"]: e.get("value") for w in webs for e in pod_spec(w)["containers"][0].get("env", [])}
+    if not c["enabled"]:
+        assert not objs, f"codec objects rendered while codec.enabled is false: {[d['metadata']['name'] for d in objs]}"
+        assert not any(k.startswith("TEMPORAL_CODEC_") for k in web_env), "UI codec env without a codec server"
+        return
+    by_kind = {d["kind"]: d for d in objs}
+    expected = {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
+    expected |= {"NetworkPolicy"} if values["networkPolicy"]["enabled"] else set()
+    expected |= {"ServiceMonitor"} if values["monitoring"]["serviceMonitor"]["enabled"] else set()
+    assert set(by_kind) == expected, f"codec objects {sorted(by_kind)} != {sorted(expected)}"
+    dep = by_kind["Deployment"]
+    spec = pod_spec(dep)
+    assert dep["spec"]["replicas"] == c["replicas"], dep["spec"]["replicas"]
+    assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+    (ctr,) = spec["containers"]
+    assert ctr["command"] == ["temporal-bootstrap", "codec-server", "-f", f"{CODEC_DIR}/platform.yaml", "--log-format", "json"], ctr["command"]
+    assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
+    assert ctr["ports"] == [{"name": "http", "containerPort": c["port"], "protocol": "TCP"}], ctr["ports"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = ctr[probe]["httpGet"]
+        assert (get["path"], get["port"]) == ("/healthz", "http"), get
+        assert get["scheme"] == ("HTTPS" if c["tls"]["existingSecret"] else "HTTP"), get
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    assert re.fullmatch(r"[0-9a-f]{64}", ann["checksum/config"]) and re.fullmatch(r"[0-9a-f]{64}", ann["checksum/secrets"]), ann
+    # platform.yaml: keys are file: paths of the mounted keys Secret (0400), tokens env: refs from Secrets
+    p = yaml.safe_load(by_kind["ConfigMap"]["data"]["platform.yaml"])
+    assert {"cluster", "capacity", "persistence", "visibility", "namespaces", "codec"} == set(p), sorted(p)
+    assert "tls" not in p["cluster"]["frontend"], "the codec server does not call the frontend"
+    cc = p["codec"]
+    assert cc["listen"] == f"0.0.0.0:{c['port']}"
+    vols = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m for m in ctr["volumeMounts"]}
+    keys = vols["keys"]["secret"]
+    assert keys["secretName"] == c["keys"]["existingSecret"] and keys["defaultMode"] == 0o400, keys
+    assert mounts["keys"]["mountPath"] == f"{CODEC_DIR}/keys" and mounts["keys"]["readOnly"] is True
+    mounted = {i["path"] for i in keys["items"]}
+    assert [k["id"] for k in cc["keys"]] == [k["id"] for k in c["keys"]["items"]]
+    for k in cc["keys"]:
+        assert k["secret"].startswith(f"file:{CODEC_DIR}/keys/") and k["secret"].rsplit("/", 1)[1] in mounted, k
+    assert sum(1 for k in cc["keys"] if k["current"]) == 1, "exactly one current key"
+    env = {e["name"]: e for e in ctr.get("env", [])}
+    tokens = (cc["access"].get("tokens") or [])
+    assert len(tokens) == len(c["tokens"])
+    for t, v in zip(tokens, c["tokens"]):
+        assert t["token"].startswith("env:"), t
+        ref = env[t["token"].removeprefix("env:")]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (v["existingSecret"], v["key"]), ref
+    assert not any("value" in e and e["name"].startswith("CODEC_TOKEN") for e in env.values()), "inline token"
+    if c["tls"]["existingSecret"]:
+        assert vols["tls"]["secret"]["defaultMode"] == 0o400
+        assert cc["tls"] == {"cert": f"{CODEC_DIR}/tls/tls.crt", "key": f"{CODEC_DIR}/tls/tls.key"}
+    svc = by_kind["Service"]
+    assert svc["spec"]["type"] == "ClusterIP" and [(x["name"], x["port"]) for x in svc["spec"]["ports"]] == [("http", c["port"])]
+    pdb = by_kind["PodDisruptionBudget"]
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    if "NetworkPolicy" in by_kind:
+        np_spec = by_kind["NetworkPolicy"]["spec"]
+        assert np_spec["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+        (rule,) = np_spec["ingress"]
+        assert rule["from"] == [{"namespaceSelector": c["ingressNamespaceSelector"]},
+                                {"namespaceSelector": values["networkPolicy"]["metricsNamespaceSelector"]}], rule["from"]
+        assert rule["ports"] == [{"port": c["port"], "protocol": "TCP"}], rule["ports"]
+        # default-deny covers the codec pods (same name/instance labels)
+        deny = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-default-deny"))
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in deny["spec"]["podSelector"]["matchLabels"].items())
+        assert "temporal-platform/frontend-client" not in labels, "the codec server never calls the frontend"
+    if values["web"]["enabled"]:
+        assert web_env.get("TEMPORAL_CODEC_ENDPOINT") == c["publicUrl"], web_env
+        assert web_env.get("TEMPORAL_CODEC_PASS_ACCESS_TOKEN") == str(c["web"]["passAccessToken"]).lower(), web_env
+
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 
 
@@ -351,6 +433,19 @@ def negative_cases(chart):
         "elasticsearch without url": {"visibility": {"type": "elasticsearch"}},
         "zero shards": {"server": {"numHistoryShards": 0}},
         "index outside template pattern": {"visibility": {"elasticsearch": {"index": "visibility"}}},
+        "codec without a keys Secret": {"codec": {"enabled": True, "tokens": [{"name": "a", "existingSecret": "t", "key": "a"}]}},
+        "codec with the UI but no publicUrl": {"web": {"enabled": True}, "codec": {"enabled": True,
+            "tokens": [{"name": "a", "existingSecret": "t", "key": "a"}], "keys": {
+            "existingSecret": "k", "items": [{"id": "k1", "key": "k1", "current": True}]}}},
+        "codec key id with a slash": {"codec": {"enabled": True, "keys": {
+            "existingSecret": "k", "items": [{"id": "a/b", "key": "k1", "current": True}]}}},
+        "codec without tokens or jwt": {"codec": {"enabled": True, "keys": {
+            "existingSecret": "k", "items": [{"id": "k1", "key": "k1", "current": True}]}}},
+        "codec with two current keys": {"codec": {"enabled": True, "tokens": [{"name": "a", "existingSecret": "t", "key": "a"}],
+            "keys": {"existingSecret": "k", "items": [{"id": "k1", "key": "k1", "current": True}, {"id": "k2", "key": "k2", "current": True}]}}},
+        "codec inline token": {"codec": {"tokens": [{"name": "a", "token": "hunter2"}]}},
+        "codec jwt without a JWKS ConfigMap": {"codec": {"enabled": True, "keys": {
+            "existingSecret": "k", "items": [{"id": "k1", "key": "k1", "current": True}]}, "jwt": {"enabled": True}}},
     }
     results = []
     for name, patch in bad.items():

@@ -2,8 +2,9 @@
 """Validate every rendered platform.yaml with the real `temporal-bootstrap validate`.
 
 Usage: validate_platform.py BINARY RENDERED_DIR
-For each case under RENDERED_DIR, the platform ConfigMap's platform.yaml is validated by the
-bootstrap itself, so the chart and the config model cannot drift apart.
+For each case under RENDERED_DIR, the platform ConfigMap's platform.yaml (and the codec server's,
+when the case enables it) is validated by the bootstrap itself, so the chart and the config model
+cannot drift apart.
 """
 import pathlib
 import subprocess
@@ -23,9 +24,16 @@ def validate(binary, text):
 def main() -> int:
     binary, rendered = sys.argv[1], pathlib.Path(sys.argv[2])
     passed = failed = 0
-    for cm in sorted(rendered.glob("*/configmap-*-platform.yaml")):
+    configmaps = sorted(rendered.glob("*/configmap-*-platform.yaml")) + sorted(rendered.glob("*/configmap-*-codec.yaml"))
+    for cm in configmaps:
         case = cm.parent.name
+        if cm.name.endswith("-codec.yaml"):
+            case += " (codec)"
         text = yaml.safe_load(cm.read_text())["data"]["platform.yaml"]
+        if case.endswith("(codec)") and "codec" not in yaml.safe_load(text):
+            failed += 1
+            print(f"FAIL {case}: the codec platform.yaml has no codec section")
+            continue
         rc, out = validate(binary, text)
         if rc == 0:
             passed += 1

@@ -412,7 +412,7 @@ mounted existing Secrets, never values.
 {{/*
 checkov skip annotations of a workload, each with its reason, emitted only when the condition
 that triggers the check holds. Call with (dict "image" <image values> "resources" <resources>
-"envSecrets" <bool> "token" <bool>).
+"envSecrets" <bool> "codecTokens" <bool> "token" <bool>).
 */}}
 {{- define "tp.checkovSkips" -}}
 {{- $skips := list -}}
@@ -425,7 +425,9 @@ that triggers the check holds. Call with (dict "image" <image values> "resources
 {{- if not .image.digest -}}
 {{- $skips = append $skips "CKV_K8S_43=Pinned by release tag; set image.digest (rendered by temporal-bootstrap when known) to pin by digest" -}}
 {{- end -}}
-{{- if .envSecrets -}}
+{{- if .codecTokens -}}
+{{- $skips = append $skips "CKV_K8S_35=The codec server's bearer tokens are `env:` secret references by design (secretKeyRef from existing Secrets); its encryption keys are mounted as 0400 files" -}}
+{{- else if .envSecrets -}}
 {{- $skips = append $skips "CKV_K8S_35=Temporal server config takes datastore passwords only as values; they are read from env (secretKeyRef) by the config template and never written to disk or the ConfigMap" -}}
 {{- end -}}
 {{- if .token -}}
@@ -434,4 +436,89 @@ that triggers the check holds. Call with (dict "image" <image values> "resources
 {{- range $i, $s := $skips }}
 checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- codec server */}}
+
+{{- define "tp.codecDir" -}}/etc/temporal-codec{{- end -}}
+
+{{/*
+platform.yaml of the codec server: the `codec:` section rendered from .Values.codec, plus the
+sections the config model requires (cluster without client TLS, capacity, persistence,
+visibility, namespaces) copied from the bootstrap's platform.yaml. codec-server reads only
+`codec:`; the persistence secret references in the copied sections are never read by it.
+Keys are `file:` paths of the mounted keys Secret; tokens are `env:` references.
+*/}}
+{{- define "tp.codecPlatformYaml" -}}
+{{- $c := .Values.codec -}}
+{{- $dir := include "tp.codecDir" . -}}
+{{- $full := include "tp.platformYaml" . | fromYaml -}}
+{{- $cluster := deepCopy $full.cluster -}}
+{{- $_ := set $cluster "frontend" (omit $cluster.frontend "tls") -}}
+{{- $p := dict "cluster" $cluster "capacity" $full.capacity "persistence" $full.persistence "visibility" $full.visibility "namespaces" $full.namespaces -}}
+{{- $keys := list -}}
+{{- range $c.keys.items -}}
+{{- $keys = append $keys (dict "id" .id "secret" (printf "file:%s/keys/%s" $dir .key) "current" (default false .current)) -}}
+{{- end -}}
+{{- $access := dict -}}
+{{- $tokens := list -}}
+{{- range $i, $t := $c.tokens -}}
+{{- $r := dict "name" $t.name "token" (printf "env:CODEC_TOKEN_%d" $i) -}}
+{{- if $t.decode }}{{- $_ := set $r "decode" $t.decode -}}{{- end -}}
+{{- if $t.encode }}{{- $_ := set $r "encode" $t.encode -}}{{- end -}}
+{{- $tokens = append $tokens $r -}}
+{{- end -}}
+{{- if $tokens -}}
+{{- $_ := set $access "tokens" $tokens -}}
+{{- end -}}
+{{- if $c.jwt.enabled -}}
+{{- $j := $c.jwt -}}
+{{- $_ := required "codec.jwt.jwksConfigMap is required when codec.jwt.enabled" $j.jwksConfigMap -}}
+{{- $rules := list -}}
+{{- range $j.rules -}}
+{{- $r := dict "claim" .claim "value" .value -}}
+{{- if .decode }}{{- $_ := set $r "decode" .decode -}}{{- end -}}
+{{- if .encode }}{{- $_ := set $r "encode" .encode -}}{{- end -}}
+{{- $rules = append $rules $r -}}
+{{- end -}}
+{{- $_ := set $access "jwt" (dict "jwks_file" (printf "%s/jwks/%s" $dir $j.jwksKey) "issuer" $j.issuer "audience" $j.audience "caller_claim" $j.callerClaim "rules" $rules) -}}
+{{- end -}}
+{{- if not $access -}}
+{{- fail "codec: configure codec.tokens or codec.jwt (nobody could call the codec server)" -}}
+{{- end -}}
+{{- $current := 0 -}}
+{{- range $c.keys.items }}{{- if .current }}{{- $current = add1 $current -}}{{- end }}{{- end -}}
+{{- if ne (int $current) 1 -}}
+{{- fail (printf "codec.keys.items: exactly one key must have current: true (found %d)" (int $current)) -}}
+{{- end -}}
+{{- $codec := dict "listen" (printf "0.0.0.0:%d" (int $c.port)) "keys" $keys "access" $access -}}
+{{- if $c.corsOrigins -}}
+{{- $_ := set $codec "cors_origins" $c.corsOrigins -}}
+{{- end -}}
+{{- if $c.tls.existingSecret -}}
+{{- $_ := set $codec "tls" (dict "cert" (printf "%s/tls/tls.crt" $dir) "key" (printf "%s/tls/tls.key" $dir)) -}}
+{{- end -}}
+{{- $_ := set $p "codec" $codec -}}
+{{- toYaml $p -}}
+{{- end -}}
+
+{{/*
+Digest of the key and token Secrets (and the JWKS ConfigMap) as the cluster holds them at
+install/upgrade time (`lookup`; empty when rendering offline). Changing a key and running
+`helm upgrade` rolls the codec pods.
+*/}}
+{{- define "tp.codecSecretsChecksum" -}}
+{{- $c := .Values.codec -}}
+{{- $ns := .Release.Namespace -}}
+{{- $data := list (dig "data" dict (lookup "v1" "Secret" $ns $c.keys.existingSecret)) -}}
+{{- range $c.tokens -}}
+{{- $data = append $data (dig "data" dict (lookup "v1" "Secret" $ns .existingSecret)) -}}
+{{- end -}}
+{{- if $c.tls.existingSecret -}}
+{{- $data = append $data (dig "data" dict (lookup "v1" "Secret" $ns $c.tls.existingSecret)) -}}
+{{- end -}}
+{{- if $c.jwt.enabled -}}
+{{- $data = append $data (dig "data" dict (lookup "v1" "ConfigMap" $ns $c.jwt.jwksConfigMap)) -}}
+{{- end -}}
+{{- toJson $data | sha256sum -}}
 {{- end -}}
