@@ -1313,3 +1313,70 @@ async fn upgrade_hops_migrate_to_exact_versions_and_never_back() {
     let mut ct = case.admin(&t).await;
     assert_chain(&versions(&mut ct, &t).await.1, "1.9");
 }
+
+#[tokio::test]
+async fn a_concurrently_built_index_runs_outside_a_transaction_and_a_rerun_finishes() {
+    // Temporal's own visibility v1.13 (release 1.31) uses CREATE INDEX CONCURRENTLY, which
+    // PostgreSQL refuses inside a transaction block.
+    let Some(case) = Case::new("conc") else {
+        return;
+    };
+    let schema = case.schema_copy(false);
+    let index_sql = schema.join("temporal/versioned/v1.6/index.sql");
+    std::fs::write(
+        &index_sql,
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS fx_queue_by_type ON fx_queue (queue_type);\n\nCREATE INDEX CONCURRENTLY IF NOT EXISTS fx_broken ON fx_no_such_table (x);\n",
+    )
+    .unwrap();
+    let config = case.config(Some(&schema), "");
+    let out = case.run(&config, &["apply", "--only", "persistence"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("v1.6: index.sql line 3")
+            && all.contains("outside a transaction")
+            && all.contains("recorded at 1.5"),
+        "{all}"
+    );
+    let t = case.names.temporal();
+    let mut ct = case.admin(&t).await;
+    let (cur, hist) = versions(&mut ct, &t).await;
+    assert_eq!(
+        cur, "1.5",
+        "the version is not recorded when one of its statements failed"
+    );
+    assert_chain(&hist, "1.5");
+    let first_index_kept: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.fx_queue_by_type') IS NOT NULL")
+            .fetch_one(&mut ct)
+            .await
+            .unwrap();
+    assert!(
+        first_index_kept,
+        "statements before the failing one stay committed outside a transaction"
+    );
+
+    // The operator fixes the file; the re-run applies the (idempotent) version again and finishes.
+    std::fs::write(
+        &index_sql,
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS fx_queue_by_type ON fx_queue (queue_type);\n",
+    )
+    .unwrap();
+    let out = case.run(&config, &["apply", "--only", "persistence"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (cur, hist) = versions(&mut ct, &t).await;
+    assert_ne!(cur, "1.5");
+    assert_chain(&hist, &cur);
+    let valid: bool = sqlx::query_scalar(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.fx_queue_by_type'::regclass",
+    )
+    .fetch_one(&mut ct)
+    .await
+    .unwrap();
+    assert!(valid, "the concurrently built index is valid");
+    let out = case.run(
+        &config,
+        &["apply", "--only", "persistence", "--output", "json"],
+    );
+    assert_eq!(step(&json(&out), "persistence")["status"], "up-to-date");
+}

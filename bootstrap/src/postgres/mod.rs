@@ -131,6 +131,17 @@ pub enum PgError {
         reason: String,
         previous: SchemaVersion,
     },
+    #[error(
+        "{database} v{version}: {file} line {line}: {reason}; this version runs outside a transaction (CONCURRENTLY), so the statements before this one stay committed; the database is still recorded at {previous}, and a re-run applies the version again (its statements must be idempotent, as Temporal's are)"
+    )]
+    StatementOutsideTransaction {
+        database: String,
+        version: SchemaVersion,
+        file: String,
+        line: usize,
+        reason: String,
+        previous: SchemaVersion,
+    },
     #[error("{context}: {reason}")]
     Query { context: String, reason: String },
     #[error("verification after apply failed: {0}")]
@@ -1280,6 +1291,12 @@ async fn apply_version(
     v: &PendingVersion,
     progress: &Progress,
 ) -> Result<(), PgError> {
+    if v.statements
+        .iter()
+        .any(|(_, s)| cannot_run_in_transaction(&s.text))
+    {
+        return apply_version_autocommit(conn, db, previous, v, progress).await;
+    }
     let mut batch = String::new();
     for (_, stmt) in &v.statements {
         batch.push_str(&stmt.text);
@@ -1307,6 +1324,73 @@ async fn apply_version(
         }),
         Err(e) => Err(locate_failure(conn, db, previous, v, e).await),
     }
+}
+
+/// Statements PostgreSQL refuses inside a transaction block (SQLSTATE 25001). Temporal's own
+/// schema uses `CREATE INDEX CONCURRENTLY IF NOT EXISTS` (visibility v1.13 of release 1.31).
+fn cannot_run_in_transaction(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(6)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        w.as_slice(),
+        ["CREATE", "INDEX", "CONCURRENTLY", ..]
+            | ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..]
+            | ["DROP", "INDEX", "CONCURRENTLY", ..]
+            | ["REINDEX", _, "CONCURRENTLY", ..]
+    )
+}
+
+/// A version that holds a statement PostgreSQL cannot run in a transaction: every statement is
+/// committed on its own (as `temporal-sql-tool` runs them), then the bookkeeping rows. A failure
+/// or crash half-way leaves the database recorded at the previous version with some statements
+/// already applied; re-running applies the version again, which Temporal's files allow (`IF NOT
+/// EXISTS` everywhere). Caveat: an interrupted `CREATE INDEX CONCURRENTLY` leaves an INVALID
+/// index that `IF NOT EXISTS` then skips; drop it before re-running (the error says which).
+async fn apply_version_autocommit(
+    conn: &mut PgConnection,
+    db: &str,
+    previous: SchemaVersion,
+    v: &PendingVersion,
+    progress: &Progress,
+) -> Result<(), PgError> {
+    tracing::warn!(database = db, version = %v.version, "this version holds statements PostgreSQL cannot run in a transaction (CONCURRENTLY); its statements are committed one by one");
+    for (file, stmt) in &v.statements {
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
+            .execute(&mut *conn)
+            .await
+        {
+            return Err(PgError::StatementOutsideTransaction {
+                database: db.to_string(),
+                version: v.version,
+                file: file.clone(),
+                line: stmt.line,
+                reason: db_message(&e),
+                previous,
+            });
+        }
+        progress.inc(1);
+    }
+    let rows = version_rows_sql(
+        db,
+        &previous.to_string(),
+        &v.version.to_string(),
+        &v.manifest.min_compatible_version,
+        &v.manifest.md5,
+        &v.manifest.description,
+    );
+    sqlx::raw_sql(AssertSqlSafe(rows))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| PgError::Query {
+            context: format!("recording {db} v{}", v.version),
+            reason: db_message(&e),
+        })?;
+    progress.inc(1);
+    Ok(())
 }
 
 /// Replays a failed version statement by statement in a transaction that is rolled back, to
@@ -1438,6 +1522,24 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cannot_run_in_transaction_detects_concurrently() {
+        assert!(super::cannot_run_in_transaction(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS a ON t (x)"
+        ));
+        assert!(super::cannot_run_in_transaction(
+            "create unique index concurrently a on t (x)"
+        ));
+        assert!(super::cannot_run_in_transaction(
+            "DROP INDEX CONCURRENTLY a"
+        ));
+        assert!(!super::cannot_run_in_transaction("CREATE INDEX a ON t (x)"));
+        assert!(!super::cannot_run_in_transaction(
+            "CREATE TABLE concurrently_named (x INT)"
+        ));
+    }
+
     use super::*;
 
     #[test]
