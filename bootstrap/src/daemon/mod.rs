@@ -67,6 +67,18 @@ impl Backoff {
             .get(&step)
             .is_none_or(|(_, next)| *next <= now)
     }
+    /// Steps to run now: not backing off, and none of their dependencies backing off (a step
+    /// must not act on a platform whose earlier step is known to be failing).
+    fn due_steps(&self, now: Instant) -> Vec<StepName> {
+        let mut due: Vec<StepName> = Vec::new();
+        for step in StepName::ALL {
+            if self.due(step, now) && step.depends_on().iter().all(|d| due.contains(d)) {
+                due.push(step);
+            }
+        }
+        due
+    }
+
     fn failed(&mut self, step: StepName, interval: Duration, now: Instant) -> Duration {
         let n = self.failures.get(&step).map_or(0, |(n, _)| *n) + 1;
         let wait = interval.saturating_mul(1u32 << n.min(16)).min(MAX_BACKOFF);
@@ -118,10 +130,7 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
     let mut wake = shutdown_rx.clone();
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
-        let due: Vec<StepName> = StepName::ALL
-            .into_iter()
-            .filter(|s| backoff.due(*s, now))
-            .collect();
+        let due = backoff.due_steps(now);
         let started = Instant::now();
         let reports = reconcile::run_until(&ctx, Mode::Apply, &due, &stop).await;
         state.metrics.record_run(&reports, started.elapsed());
@@ -227,7 +236,15 @@ mod tests {
             b.failed(StepName::Cluster, i, now);
         }
         assert_eq!(b.failed(StepName::Cluster, i, now), MAX_BACKOFF);
+        let due = b.due_steps(now);
+        assert!(!due.contains(&StepName::Cluster));
+        assert!(
+            !due.contains(&StepName::Namespaces) && !due.contains(&StepName::SearchAttributes),
+            "dependants wait too"
+        );
+        assert!(due.contains(&StepName::Persistence) && due.contains(&StepName::AlertRules));
         b.succeeded(StepName::Cluster);
         assert!(b.due(StepName::Cluster, now));
+        assert_eq!(b.due_steps(now), StepName::ALL.to_vec());
     }
 }
