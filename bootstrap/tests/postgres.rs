@@ -7,6 +7,8 @@
 //! so the CLI runs with `temporal_version: "1.20.3"`; intermediate targets use a fake mapping
 //! through the library's `schema_target` hook.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -23,39 +25,7 @@ use temporal_bootstrap::versions::{ReleaseSchemas, SchemaVersion};
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
 const APP_PASSWORD: &str = "app pass; it's \"quoted\" \\ ok";
 
-#[derive(Clone)]
-struct Pg {
-    host: String,
-    port: u16,
-    admin_user: String,
-    admin_password: String,
-}
-
-fn pg() -> Option<Pg> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("TB_PG_HOST"),
-        get("TB_PG_PORT"),
-        get("TB_PG_ADMIN_USER"),
-        get("TB_PG_ADMIN_PASSWORD"),
-    ) {
-        (Some(host), Some(port), Some(admin_user), Some(admin_password)) => Some(Pg {
-            host,
-            port: port.parse().expect("TB_PG_PORT is a port number"),
-            admin_user,
-            admin_password,
-        }),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "TB_PG_HOST/TB_PG_PORT/TB_PG_ADMIN_USER/TB_PG_ADMIN_PASSWORD are not set; run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
-                );
-            }
-            eprintln!("skipped: PostgreSQL env vars not set (run scripts/dev-services start)");
-            None
-        }
-    }
-}
+use common::{Pg, pg};
 
 /// Unique names for one test: databases `<p>_t`, `<p>_v`, role `<p>_app`.
 struct Names {

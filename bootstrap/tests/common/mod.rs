@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests that need the dev stack's PostgreSQL.
+
+/// Admin access to the PostgreSQL of `scripts/dev-services` (TB_PG_* environment variables).
+#[derive(Clone)]
+pub struct Pg {
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+    pub admin_password: String,
+}
+
+/// The dev stack's PostgreSQL, or None (skip) outside CI; in CI a missing stack is a failure.
+pub fn pg() -> Option<Pg> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        get("TB_PG_HOST"),
+        get("TB_PG_PORT"),
+        get("TB_PG_ADMIN_USER"),
+        get("TB_PG_ADMIN_PASSWORD"),
+    ) {
+        (Some(host), Some(port), Some(admin_user), Some(admin_password)) => Some(Pg {
+            host,
+            port: port.parse().expect("TB_PG_PORT is a port number"),
+            admin_user,
+            admin_password,
+        }),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "TB_PG_HOST/TB_PG_PORT/TB_PG_ADMIN_USER/TB_PG_ADMIN_PASSWORD are not set; run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
+                );
+            }
+            eprintln!("skipped: PostgreSQL env vars not set (run scripts/dev-services start)");
+            None
+        }
+    }
+}
