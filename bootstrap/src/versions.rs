@@ -88,8 +88,9 @@ const fn rel(
 /// `schema/elasticsearch/visibility/versioned/vN` folder at each release tag of
 /// temporalio/temporal (checked for every tag 1.20.0 to 1.31.2). Latest patches are the newest
 /// `v1.N.P` tags in the same history (four-part re-tags such as 1.29.6.1 are not semver
-/// releases and are ignored). 1.32 is not listed: no final 1.32.0 tag was in the history we
-/// could check, and later commits add a visibility 1.15, so its schema targets are unconfirmed.
+/// releases and are ignored). 1.32 (released September 2026; 1.32.2 is the newest patch the Go
+/// module proxy serves) was read from the `go.temporal.io/server@v1.32.2` module: the same schema
+/// versions as 1.31.
 pub const RELEASES: &[ReleaseSchemas] = &[
     rel(
         20,
@@ -163,6 +164,14 @@ pub const RELEASES: &[ReleaseSchemas] = &[
         ],
     ),
     rel(31, 2, (1, 19), (1, 14), 14, &[]),
+    rel(
+        32,
+        2,
+        (1, 19),
+        (1, 14),
+        14,
+        &["no schema change from 1.31: the hop only rolls the services"],
+    ),
 ];
 
 /// Schema targets of one exact release.
@@ -548,7 +557,7 @@ mod tests {
         assert!(
             check_target(TemporalVersion::new(1, 19, 0))
                 .unwrap_err()
-                .contains("1.20.x to 1.31.x")
+                .contains("1.20.x to 1.32.x")
         );
         assert_eq!(
             schemas_for(TemporalVersion::new(1, 30, 1))
@@ -628,7 +637,7 @@ mod tests {
 
     #[test]
     fn downgrades_are_refused() {
-        let e = plan_hops(v("1.32.0"), v("1.31.2")).unwrap_err();
+        let e = plan_hops(v("1.32.2"), v("1.31.2")).unwrap_err();
         assert!(matches!(e, UpgradeRefusal::Downgrade { .. }));
         assert!(e.to_string().contains("rollback"));
         assert!(matches!(
@@ -655,9 +664,11 @@ mod tests {
         }
         let e = plan_hops(v("1.30.6"), v("1.31.9")).unwrap_err();
         assert!(e.to_string().contains("target 1.31.2"), "{e}");
-        let e = plan_hops(v("1.31.2"), v("1.32.0")).unwrap_err();
+        let e = plan_hops(v("1.32.2"), v("1.33.0")).unwrap_err();
         assert!(matches!(e, UpgradeRefusal::UnknownTarget { .. }));
-        assert!(e.to_string().contains("1.20.x to 1.31.2"), "{e}");
+        assert!(e.to_string().contains("1.20.x to 1.32.2"), "{e}");
+        let hops = plan_hops(v("1.31.2"), v("1.32.2")).unwrap();
+        assert_eq!(hops.len(), 1);
         let e = plan_hops(v("1.19.3"), v("1.21.6")).unwrap_err();
         assert!(matches!(e, UpgradeRefusal::UnsupportedSource { .. }));
     }
@@ -744,7 +755,7 @@ mod tests {
             latest,
             [
                 "1.20.5", "1.21.6", "1.22.7", "1.23.1", "1.24.3", "1.25.2", "1.26.3", "1.27.4",
-                "1.28.4", "1.29.7", "1.30.6", "1.31.2"
+                "1.28.4", "1.29.7", "1.30.6", "1.31.2", "1.32.2"
             ]
         );
         for r in RELEASES {

@@ -487,20 +487,21 @@ pub fn render_table(plan: &UpgradePlan) -> String {
 mod tests {
     use super::*;
 
+    /// A platform on PostgreSQL persistence with PostgreSQL (`pg`) or OpenSearch visibility.
     fn config(yaml_version: &str, visibility: &str) -> PlatformConfig {
-        let base = include_str!("../../../examples/local.yaml").replace(
-            "temporal_version: \"1.31.2\"",
-            &format!("temporal_version: \"{yaml_version}\""),
-        );
-        let base = if visibility == "opensearch" {
-            base.replace(
-                "visibility:\n  postgres:\n    database: temporal_visibility",
-                "visibility:\n  elasticsearch:\n    url: https://es.example:9200\n    flavor: opensearch",
-            )
+        let visibility = if visibility == "opensearch" {
+            "elasticsearch:\n    url: https://es.example:9200\n    flavor: opensearch"
         } else {
-            base
+            "postgres:\n    database: temporal_visibility"
         };
-        crate::config::load_str(&base, "test.yaml").unwrap().config
+        let text = format!(
+            "cluster:\n  name: local-dev\n  temporal_version: \"{yaml_version}\"\n  environment: development\n\
+             \x20 frontend: {{ address: 127.0.0.1:7233, http_address: 127.0.0.1:7243 }}\n\
+             capacity:\n  peak_workflow_starts_per_second: 5\n  activities_per_workflow: 4\n  average_workflow_duration: 10m\n\
+             persistence:\n  postgres:\n    host: 127.0.0.1\n    database: temporal\n    user: temporal\n    password: env:TEMPORAL_DB_PASSWORD\n\
+             visibility:\n  {visibility}\nnamespaces: [ {{ name: demo, retention: 3d }} ]\n"
+        );
+        crate::config::load_str(&text, "test.yaml").unwrap().config
     }
 
     fn v(s: &str) -> TemporalVersion {
