@@ -114,12 +114,20 @@ pub fn load_folder(schema_dir: &Path) -> Result<SchemaFolder, SearchError> {
         // Pointed at the `visibility` folder itself: accept it.
         vis = schema_dir.to_path_buf();
     }
-    let template_path = vis.join(TEMPLATE_FILE);
+    let mut template_path = vis.join(TEMPLATE_FILE);
     if !template_path.is_file() {
-        return Err(SearchError::Schema(format!(
-            "{} not found; visibility.elasticsearch.schema_dir must be the release's schema/elasticsearch folder (holding visibility/{TEMPLATE_FILE})",
-            template_path.display()
-        )));
+        // The release's `visibility/index_template_v7.json` is a symlink to the newest
+        // `versioned/vN/` copy; Go module zips (`go mod download go.temporal.io/server`) drop
+        // symlinks, so the newest versioned copy is the current template.
+        match newest_versioned(&vis) {
+            Some(newest) => template_path = newest,
+            None => {
+                return Err(SearchError::Schema(format!(
+                    "{} not found, nor any versioned/vN/{TEMPLATE_FILE}; visibility.elasticsearch.schema_dir must be the release's schema/elasticsearch folder (holding visibility/{TEMPLATE_FILE})",
+                    template_path.display()
+                )));
+            }
+        }
     }
     let template = read_json(&template_path)?;
     if !template.is_object() {
@@ -151,6 +159,21 @@ pub fn load_folder(schema_dir: &Path) -> Result<SchemaFolder, SearchError> {
         cluster_settings,
         schema_version,
     })
+}
+
+/// `versioned/vN/index_template_v7.json` with the highest N, if any.
+fn newest_versioned(vis: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(vis.join("versioned"))
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let n = name.strip_prefix('v')?.parse::<u32>().ok()?;
+            let path = entry.path().join(TEMPLATE_FILE);
+            path.is_file().then_some((n, path))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, path)| path)
 }
 
 fn read_json(path: &Path) -> Result<Value, SearchError> {
@@ -675,6 +698,29 @@ mod tests {
         // The visibility folder itself is accepted too.
         let f2 = load_folder(&fixture_dir().join("visibility")).unwrap();
         assert_eq!(f2.schema_version, f.schema_version);
+    }
+
+    #[test]
+    fn without_the_top_level_symlink_the_newest_versioned_template_is_current() {
+        // What `go mod download go.temporal.io/server@v1.32.2` yields: no symlink, only versioned/.
+        let dir = tempfile::tempdir().unwrap();
+        let vis = dir.path().join("visibility");
+        for v in ["v9", "v13", "v14"] {
+            std::fs::create_dir_all(vis.join("versioned").join(v)).unwrap();
+        }
+        for (from, to) in [("v13", "v9"), ("v13", "v13"), ("v14", "v14")] {
+            std::fs::copy(
+                fixture_dir().join(format!("visibility/versioned/{from}/index_template_v7.json")),
+                vis.join(format!("versioned/{to}/index_template_v7.json")),
+            )
+            .unwrap();
+        }
+        let f = load_folder(dir.path()).unwrap();
+        assert_eq!(f.schema_version.as_deref(), Some("v14"));
+        assert!(f.template_path.ends_with("versioned/v14/index_template_v7.json"));
+        std::fs::remove_dir_all(vis.join("versioned")).unwrap();
+        let e = load_folder(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("versioned/vN"), "{e}");
     }
 
     #[test]
