@@ -113,9 +113,9 @@ pub fn diff_namespace(
     }
     let extra = have
         .iter()
-        .filter(|(n, _)| {
+        .filter(|(n, t)| {
             !wanted.keys().any(|w| w.as_str() == n.as_str())
-                && (sql || !declared_anywhere.contains(*n))
+                && (sql || (!declared_anywhere.contains(*n) && !is_preallocated_slot(n, **t)))
         })
         .map(|(n, t)| (n.clone(), *t))
         .collect();
@@ -129,6 +129,15 @@ pub fn diff_namespace(
             .collect(),
         extra,
     })
+}
+
+/// The server's own pre-allocated slots (`Bool01`..`Bool03`, `Keyword01`..`Keyword10`, ...): a
+/// cluster created on Elasticsearch visibility (seen on 1.32.2 with OpenSearch) lists them as
+/// custom attributes of every namespace although nobody declared them, so they are not drift.
+fn is_preallocated_slot(name: &str, ty: Option<SearchAttributeType>) -> bool {
+    let Some(ty) = ty else { return false };
+    name.strip_prefix(ty.to_string().as_str())
+        .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()) && n != "00")
 }
 
 /// The report lines of a plan.
@@ -496,6 +505,33 @@ mod tests {
             plan.iter()
                 .any(|c| c.resource == "search attribute orders/Priority")
         );
+    }
+
+    #[test]
+    fn preallocated_slots_on_elasticsearch_are_not_drift() {
+        let observed: ObservedAttributes = [
+            ("Keyword01", Some(SearchAttributeType::Keyword)),
+            ("KeywordList03", Some(SearchAttributeType::KeywordList)),
+            ("Int03", Some(SearchAttributeType::Int)),
+            // Not slots: wrong type for the name, three digits, 00, and a user's attribute.
+            ("Int04x", Some(SearchAttributeType::Int)),
+            ("Bool01", Some(SearchAttributeType::Int)),
+            ("Text001", Some(SearchAttributeType::Text)),
+            ("Double00", Some(SearchAttributeType::Double)),
+            ("Legacy", Some(SearchAttributeType::Keyword)),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let none = BTreeMap::new();
+        let es = diff_namespace("orders", &none, Some(&observed), false, &BTreeSet::new()).unwrap();
+        assert_eq!(
+            es.extra.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["Bool01", "Double00", "Int04x", "Legacy", "Text001"]
+        );
+        // SQL visibility never lists the slots by these names: everything extra is drift.
+        let sql = diff_namespace("orders", &none, Some(&observed), true, &BTreeSet::new()).unwrap();
+        assert_eq!(sql.extra.len(), observed.len());
     }
 
     #[tokio::test]
