@@ -1123,7 +1123,13 @@ impl Pki {
 
     fn snippet(&self, w: &mut Writer, changes: &mut Vec<PkiChange>) -> Result<(), PkiError> {
         let rel = FileName::TemporalTls.as_str();
-        let abs = self.layout.dir.display().to_string();
+        // The same text however platform.yaml was named on the command line (relative, absolute,
+        // through `..`): otherwise two invocations would rewrite the file back and forth.
+        let abs = std::fs::canonicalize(&self.layout.dir)
+            .or_else(|_| std::path::absolute(&self.layout.dir))
+            .unwrap_or_else(|_| self.layout.dir.clone())
+            .display()
+            .to_string();
         let want = tls_config::render_temporal_tls(&self.cfg, &abs);
         match self.read(rel)? {
             Some(have) if have == want.as_bytes() => {}
