@@ -254,7 +254,8 @@ impl Spec {
             .username(&login.user)
             .password(login.password.expose())
             .database(database)
-            .application_name("temporal-bootstrap")
+            // With the process id: a later run recognises the backends of a killed one.
+            .application_name(&application_name())
             .ssl_mode(match self.tls.as_ref().map(|t| t.mode) {
                 None => PgSslMode::Prefer,
                 Some(PostgresTlsMode::Disable) => PgSslMode::Disable,
@@ -986,7 +987,10 @@ pub async fn apply(spec: &Spec) -> Result<ApplyOutcome, PgError> {
     let key = spec.lock_key();
     acquire_lock(&mut control, key, spec).await?;
     let mut conns = AppConns::default();
-    let result = apply_locked(spec, &mut control, &mut conns).await;
+    let result = match wait_for_orphaned_backends(&mut control, spec).await {
+        Ok(()) => apply_locked(spec, &mut control, &mut conns).await,
+        Err(e) => Err(e),
+    };
     conns.release(spec);
     let unlocked: Result<bool, _> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
         .bind(key)
@@ -999,6 +1003,51 @@ pub async fn apply(spec: &Spec) -> Result<ApplyOutcome, PgError> {
         let _ = control.close().await;
     }
     result
+}
+
+/// `application_name` of this process's sessions.
+fn application_name() -> String {
+    format!("temporal-bootstrap/{}", std::process::id())
+}
+
+/// A run killed in the middle of a version leaves its backend running that version's
+/// transaction: PostgreSQL only notices the dead client when it next talks to it, so the
+/// transaction may still commit after the lock (held by another, idle, session that ended at
+/// once) was freed. Planning before that commit lands would replay the version on top of it
+/// ("relation already exists", seen with SIGKILL during Temporal's v1.0). So, under the lock, wait
+/// until no backend of another temporal-bootstrap process is busy in our databases. Caveat:
+/// sessions whose `state` the control login may not see (other roles, without
+/// pg_read_all_stats) cannot be waited for.
+async fn wait_for_orphaned_backends(control: &mut PgConnection, spec: &Spec) -> Result<(), PgError> {
+    let databases: Vec<String> = spec.databases.iter().map(|d| d.name.clone()).collect();
+    let started = Instant::now();
+    loop {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
+             AND application_name LIKE 'temporal-bootstrap/%' AND application_name <> $2 \
+             AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')",
+        )
+        .bind(&databases)
+        .bind(application_name())
+        .fetch_one(&mut *control)
+        .await
+        .map_err(query_err("looking for sessions of an interrupted run"))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        if started.elapsed() >= spec.lock_timeout {
+            return Err(PgError::LockTimeout {
+                key: spec.lock_key(),
+                database: databases.join(", "),
+                waited: spec.lock_timeout,
+            });
+        }
+        tracing::warn!(
+            sessions = busy,
+            "waiting for the sessions of an interrupted temporal-bootstrap run to finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn acquire_lock(control: &mut PgConnection, key: i64, spec: &Spec) -> Result<(), PgError> {
