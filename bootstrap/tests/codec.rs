@@ -734,7 +734,7 @@ fn stack() -> Option<Stack> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match (
         get("TB_PYTHON"),
-        get("TB_TEMPORAL_ADDRESS"),
+        get("TB_DEVSERVER_ADDRESS"),
         get("TB_TEMPORAL_CLI"),
     ) {
         (Some(python), Some(address), Some(cli)) => Some(Stack {
@@ -749,7 +749,7 @@ fn stack() -> Option<Stack> {
                 );
             }
             eprintln!(
-                "skipped: TB_PYTHON/TB_TEMPORAL_ADDRESS/TB_TEMPORAL_CLI not set (run scripts/dev-services start; eval \"$(scripts/dev-services env)\")"
+                "skipped: TB_PYTHON/TB_DEVSERVER_ADDRESS/TB_TEMPORAL_CLI not set (run scripts/dev-services start; eval \"$(scripts/dev-services env)\")"
             );
             None
         }

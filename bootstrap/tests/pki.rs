@@ -1327,7 +1327,7 @@ fn is_root() -> bool {
 }
 
 // ------------------------------------------------------------------------------------------
-// end to end: nginx mTLS in front of the Temporal dev server, Temporal CLI as client
+// end to end: the real Temporal server's frontend mTLS, Temporal CLI as client
 // ------------------------------------------------------------------------------------------
 
 /// Reads a TB_* variable; `None` means skip (panics under CI=true).
@@ -1348,80 +1348,83 @@ fn dev_env(name: &str) -> Option<String> {
     }
 }
 
+/// The real Temporal server of scripts/dev-services loads `global.tls` with frontend
+/// `requireClientAuth` and the certificates the certificates step issued from
+/// examples/local.yaml: it serves the issued client certificate and refuses none, one from
+/// another CA, an expired one signed by its own CA, and its own server-only frontend certificate.
 #[test]
-fn temporal_cli_through_nginx_mtls_with_issued_certificates() {
-    let (Some(address), Some(cli)) = (dev_env("TB_MTLS_ADDRESS"), dev_env("TB_TEMPORAL_CLI"))
-    else {
+fn real_temporal_server_accepts_only_valid_client_certificates() {
+    let (Some(address), Some(cli), Some(ca), Some(cert), Some(key)) = (
+        dev_env("TB_TEMPORAL_ADDRESS"),
+        dev_env("TB_TEMPORAL_CLI"),
+        dev_env("TB_TEMPORAL_TLS_CA"),
+        dev_env("TB_TEMPORAL_TLS_CERT"),
+        dev_env("TB_TEMPORAL_TLS_KEY"),
+    ) else {
         return;
     };
-    // `scripts/dev-services mtls --cert-dir DIR` (re)starts nginx with these certificates;
-    // TB_DEV_SERVICES may point at another implementation of the same command.
-    let script = std::env::var("TB_DEV_SERVICES").unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../scripts/dev-services")
-            .display()
-            .to_string()
-    });
-    // Without and with an intermediate CA (the client sends leaf + intermediate).
-    for cfg in [PKI_SIMPLE, PKI_INTERMEDIATE] {
-        let s = Site::new(cfg);
-        s.ok(&["certs", "issue"]);
-        let out = Command::new(&script)
-            .args(["mtls", "--cert-dir"])
-            .arg(s.dir())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-        assert!(
-            out.status.success(),
-            "{script} mtls failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let health = |client: Option<(&str, &str)>| {
-            let mut c = Command::new(&cli);
-            c.args(["operator", "cluster", "health", "--address", &address])
-                .arg("--tls-ca-path")
-                .arg(s.file("ca.pem"))
-                .args(["--tls-server-name", "localhost", "--command-timeout", "10s"]);
-            if let Some((cert, key)) = client {
-                c.arg("--tls-cert-path")
-                    .arg(s.file(cert))
-                    .arg("--tls-key-path")
-                    .arg(s.file(key));
-            }
-            let o = c.output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            (o.status.success(), text)
-        };
-        let good = Some(("clients/demo-worker.pem", "clients/demo-worker-key.pem"));
-        // nginx may need a moment after a restart; retry the good case briefly.
-        let mut ok = health(good);
-        for _ in 0..20 {
-            if ok.0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-            ok = health(good);
+    let health = |client: Option<(&Path, &Path)>| {
+        let mut c = Command::new(&cli);
+        c.args(["operator", "cluster", "health", "--address", &address])
+            .args(["--tls-ca-path", &ca, "--tls-server-name", "localhost"])
+            .args(["--command-timeout", "10s"]);
+        if let Some((cert, key)) = client {
+            c.arg("--tls-cert-path")
+                .arg(cert)
+                .arg("--tls-key-path")
+                .arg(key);
         }
-        assert!(
-            ok.0 && ok.1.contains("SERVING"),
-            "with a client certificate: {}",
-            ok.1
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
         );
-        let (success, text) = health(None);
-        assert!(
-            !success && !text.contains("SERVING") && text.contains("No required SSL certificate"),
-            "without a client certificate: {text}"
-        );
-        // The frontend (server-only) certificate is not accepted as a client certificate.
-        let (success, text) = health(Some(("frontend.pem", "frontend-key.pem")));
-        assert!(
-            !success && !text.contains("SERVING"),
-            "server certificate as client: {text}"
-        );
-    }
+        (o.status.success() && text.contains("SERVING"), text)
+    };
+    let (ok, text) = health(Some((Path::new(&cert), Path::new(&key))));
+    assert!(ok, "the issued client certificate: {text}");
+
+    let (ok, text) = health(None);
+    assert!(!ok, "without a client certificate: {text}");
+
+    let other = Site::new(PKI_SIMPLE);
+    other.ok(&["certs", "issue"]);
+    let (ok, text) = health(Some((
+        &other.file("clients/demo-worker.pem"),
+        &other.file("clients/demo-worker-key.pem"),
+    )));
+    assert!(!ok, "a client certificate from another CA: {text}");
+
+    // Expired, but signed by the stack's own CA (examples/local.yaml's pki.dir).
+    let stack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/local.yaml");
+    let loaded = temporal_bootstrap::config::load_file(&stack).unwrap();
+    let stack_pki = Pki::new(
+        loaded.config.pki.as_ref().unwrap(),
+        "stack",
+        stack.parent().unwrap(),
+    );
+    let now = OffsetDateTime::now_utc();
+    let (c, k) = pki::testing::issue_leaf_with_validity(
+        &stack_pki,
+        &LeafKind::Client("demo-worker".into()),
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, kp) = (dir.path().join("expired.pem"), dir.path().join("expired-key.pem"));
+    std::fs::write(&cp, c).unwrap();
+    std::fs::write(&kp, k).unwrap();
+    std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, text) = health(Some((&cp, &kp)));
+    assert!(!ok, "an expired client certificate of the right CA: {text}");
+
+    // The frontend's own certificate carries serverAuth only.
+    let pki_dir = Path::new(&ca).parent().unwrap();
+    let (ok, text) = health(Some((
+        &pki_dir.join("frontend.pem"),
+        &pki_dir.join("frontend-key.pem"),
+    )));
+    assert!(!ok, "the server certificate as a client certificate: {text}");
 }

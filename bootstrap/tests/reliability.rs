@@ -2,19 +2,18 @@
 //! idempotence (a second run writes nothing), crash safety (SIGKILL at ten points of a cold
 //! apply, then re-run), concurrent runs, and unreachable dependencies.
 //!
-//! Environment: the TB_* variables of `scripts/dev-services env` (PostgreSQL admin login, Temporal
-//! frontend, `temporal` CLI). Without them the tests print "skipped" and return, or panic when
-//! CI=true. `psql` and `openssl` must be on PATH.
+//! Environment: the TB_* variables of `scripts/dev-services env` (PostgreSQL admin login, the real
+//! Temporal server's mTLS frontend and client certificate, the release's schema folder, OpenSearch,
+//! `temporal` CLI). Without them the tests print "skipped" and return, or panic when CI=true.
+//! `psql`, `curl` and `openssl` must be on PATH.
 //!
-//! Every test derives its own configuration from examples/local.yaml: unique PostgreSQL databases
-//! and role, unique namespaces, its own temporary `pki.dir` and `rules_dir` (`reload: false`, so
-//! the shared Prometheus is never reloaded with rules it does not load). Tests run in parallel.
-//!
-//! No `schema_dir`: the only schema fixture (tests/fixtures/schema/basic) matches Temporal 1.20's
-//! versions, the persistence step takes its targets from the real release mapping of
-//! `cluster.temporal_version` (no config knob for the fake mapping), and the local example's
-//! 1.31.2 targets versions the fixture does not have. The databases and role are still created
-//! and checked; the schema runner itself is covered by tests/postgres.rs.
+//! Every test derives its own configuration from examples/local.yaml: a unique PostgreSQL database
+//! and role (brought to the release's real schema), a unique OpenSearch visibility index, unique
+//! namespaces, its own temporary `pki.dir` and `rules_dir` (`reload: false`, so the shared
+//! Prometheus is never reloaded with rules it does not load). The cluster, namespaces and search
+//! attributes steps talk to the stack's real server over mTLS with the stack's client certificate
+//! (the fixture's own PKI is issued, checked and left out of the connection). Tests run in
+//! parallel.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,31 +31,57 @@ struct Env {
     pg_admin_user: String,
     pg_admin_password: String,
     temporal_address: String,
+    /// CA bundle, client certificate and key of the stack's mTLS frontend.
+    temporal_tls: [String; 3],
     temporal_cli: String,
+    schema_dir: String,
+    opensearch_url: String,
 }
 
 fn env() -> Option<Env> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("TB_PG_HOST"),
-        get("TB_PG_PORT"),
-        get("TB_PG_ADMIN_USER"),
-        get("TB_PG_ADMIN_PASSWORD"),
-        get("TB_TEMPORAL_ADDRESS"),
-        get("TB_TEMPORAL_CLI"),
-    ) {
-        (Some(h), Some(p), Some(u), Some(pw), Some(t), Some(cli)) => Some(Env {
+    const NAMES: [&str; 11] = [
+        "TB_PG_HOST",
+        "TB_PG_PORT",
+        "TB_PG_ADMIN_USER",
+        "TB_PG_ADMIN_PASSWORD",
+        "TB_TEMPORAL_ADDRESS",
+        "TB_TEMPORAL_TLS_CA",
+        "TB_TEMPORAL_TLS_CERT",
+        "TB_TEMPORAL_TLS_KEY",
+        "TB_TEMPORAL_CLI",
+        "TB_TEMPORAL_SCHEMA_DIR",
+        "TB_OPENSEARCH_URL",
+    ];
+    match NAMES.map(get) {
+        [
+            Some(h),
+            Some(p),
+            Some(u),
+            Some(pw),
+            Some(t),
+            Some(ca),
+            Some(cert),
+            Some(key),
+            Some(cli),
+            Some(schema_dir),
+            Some(opensearch_url),
+        ] => Some(Env {
             pg_host: h,
             pg_port: p.parse().expect("TB_PG_PORT is a port number"),
             pg_admin_user: u,
             pg_admin_password: pw,
             temporal_address: t,
+            temporal_tls: [ca, cert, key],
             temporal_cli: cli,
+            schema_dir,
+            opensearch_url,
         }),
         _ => {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
-                    "TB_PG_HOST/TB_PG_PORT/TB_PG_ADMIN_USER/TB_PG_ADMIN_PASSWORD/TB_TEMPORAL_ADDRESS/TB_TEMPORAL_CLI are not set; run `scripts/dev-services start` and `eval \"$(scripts/dev-services env)\"`"
+                    "{} must be set; run `scripts/dev-services start` and `eval \"$(scripts/dev-services env)\"`",
+                    NAMES.join("/")
                 );
             }
             eprintln!("skipped: TB_* env vars not set (run scripts/dev-services start)");
@@ -72,7 +97,8 @@ struct Fixture {
     env: Env,
     dir: tempfile::TempDir,
     db: String,
-    vis_db: String,
+    /// The OpenSearch visibility index (matches the template pattern temporal_visibility_v1*).
+    index: String,
     role: String,
     namespaces: [String; 2],
 }
@@ -94,7 +120,7 @@ impl Fixture {
             env: env.clone(),
             dir: tempfile::tempdir().unwrap(),
             db: format!("{p}_t"),
-            vis_db: format!("{p}_v"),
+            index: format!("temporal_visibility_v1_{p}"),
             role: format!("{p}_app"),
             namespaces: [format!("{ns}-a"), format!("{ns}-b")],
         };
@@ -109,14 +135,43 @@ impl Fixture {
         let src = std::fs::read_to_string(&example).unwrap();
         let pki = self.dir.path().join("pki");
         let rules = self.dir.path().join("rules");
-        let replacements: [(&str, String); 12] = [
+        let [ca, cert, key] = &self.env.temporal_tls;
+        let schema = Path::new(&self.env.schema_dir);
+        let replacements: [(&str, String); 18] = [
             ("host: 127.0.0.1\n", format!("host: {}\n", self.env.pg_host)),
             ("port: 55432\n", format!("port: {pg_port}\n")),
             ("address: 127.0.0.1:57233 ", format!("address: {temporal} ")),
+            ("ca: ../.local/pki/ca-bundle.pem\n", format!("ca: {ca}\n")),
+            (
+                "cert: ../.local/pki/clients/temporal-bootstrap.pem\n",
+                format!("cert: {cert}\n"),
+            ),
+            (
+                "key: ../.local/pki/clients/temporal-bootstrap-key.pem\n",
+                format!("key: {key}\n"),
+            ),
             ("database: temporal\n", format!("database: {}\n", self.db)),
             (
-                "database: temporal_visibility\n",
-                format!("database: {}\n", self.vis_db),
+                "schema_dir: ../.local/temporal/schema/postgresql/v12\n",
+                format!(
+                    "schema_dir: {}\n",
+                    schema.join("postgresql/v12").display()
+                ),
+            ),
+            (
+                "url: http://127.0.0.1:59200\n",
+                format!("url: {}\n", self.env.opensearch_url),
+            ),
+            (
+                "index: temporal_visibility_v1_dev\n",
+                format!("index: {}\n", self.index),
+            ),
+            (
+                "schema_dir: ../.local/temporal/schema/elasticsearch\n",
+                format!(
+                    "schema_dir: {}\n",
+                    schema.join("elasticsearch").display()
+                ),
             ),
             ("user: temporal\n", format!("user: {}\n", self.role)),
             ("dir: ../.local/pki\n", format!("dir: {}\n", pki.display())),
@@ -208,24 +263,47 @@ impl Fixture {
     }
 
     fn temporal(&self, args: &[&str]) -> Output {
+        let [ca, cert, key] = &self.env.temporal_tls;
         Command::new(&self.env.temporal_cli)
             .args(args)
             .arg("--address")
             .arg(&self.env.temporal_address)
+            .args(["--tls-ca-path", ca, "--tls-cert-path", cert, "--tls-key-path", key])
+            .args(["--tls-server-name", "localhost"])
             .output()
             .expect("TB_TEMPORAL_CLI runs")
     }
 
     /// What the PostgreSQL side looks like, as a comparable value: role and its password hash,
-    /// databases with their oid and owner (a drop/recreate or password reset shows up).
+    /// the database with its oid and owner, its schema version (a drop/recreate, password reset or
+    /// schema rewrite shows up), and the visibility index's uuid in OpenSearch.
     fn pg_state(&self) -> String {
-        self.psql(&format!(
+        let pg = self.psql(&format!(
             "select coalesce((select rolname || ':' || coalesce(rolpassword, '') from pg_authid where rolname = '{r}'), 'no role') || ' ' || \
-             coalesce((select string_agg(datname || ':' || oid || ':' || pg_get_userbyid(datdba), ',' order by datname) from pg_database where datname in ('{d}', '{v}')), 'no db')",
+             coalesce((select string_agg(datname || ':' || oid || ':' || pg_get_userbyid(datdba), ',' order by datname) from pg_database where datname = '{d}'), 'no db')",
             r = self.role,
             d = self.db,
-            v = self.vis_db
-        ))
+        ));
+        format!("{pg} index:{}", self.index_uuid().unwrap_or_default())
+    }
+
+    /// The visibility index's uuid, None when it does not exist.
+    fn index_uuid(&self) -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "10"])
+            .arg(format!(
+                "{}/{}/_settings/index.uuid",
+                self.env.opensearch_url, self.index
+            ))
+            .output()
+            .expect("curl on PATH");
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v[&self.index]["settings"]["index"]["uuid"]
+            .as_str()
+            .map(str::to_string)
     }
 
     /// Modification times of every file under the pki and rules dirs.
@@ -252,7 +330,12 @@ impl Fixture {
     /// The end state of a clean run, checked against the services themselves.
     fn assert_converged(&self, why: &str) {
         // PostgreSQL: role logs in with the configured password and owns both databases.
-        for db in [&self.db, &self.vis_db] {
+        assert!(
+            self.index_uuid().is_some(),
+            "{why}: visibility index {} missing",
+            self.index
+        );
+        for db in [&self.db] {
             let owner = self.psql(&format!(
                 "select pg_get_userbyid(datdba) from pg_database where datname = '{db}'"
             ));
@@ -382,11 +465,6 @@ impl Drop for Fixture {
                 self.db
             ))
             .arg("-c")
-            .arg(format!(
-                "drop database if exists \"{}\" with (force)",
-                self.vis_db
-            ))
-            .arg("-c")
             .arg(format!("drop role if exists \"{}\"", self.role))
             .arg("-h")
             .arg(&self.env.pg_host)
@@ -397,6 +475,10 @@ impl Drop for Fixture {
             .arg("-d")
             .arg("postgres")
             .env("PGPASSWORD", &self.env.pg_admin_password)
+            .output();
+        let _ = Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", "--max-time", "10", "-X", "DELETE"])
+            .arg(format!("{}/{}", self.env.opensearch_url, self.index))
             .output();
     }
 }
@@ -704,7 +786,8 @@ fn temporal_unreachable_fails_cluster_and_skips_namespaces() {
     }
     assert_eq!(
         fx.pg_state().matches(&fx.role).count(),
-        3,
-        "role and both databases created"
+        2,
+        "role and database created"
     );
+    assert!(fx.index_uuid().is_some(), "visibility index created");
 }

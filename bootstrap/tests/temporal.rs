@@ -263,7 +263,7 @@ fn retention_secs(desc: &serde_json::Value) -> u64 {
 
 #[tokio::test]
 async fn fresh_registration_then_second_run_writes_nothing() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let (a, b) = (unique("fresh-a"), unique("fresh-b"));
@@ -377,7 +377,7 @@ async fn fresh_registration_then_second_run_writes_nothing() {
 
 #[tokio::test]
 async fn retention_and_description_drift_is_corrected() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let ns = unique("drift");
@@ -445,7 +445,7 @@ async fn retention_and_description_drift_is_corrected() {
 
 #[tokio::test]
 async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let ns = unique("mismatch");
@@ -528,7 +528,7 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
 
 #[tokio::test]
 async fn sql_cap_exceeded_is_refused_before_any_call() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let ns = unique("cap");
@@ -603,7 +603,7 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
 
 #[tokio::test]
 async fn reserved_names_are_refused_and_nothing_is_registered() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let ns = unique("reserved");
@@ -627,7 +627,7 @@ async fn reserved_names_are_refused_and_nothing_is_registered() {
 
 #[tokio::test]
 async fn twenty_namespaces_with_ten_attributes_each() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let prefix = unique("many");
@@ -693,7 +693,7 @@ async fn twenty_namespaces_with_ten_attributes_each() {
 
 #[tokio::test]
 async fn already_exists_is_handled() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     use temporal_bootstrap::temporal::proxy::ProxyEnv;
@@ -769,7 +769,7 @@ async fn already_exists_is_handled() {
 
 #[tokio::test]
 async fn shard_count_change_is_refused_with_exit_2() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let ns = unique("shards");
@@ -860,7 +860,7 @@ fn server_down_is_retried_then_reported_with_exit_1() {
 
 #[test]
 fn https_proxy_is_used_and_no_proxy_respected() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let Some(proxy) = required("TB_PROXY_URL") else {
@@ -1082,7 +1082,7 @@ http {{\n  access_log \"{d}/access.log\";\n  client_body_temp_path \"{d}/tmp/cb\
 
 #[test]
 fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
-    let Some(addr) = required("TB_TEMPORAL_ADDRESS") else {
+    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
         return;
     };
     let case = Case::new();

@@ -1,7 +1,8 @@
 //! `temporal-bootstrap upgrade plan|apply` through the real binary.
 //!
-//! Offline tests use `--from`; `real_dev_server_*` reads the running version from the real
-//! Temporal dev server (TB_TEMPORAL_HTTP_ADDRESS, see scripts/dev-services env).
+//! Offline tests use `--from`; `real_server_*` reads the running version from the real Temporal
+//! server of scripts/dev-services over its mTLS HTTP API (TB_TEMPORAL_HTTP_ADDRESS and the
+//! TB_TEMPORAL_TLS_* client certificate).
 //! The apply orchestration is tested against in-memory fakes in src/upgrade/apply.rs.
 
 use std::path::{Path, PathBuf};
@@ -28,16 +29,59 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The local example with another release and, optionally, another HTTP address / visibility.
-fn config(dir: &Path, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
+/// The local example at another release, on PostgreSQL visibility (the upgrade path from 1.27
+/// predates OpenSearch support, 1.30.1).
+fn example(version: &str) -> String {
     let base = std::fs::read_to_string(repo().join("examples/local.yaml")).unwrap();
-    let text = edit(base.replace(
-        "temporal_version: \"1.31.2\"",
+    let example_version = base
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("temporal_version: \""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("examples/local.yaml sets cluster.temporal_version")
+        .to_string();
+    let base = base.replace(
+        &format!("temporal_version: \"{example_version}\""),
         &format!("temporal_version: \"{version}\""),
-    ));
+    );
+    // The visibility block ends at the first blank line.
+    let start = base
+        .find("visibility:\n  elasticsearch:\n")
+        .expect("examples/local.yaml has Elasticsearch visibility");
+    let end = start + base[start..].find("\n\n").expect("blank line after visibility");
+    format!(
+        "{}visibility:\n  postgres:\n    database: temporal_visibility{}",
+        &base[..start],
+        &base[end..]
+    )
+}
+
+/// Drops `cluster.frontend.tls` (offline tests and plaintext addresses).
+fn without_tls(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_tls = false;
+    for line in text.lines() {
+        if line == "    tls:" {
+            in_tls = true;
+            continue;
+        }
+        if in_tls && line.starts_with("      ") {
+            continue;
+        }
+        in_tls = false;
+        out.push(line);
+    }
+    out.join("\n") + "\n"
+}
+
+fn write(dir: &Path, text: String) -> PathBuf {
     let p = dir.join("platform.yaml");
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// The example (see [`example`]) with a plaintext frontend, after `edit`.
+fn config(dir: &Path, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    write(dir, edit(without_tls(&example(version))))
 }
 
 fn run(args: &[&str], file: &Path) -> Output {
@@ -122,7 +166,7 @@ fn refusals_exit_2_and_say_what_to_do() {
             "target 1.31.2",
         ),
         (
-            &["upgrade", "plan", "--to", "1.32.0", "--from", "1.31.2"],
+            &["upgrade", "plan", "--to", "1.33.0", "--from", "1.32.2"],
             "not a release this bundle knows",
         ),
         (
@@ -218,7 +262,10 @@ fn apply_dry_run_changes_nothing_and_apply_stops_before_any_change_when_the_clus
 fn without_from_or_http_address_the_plan_says_what_to_set() {
     let dir = tempfile::tempdir().unwrap();
     let f = config(dir.path(), "1.29.7", |s| {
-        s.replace("    http_address: 127.0.0.1:57243\n", "")
+        s.lines()
+            .filter(|l| !l.trim_start().starts_with("http_address:"))
+            .map(|l| format!("{l}\n"))
+            .collect()
     });
     let out = run(&["upgrade", "plan", "--to", "1.31.2"], &f);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -243,13 +290,20 @@ fn an_unreachable_cluster_is_a_runtime_failure() {
     );
 }
 
-fn dev_server_http() -> Option<String> {
-    match std::env::var("TB_TEMPORAL_HTTP_ADDRESS") {
-        Ok(v) if !v.is_empty() => Some(v),
+/// The real server's HTTP API address and the stack's client certificate (CA, cert, key).
+fn real_server_http() -> Option<(String, [String; 3])> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        get("TB_TEMPORAL_HTTP_ADDRESS"),
+        get("TB_TEMPORAL_TLS_CA"),
+        get("TB_TEMPORAL_TLS_CERT"),
+        get("TB_TEMPORAL_TLS_KEY"),
+    ) {
+        (Some(a), Some(ca), Some(cert), Some(key)) => Some((a, [ca, cert, key])),
         _ => {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
-                    "TB_TEMPORAL_HTTP_ADDRESS is not set: run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
+                    "TB_TEMPORAL_HTTP_ADDRESS/TB_TEMPORAL_TLS_CA/TB_TEMPORAL_TLS_CERT/TB_TEMPORAL_TLS_KEY are not set: run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
                 );
             }
             eprintln!(
@@ -261,17 +315,23 @@ fn dev_server_http() -> Option<String> {
 }
 
 #[test]
-fn real_dev_server_version_is_read_over_http() {
-    let Some(addr) = dev_server_http() else {
+fn real_server_version_is_read_over_its_mtls_http_api() {
+    let Some((addr, [ca, cert, key])) = real_server_http() else {
         return;
     };
-    let addr = addr
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
     let dir = tempfile::tempdir().unwrap();
-    let f = config(dir.path(), "1.29.7", |s| {
+    let f = write(dir.path(), {
+        let s = example("1.29.7");
         s.replace("127.0.0.1:57243", &addr)
+            .replace("ca: ../.local/pki/ca-bundle.pem", &format!("ca: {ca}"))
+            .replace(
+                "cert: ../.local/pki/clients/temporal-bootstrap.pem",
+                &format!("cert: {cert}"),
+            )
+            .replace(
+                "key: ../.local/pki/clients/temporal-bootstrap-key.pem",
+                &format!("key: {key}"),
+            )
     });
     // 1.20.5 is older than any server this bundle can meet: the refusal names what runs.
     let out = run(&["upgrade", "plan", "--to", "1.20.5"], &f);
@@ -295,6 +355,10 @@ fn real_dev_server_version_is_read_over_http() {
     assert_eq!(doc["hops"], serde_json::json!([]));
     assert_eq!(
         doc["from_source"]["cluster"],
-        format!("http://{addr}/api/v1/system-info")
+        format!("https://{addr}/api/v1/system-info")
     );
+    // The stack runs the release it was built for.
+    if let Ok(release) = std::env::var("TB_TEMPORAL_VERSION") {
+        assert_eq!(running, release);
+    }
 }

@@ -4,6 +4,12 @@ Usage:
   CODEC_KEY_FILES=k1=keys/k1.key python worker.py --address 127.0.0.1:7233 \
       --namespace default --workflow-id demo-1 --input "card 4111-1111"
 
+With mTLS (the client certificate issued for this worker by `temporal-bootstrap certs issue`):
+  --tls-ca pki/ca-bundle.pem --tls-cert pki/clients/payments-worker.pem \
+  --tls-key pki/clients/payments-worker-key.pem [--tls-server-name temporal-frontend]
+Custom search attributes of type Keyword set when the workflow starts (defined beforehand in
+platform.yaml `namespaces[].search_attributes`): --keyword CustomerId=c-42 (repeatable).
+
 The workflow's input, the activity's input and output and the workflow's result are all encrypted
 before they leave this process; the Temporal server only stores ciphertext.
 """
@@ -21,6 +27,8 @@ from datetime import timedelta
 import temporalio.converter
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
 # The workflow sandbox re-imports this module; the codec (and `cryptography`, a native extension)
@@ -50,13 +58,36 @@ async def main() -> None:
     ap.add_argument("--task-queue", default=f"encrypted-{uuid.uuid4().hex[:8]}")
     ap.add_argument("--workflow-id", default=f"encrypted-{uuid.uuid4().hex[:8]}")
     ap.add_argument("--input", default="hello, encrypted world")
+    ap.add_argument("--tls-ca", help="CA bundle (PEM) of the frontend certificate")
+    ap.add_argument("--tls-cert", help="client certificate (PEM) for mTLS")
+    ap.add_argument("--tls-key", help="client private key (PEM) for mTLS")
+    ap.add_argument("--tls-server-name", help="name expected in the frontend certificate")
+    ap.add_argument("--keyword", action="append", default=[], metavar="NAME=VALUE",
+                    help="a Keyword search attribute set at start (repeatable)")
     args = ap.parse_args()
+
+    tls: TLSConfig | bool = False
+    if args.tls_ca or args.tls_cert or args.tls_key:
+        if not (args.tls_ca and args.tls_cert and args.tls_key):
+            ap.error("--tls-ca, --tls-cert and --tls-key go together")
+        tls = TLSConfig(
+            server_root_ca_cert=open(args.tls_ca, "rb").read(),
+            client_cert=open(args.tls_cert, "rb").read(),
+            client_private_key=open(args.tls_key, "rb").read(),
+            domain=args.tls_server_name,
+        )
+    pairs = []
+    for item in args.keyword:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            ap.error(f"--keyword {item!r}: expected NAME=VALUE")
+        pairs.append(SearchAttributePair(SearchAttributeKey.for_keyword(name), value))
 
     converter = dataclasses.replace(
         temporalio.converter.default(), payload_codec=EncryptionCodec.from_env()
     )
     client = await Client.connect(
-        args.address, namespace=args.namespace, data_converter=converter
+        args.address, namespace=args.namespace, data_converter=converter, tls=tls
     )
     async with Worker(
         client,
@@ -69,6 +100,7 @@ async def main() -> None:
             args.input,
             id=args.workflow_id,
             task_queue=args.task_queue,
+            search_attributes=TypedSearchAttributes(pairs),
         )
     print(result)
 
