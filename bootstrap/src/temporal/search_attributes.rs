@@ -2,7 +2,9 @@
 //!
 //! Flow: GetClusterInfo (visibility store) -> ListSearchAttributes per namespace -> refuse type
 //! mismatches and SQL per-type caps for ALL namespaces before any write -> per namespace ONE
-//! AddSearchAttributes call with every missing name -> poll ListSearchAttributes until all are
+//! AddSearchAttributes call with every missing name (with Elasticsearch visibility, where
+//! attributes are cluster-wide, each name is added once, through the first namespace that
+//! declares it) -> poll ListSearchAttributes until all are
 //! visible with the right type (bounded by [`super::SEARCH_ATTRIBUTES_VISIBLE_TIMEOUT`]).
 //!
 //! Guarantees: a type mismatch or an exceeded cap is refused (exit 2) and nothing is written,
@@ -361,6 +363,11 @@ impl SearchAttributesStep {
         // would be concurrent updates of one index mapping, so go one at a time there.
         let limit = if sql { APPLY_CONCURRENCY } else { 1 };
         let timeout = self.visible_timeout;
+        let plans = if sql {
+            plans
+        } else {
+            add_once_cluster_wide(plans)
+        };
         let todo: Vec<NamespacePlan> = plans
             .into_iter()
             .filter(|p| !p.missing.is_empty())
@@ -380,6 +387,17 @@ impl SearchAttributesStep {
         }
         Ok(report)
     }
+}
+
+/// With cluster-wide attributes (Elasticsearch), an attribute added through one namespace is
+/// there for all: only the first namespace that declares it adds it (one AddSearchAttributes
+/// call instead of one per namespace for the same mapping change).
+fn add_once_cluster_wide(mut plans: Vec<NamespacePlan>) -> Vec<NamespacePlan> {
+    let mut added = BTreeSet::new();
+    for p in &mut plans {
+        p.missing.retain(|name, _| added.insert(name.clone()));
+    }
+    plans
 }
 
 impl Default for SearchAttributesStep {
@@ -505,6 +523,27 @@ mod tests {
             plan.iter()
                 .any(|c| c.resource == "search attribute orders/Priority")
         );
+    }
+
+    #[test]
+    fn cluster_wide_attributes_are_added_through_the_first_namespace_only() {
+        let plan = |ns: &str, names: &[&str]| NamespacePlan {
+            namespace: ns.into(),
+            exists: true,
+            missing: names.iter().map(|n| (n.to_string(), Keyword)).collect(),
+            wanted: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        };
+        let out = add_once_cluster_wide(vec![
+            plan("a", &["X", "Y"]),
+            plan("b", &["X", "Z"]),
+            plan("c", &["Y"]),
+        ]);
+        let missing: Vec<Vec<&str>> = out
+            .iter()
+            .map(|p| p.missing.keys().map(String::as_str).collect())
+            .collect();
+        assert_eq!(missing, [vec!["X", "Y"], vec!["Z"], vec![]]);
     }
 
     #[test]
