@@ -283,6 +283,13 @@ fn looks_like_certificate_problem(msg: &str) -> bool {
     .any(|k| m.contains(k))
 }
 
+/// A TLS 1.3 server that refuses the client certificate sends its alert after the client has
+/// finished the handshake: the client only sees the connection end.
+fn closed_after_handshake(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("connection closed") || m.contains("connection reset")
+}
+
 fn status_text(s: &Status) -> String {
     let mut msg = s.message().to_string();
     if let Some(src) = std::error::Error::source(s) {
@@ -304,6 +311,14 @@ fn tls_hint(msg: &str, tls: bool) -> String {
     if tls && msg.contains("400 Bad Request") {
         return format!(
             "the frontend answered HTTP 400 Bad Request instead of gRPC; a TLS-terminating front such as nginx does this when the client certificate is missing or not signed by the CA it trusts: set cluster.frontend.tls.cert and .key to a client certificate issued by the frontend's client CA (raw error: {msg})"
+        );
+    }
+    if tls && closed_after_handshake(msg) {
+        return format!(
+            "{msg} (hint: the frontend closed the TLS connection right after the handshake; with TLS 1.3 \
+             this is how a server with requireClientAuth (the Temporal server's frontend mTLS) refuses a \
+             missing client certificate, or one not signed by a CA it trusts: set cluster.frontend.tls.cert \
+             and .key to a client certificate issued by the frontend's client CA)"
         );
     }
     if looks_like_certificate_problem(msg) {
@@ -758,6 +773,18 @@ mod tests {
         }
         assert_eq!(from_indexed_value_type(0), None);
         assert_eq!(from_indexed_value_type(99), None);
+    }
+
+    #[test]
+    fn a_connection_closed_after_the_tls_handshake_points_at_the_client_certificate() {
+        // What tonic reports when the real Temporal frontend (Go, TLS 1.3, requireClientAuth)
+        // refuses the client certificate.
+        let raw = "GetSystemInfo: Cancelled: operation was canceled: transport error: operation was canceled: connection closed";
+        let hinted = tls_hint(raw, true);
+        assert!(hinted.starts_with(raw), "{hinted}");
+        assert!(hinted.contains("client certificate") && hinted.contains("cluster.frontend.tls.cert"));
+        // Plaintext: no TLS hint.
+        assert_eq!(tls_hint(raw, false), raw);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use api::{
     mutating_calls, total_mutating_calls,
 };
 pub use cluster::{ClusterStep, check_history_shards, expected_history_shards};
-pub use grpc::{ConnectSettings, GrpcTemporal};
+pub use grpc::{ConnectSettings, GrpcTemporal, TlsMaterial};
 pub use namespaces::NamespacesStep;
 pub use retry::RetryPolicy;
 pub use search_attributes::SearchAttributesStep;
