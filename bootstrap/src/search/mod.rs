@@ -85,7 +85,7 @@ impl From<SearchError> for StepError {
 }
 
 /// The supported servers, for messages.
-pub const SUPPORTED: &str = "Elasticsearch 7.x, 8.x, 9.x and OpenSearch 2.x";
+pub const SUPPORTED: &str = "Elasticsearch 7.x, 8.x, 9.x and OpenSearch 2.x, 3.x";
 
 /// What `GET /` told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +137,8 @@ pub fn parse_server_info(body: &Value) -> Result<ServerInfo, SearchError> {
     };
     let ok = match flavor {
         SearchFlavor::Elasticsearch => (7..=9).contains(&major),
-        SearchFlavor::Opensearch => major == 2,
+        // Temporal supports OpenSearch 2 and 3 (server 1.30.1+; its own CI runs 3).
+        SearchFlavor::Opensearch => (2..=3).contains(&major),
     };
     if !ok {
         return Err(SearchError::Unsupported(format!(
@@ -764,8 +765,8 @@ mod tests {
                 "OpenSearch 1.3.19",
             ),
             (
-                json!({"version": {"distribution": "opensearch", "number": "3.0.0"}}),
-                "OpenSearch 3.0.0",
+                json!({"version": {"distribution": "opensearch", "number": "4.0.0"}}),
+                "OpenSearch 4.0.0",
             ),
         ] {
             let err = parse_server_info(&body).unwrap_err().to_string();
