@@ -1,12 +1,18 @@
-//! Integration tests of the `temporal` adapter and its steps against the real Temporal dev server
-//! (scripts/dev-services): TB_TEMPORAL_ADDRESS, TB_TEMPORAL_CLI (independent verification with
-//! the official `temporal` CLI), TB_PROXY_URL (tinyproxy, HTTP CONNECT). The mTLS test starts its
-//! own nginx (Debian nginx-light) on a free port with certificates it issues with rcgen, so it
-//! never disturbs the shared nginx of `scripts/dev-services mtls`.
+//! Integration tests of the `temporal` adapter and its steps against the real Temporal server of
+//! `scripts/dev-services` (built from go.temporal.io/server, PostgreSQL persistence, OpenSearch
+//! visibility, frontend mTLS with `requireClientAuth`): TB_TEMPORAL_ADDRESS and the stack's client
+//! certificate TB_TEMPORAL_TLS_CA/CERT/KEY, TB_TEMPORAL_CLI (independent verification with the
+//! official `temporal` CLI over the same mTLS), TB_PROXY_URL (tinyproxy, HTTP CONNECT).
 //!
-//! Each test uses its own namespace names, so tests run in parallel against one server and can be
-//! re-run without cleaning up. Without the variables the tests print "skipped" and pass, except
-//! with CI=true where they fail.
+//! One test needs SQL visibility, whose per-type caps do not exist on OpenSearch: it runs on the
+//! plaintext dev server (TB_DEVSERVER_ADDRESS, SQLite visibility, the same per-namespace caps as
+//! PostgreSQL visibility).
+//!
+//! On OpenSearch, custom search attributes are cluster-wide: each test uses attribute names of its
+//! own with the same type in every run, or names unique to the run, so tests run in parallel and
+//! can be re-run without cleaning up. Every attribute the tests add is proven usable by a
+//! `temporal workflow list --query` that filters on it. Without the variables the tests print
+//! "skipped" and pass, except with CI=true where they fail.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,8 @@ use temporal_bootstrap::reconcile::{
 use temporal_bootstrap::temporal::mutating_calls;
 
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
+/// `--only` for CLI runs: the steps that talk to Temporal (the configs carry no schema folders).
+const TEMPORAL_STEPS: &str = "cluster,namespaces,search-attributes";
 const STEPS: [StepName; 3] = [
     StepName::Cluster,
     StepName::Namespaces,
@@ -60,19 +68,197 @@ fn unique(tag: &str) -> String {
     format!("tbt-{tag}-{}-{:x}", std::process::id(), nanos % 0xffff_ffff)
 }
 
-/// platform.yaml with the given frontend block and namespaces (YAML list items).
+/// platform.yaml with the given frontend block, shard count and namespaces (YAML list items),
+/// on SQL visibility (SQLite). Only the cluster, namespaces and search-attributes steps run in
+/// these tests.
 fn config_text(frontend: &str, shards: &str, namespaces: &str) -> String {
+    config_with_visibility(frontend, shards, "sqlite: { path: dev.db }", namespaces)
+}
+
+fn config_with_visibility(frontend: &str, shards: &str, visibility: &str, namespaces: &str) -> String {
     format!(
-        "cluster:\n  name: it\n  temporal_version: \"1.31.2\"\n  environment: development\n  frontend:\n{frontend}\n\
+        "cluster:\n  name: it\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n{frontend}\n\
 capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n  history_shards: {shards}\n\
 persistence:\n  sqlite: {{ path: dev.db }}\n\
-visibility:\n  sqlite: {{ path: dev.db }}\n\
+visibility:\n  {visibility}\n\
 namespaces:\n{namespaces}"
     )
 }
 
 fn plain_frontend(address: &str) -> String {
     format!("    address: {address}")
+}
+
+/// A Temporal server the tests talk to, and how to reach it.
+struct Server {
+    address: String,
+    /// CA bundle, client certificate and key; None for the plaintext dev server.
+    tls: Option<[String; 3]>,
+    /// The cluster's history shard count, as GetClusterInfo reports it.
+    shards: u64,
+    /// Custom search attributes are cluster-wide (Elasticsearch/OpenSearch visibility).
+    cluster_wide: bool,
+    /// The `visibility:` entry of platform.yaml that matches the server's store.
+    visibility: String,
+}
+
+/// The stack's real server over mTLS.
+fn real_server() -> Option<Server> {
+    let address = required("TB_TEMPORAL_ADDRESS")?;
+    let tls = [
+        required("TB_TEMPORAL_TLS_CA")?,
+        required("TB_TEMPORAL_TLS_CERT")?,
+        required("TB_TEMPORAL_TLS_KEY")?,
+    ];
+    Some(Server::ask(address, Some(tls)))
+}
+
+/// The plaintext dev server (SQLite: SQL visibility and its per-namespace caps).
+fn dev_server() -> Option<Server> {
+    Some(Server::ask(required("TB_DEVSERVER_ADDRESS")?, None))
+}
+
+impl Server {
+    fn ask(address: String, tls: Option<[String; 3]>) -> Self {
+        let mut s = Server {
+            address,
+            tls,
+            shards: 0,
+            cluster_wide: false,
+            visibility: "sqlite: { path: dev.db }".into(),
+        };
+        let o = s.temporal(&["operator", "cluster", "describe", "-o", "json"]);
+        assert!(o.status.success(), "cluster describe: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        s.shards = v["historyShardCount"].as_u64().unwrap();
+        s.cluster_wide = v["visibilityStore"] == "elasticsearch";
+        if s.cluster_wide {
+            let url = required("TB_OPENSEARCH_URL").unwrap_or_else(|| "http://127.0.0.1:59200".into());
+            s.visibility = format!(
+                "elasticsearch: {{ url: \"{url}\", flavor: opensearch, index: temporal_visibility_v1_dev }}"
+            );
+        }
+        s
+    }
+
+    /// The `frontend:` lines of platform.yaml (the stack's client certificate when TLS).
+    fn frontend(&self) -> String {
+        match &self.tls {
+            None => plain_frontend(&self.address),
+            Some([ca, cert, key]) => format!(
+                "    address: {}\n    tls: {{ ca: {ca}, cert: {cert}, key: {key}, server_name: localhost }}",
+                self.address
+            ),
+        }
+    }
+
+    /// platform.yaml for this server with its own shard count.
+    fn config(&self, namespaces: &str) -> String {
+        config_with_visibility(
+            &self.frontend(),
+            &self.shards.to_string(),
+            &self.visibility,
+            namespaces,
+        )
+    }
+
+    /// The official CLI against this server.
+    fn temporal(&self, args: &[&str]) -> Output {
+        let bin = std::env::var("TB_TEMPORAL_CLI").unwrap_or_else(|_| "temporal".into());
+        let mut c = Command::new(&bin);
+        c.args(["--address", &self.address]);
+        if let Some([ca, cert, key]) = &self.tls {
+            c.args(["--tls-ca-path", ca, "--tls-cert-path", cert, "--tls-key-path", key])
+                .args(["--tls-server-name", "localhost"]);
+        }
+        c.args(args)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {bin} (set TB_TEMPORAL_CLI): {e}"))
+    }
+
+    fn temporal_ok(&self, args: &[&str]) {
+        let o = self.temporal(args);
+        assert!(o.status.success(), "temporal {args:?}: {}", text(&o));
+    }
+
+    /// `temporal operator namespace describe -o json`, None when it does not exist.
+    fn describe(&self, ns: &str) -> Option<serde_json::Value> {
+        let o = self.temporal(&["operator", "namespace", "describe", "-n", ns, "-o", "json"]);
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+            assert!(
+                err.contains("not found") || err.contains("notfound"),
+                "describe {ns}: {}",
+                text(&o)
+            );
+            return None;
+        }
+        Some(serde_json::from_slice(&o.stdout).unwrap())
+    }
+
+    /// Custom attributes of `ns` as the server lists them: name -> type (Keyword...). On
+    /// Elasticsearch visibility that is every attribute of the cluster.
+    fn attributes(&self, ns: &str) -> BTreeMap<String, String> {
+        let o = self.temporal(&["operator", "search-attribute", "list", "-n", ns, "-o", "json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["customAttributes"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, t)| {
+                        let t = t
+                            .as_str()
+                            .unwrap_or_default()
+                            .trim_start_matches("INDEXED_VALUE_TYPE_");
+                        (k.clone(), normalise_type(t))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The listed types of `names` only (absent names are left out).
+    fn attributes_of(&self, ns: &str, names: &[&str]) -> BTreeMap<String, String> {
+        self.attributes(ns)
+            .into_iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .collect()
+    }
+
+    /// Proves an attribute usable: a visibility query filtering on it is accepted. Each frontend
+    /// caches the attribute list for up to 60 s (the server's `cacheRefreshInterval`), so a
+    /// just-added attribute may be refused by queries until then, although ListSearchAttributes
+    /// already shows it: retry for 75 s.
+    fn assert_queryable(&self, ns: &str, name: &str, ty: &str) {
+        let clause = match ty {
+            "Int" => format!("{name} = 1"),
+            "Double" => format!("{name} = 1.5"),
+            "Bool" => format!("{name} = true"),
+            "Datetime" => format!("{name} > \"2020-01-01T00:00:00Z\""),
+            _ => format!("{name} = \"probe\""),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(75);
+        loop {
+            let o = self.temporal(&["workflow", "list", "-n", ns, "--query", &clause, "-o", "json"]);
+            if o.status.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "visibility query `{clause}` in {ns} refused for 75 s: {}",
+                text(&o)
+            );
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+/// A tag for names that only allow letters, digits and `_` (search attributes).
+fn word(tag: &str) -> String {
+    unique(tag).replace('-', "_")
 }
 
 struct Case {
@@ -169,73 +355,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The official CLI, for independent checks.
-fn temporal(address: &str, args: &[&str]) -> Output {
-    let bin = std::env::var("TB_TEMPORAL_CLI").unwrap_or_else(|_| "temporal".into());
-    Command::new(&bin)
-        .args(["--address", address])
-        .args(args)
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin} (set TB_TEMPORAL_CLI): {e}"))
-}
-
-fn temporal_ok(address: &str, args: &[&str]) {
-    let o = temporal(address, args);
-    assert!(o.status.success(), "temporal {args:?}: {}", text(&o));
-}
-
-/// `temporal operator namespace describe -o json`, None when it does not exist.
-fn describe(address: &str, ns: &str) -> Option<serde_json::Value> {
-    let o = temporal(
-        address,
-        &["operator", "namespace", "describe", "-n", ns, "-o", "json"],
-    );
-    if !o.status.success() {
-        let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
-        assert!(
-            err.contains("not found") || err.contains("notfound"),
-            "describe {ns}: {}",
-            text(&o)
-        );
-        return None;
-    }
-    Some(serde_json::from_slice(&o.stdout).unwrap())
-}
-
-/// `temporal operator search-attribute list -o json`: custom attributes, name -> type (Keyword...).
-fn attributes(address: &str, ns: &str) -> BTreeMap<String, String> {
-    let o = temporal(
-        address,
-        &[
-            "operator",
-            "search-attribute",
-            "list",
-            "-n",
-            ns,
-            "-o",
-            "json",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["customAttributes"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, t)| {
-                    let t = t
-                        .as_str()
-                        .unwrap_or_default()
-                        .trim_start_matches("INDEXED_VALUE_TYPE_");
-                    (k.clone(), normalise_type(t))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn normalise_type(t: &str) -> String {
     match t {
         "KEYWORD" => "Keyword",
@@ -263,18 +382,21 @@ fn retention_secs(desc: &serde_json::Value) -> u64 {
 
 #[tokio::test]
 async fn fresh_registration_then_second_run_writes_nothing() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
     let (a, b) = (unique("fresh-a"), unique("fresh-b"));
+    // Attribute names of this run: on OpenSearch they are cluster-wide, and the count of
+    // AddSearchAttributes calls below needs them to be new.
+    let tag = word("").trim_start_matches("tbt_").to_string();
+    let [customer, priority, total, paid] =
+        ["CustomerId", "Priority", "Total", "Paid"].map(|n| format!("{n}{tag}"));
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(
-            &plain_frontend(&addr),
-            "1",
+        &srv.config(
             &format!(
-                "  - name: {a}\n    retention: 3d\n    description: Orders of the shop\n    owner_email: shop@example.com\n    data: {{ team: shop, tier: gold }}\n    search_attributes: {{ CustomerId: Keyword, Priority: Int, Total: Double, Paid: Bool }}\n  - name: {b}\n    retention: 1d\n"
+                "  - name: {a}\n    retention: 3d\n    description: Orders of the shop\n    owner_email: shop@example.com\n    data: {{ team: shop, tier: gold }}\n    search_attributes: {{ {customer}: Keyword, {priority}: Int, {total}: Double, {paid}: Bool }}\n  - name: {b}\n    retention: 1d\n"
             ),
         ),
     );
@@ -327,7 +449,7 @@ async fn fresh_registration_then_second_run_writes_nothing() {
         "{}",
         text(&dry)
     );
-    assert!(describe(&addr, &a).is_none(), "dry run must not register");
+    assert!(srv.describe(&a).is_none(), "dry run must not register");
 
     // apply
     let applied = run(&cfg, Mode::Apply).await;
@@ -344,24 +466,27 @@ async fn fresh_registration_then_second_run_writes_nothing() {
     assert_eq!((mutating_calls(&a), mutating_calls(&b)), (2, 1));
 
     // independent check with the official CLI
-    let d = describe(&addr, &a).expect("registered");
+    let d = srv.describe(&a).expect("registered");
     assert_eq!(retention_secs(&d), 3 * 86_400);
     assert_eq!(d["namespaceInfo"]["description"], "Orders of the shop");
     assert_eq!(d["namespaceInfo"]["ownerEmail"], "shop@example.com");
     assert_eq!(d["namespaceInfo"]["data"]["team"], "shop");
     assert_eq!(d["namespaceInfo"]["data"]["tier"], "gold");
-    assert_eq!(retention_secs(&describe(&addr, &b).unwrap()), 86_400);
-    let attrs = attributes(&addr, &a);
+    assert_eq!(retention_secs(&srv.describe(&b).unwrap()), 86_400);
+    let attrs = srv.attributes_of(&a, &[&customer, &priority, &total, &paid]);
     let want: BTreeMap<String, String> = [
-        ("CustomerId", "Keyword"),
-        ("Priority", "Int"),
-        ("Total", "Double"),
-        ("Paid", "Bool"),
+        (&customer, "Keyword"),
+        (&priority, "Int"),
+        (&total, "Double"),
+        (&paid, "Bool"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     assert_eq!(attrs, want);
+    for (name, ty) in &want {
+        srv.assert_queryable(&a, name, ty);
+    }
 
     // second run: converged, no mutating RPC at all
     let again = run(&cfg, Mode::Apply).await;
@@ -377,24 +502,20 @@ async fn fresh_registration_then_second_run_writes_nothing() {
 
 #[tokio::test]
 async fn retention_and_description_drift_is_corrected() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
     let ns = unique("drift");
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(
-            &plain_frontend(&addr),
-            "1",
-            &format!("  - name: {ns}\n    retention: 3d\n    description: managed\n"),
-        ),
+        &srv.config(&format!(
+            "  - name: {ns}\n    retention: 3d\n    description: managed\n"
+        )),
     );
     assert_no_failure(&run(&cfg, Mode::Apply).await);
     // Someone changes it by hand with the official CLI.
-    temporal_ok(
-        &addr,
-        &[
+    srv.temporal_ok(&[
             "operator",
             "namespace",
             "update",
@@ -408,7 +529,7 @@ async fn retention_and_description_drift_is_corrected() {
             "extra=1",
         ],
     );
-    assert_eq!(retention_secs(&describe(&addr, &ns).unwrap()), 2 * 86_400);
+    assert_eq!(retention_secs(&srv.describe(&ns).unwrap()), 2 * 86_400);
 
     let before = mutating_calls(&ns);
     let planned = run(&cfg, Mode::Plan).await;
@@ -437,7 +558,7 @@ async fn retention_and_description_drift_is_corrected() {
 
     assert_no_failure(&run(&cfg, Mode::Apply).await);
     assert_eq!(mutating_calls(&ns), before + 1, "one UpdateNamespace");
-    let d = describe(&addr, &ns).unwrap();
+    let d = srv.describe(&ns).unwrap();
     assert_eq!(retention_secs(&d), 3 * 86_400);
     assert_eq!(d["namespaceInfo"]["description"], "managed");
     assert_eq!(d["namespaceInfo"]["data"]["extra"], "1", "never removed");
@@ -445,14 +566,14 @@ async fn retention_and_description_drift_is_corrected() {
 
 #[tokio::test]
 async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
+    // Names of this test only: on OpenSearch attributes are cluster-wide, and MismatchPriority is
+    // Keyword in every run.
     let ns = unique("mismatch");
     let other = unique("mismatch-other");
-    temporal_ok(
-        &addr,
-        &[
+    srv.temporal_ok(&[
             "operator",
             "namespace",
             "create",
@@ -462,16 +583,14 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
             "72h",
         ],
     );
-    temporal_ok(
-        &addr,
-        &[
+    srv.temporal_ok(&[
             "operator",
             "search-attribute",
             "create",
             "-n",
             &ns,
             "--name",
-            "Priority",
+            "MismatchPriority",
             "--type",
             "Keyword",
         ],
@@ -479,13 +598,9 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(
-            &plain_frontend(&addr),
-            "1",
-            &format!(
-                "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ Priority: Int, Region: Keyword }}\n  - name: {other}\n    retention: 3d\n    search_attributes: {{ Region: Keyword }}\n"
-            ),
-        ),
+        &srv.config(&format!(
+            "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ MismatchPriority: Int, MismatchRegion: Keyword }}\n  - name: {other}\n    retention: 3d\n    search_attributes: {{ MismatchRegion: Keyword }}\n"
+        )),
     );
     // Only search-attributes: the other namespace does not exist, so nothing at all may be written.
     let o = cli(
@@ -501,18 +616,21 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
     for want in [
-        "`Priority`",
+        "`MismatchPriority`",
         "exists as Keyword",
         "declares Int",
         "can never change",
-        "Priority: Keyword",
+        "MismatchPriority: Keyword",
     ] {
         assert!(out.contains(want), "{want} missing: {out}");
     }
-    let attrs = attributes(&addr, &ns);
-    assert_eq!(attrs.get("Priority").map(String::as_str), Some("Keyword"));
+    let attrs = srv.attributes(&ns);
+    assert_eq!(
+        attrs.get("MismatchPriority").map(String::as_str),
+        Some("Keyword")
+    );
     assert!(
-        !attrs.contains_key("Region"),
+        !attrs.contains_key("MismatchRegion"),
         "nothing may be added: {attrs:?}"
     );
 
@@ -528,13 +646,13 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
 
 #[tokio::test]
 async fn sql_cap_exceeded_is_refused_before_any_call() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    // SQL visibility caps custom attributes per namespace and type; OpenSearch (the stack's
+    // visibility) has no such cap, so this runs on the dev server's SQLite visibility.
+    let Some(srv) = dev_server() else {
         return;
     };
     let ns = unique("cap");
-    temporal_ok(
-        &addr,
-        &[
+    srv.temporal_ok(&[
             "operator",
             "namespace",
             "create",
@@ -545,9 +663,7 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
         ],
     );
     for name in ["Legacy1", "Legacy2", "Legacy3"] {
-        temporal_ok(
-            &addr,
-            &[
+        srv.temporal_ok(&[
                 "operator",
                 "search-attribute",
                 "create",
@@ -563,11 +679,7 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(
-            &plain_frontend(&addr),
-            "1",
-            &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ Priority: Int, Region: Keyword }}\n"),
-        ),
+        &srv.config(&format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ Priority: Int, Region: Keyword }}\n")),
     );
     install_crypto();
     let reports = reconcile::run(&context(&cfg), Mode::Apply, &[StepName::SearchAttributes]).await;
@@ -582,7 +694,7 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
         assert!(msg.contains(want), "{want} missing: {msg}");
     }
     assert_eq!(mutating_calls(&ns), 0, "refused before any call");
-    let attrs = attributes(&addr, &ns);
+    let attrs = srv.attributes(&ns);
     assert!(
         !attrs.contains_key("Priority") && !attrs.contains_key("Region"),
         "{attrs:?}"
@@ -603,7 +715,7 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
 
 #[tokio::test]
 async fn reserved_names_are_refused_and_nothing_is_registered() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
     let ns = unique("reserved");
@@ -611,15 +723,15 @@ async fn reserved_names_are_refused_and_nothing_is_registered() {
     for attr in ["WorkflowId", "TemporalScheduledById"] {
         let cfg = case.write(
             "platform.yaml",
-            &config_text(&plain_frontend(&addr), "1", &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {attr}: Keyword }}\n")),
+            &srv.config(&format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {attr}: Keyword }}\n")),
         );
-        let o = cli(&["apply", "-f", cfg.to_str().unwrap()], &[]);
+        let o = cli(&["apply", "-f", cfg.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("reserved") && err.contains(attr), "{err}");
     }
     assert!(
-        describe(&addr, &ns).is_none(),
+        srv.describe(&ns).is_none(),
         "the namespace must not be registered either"
     );
     assert_eq!(mutating_calls(&ns), 0);
@@ -627,12 +739,14 @@ async fn reserved_names_are_refused_and_nothing_is_registered() {
 
 #[tokio::test]
 async fn twenty_namespaces_with_ten_attributes_each() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
     let prefix = unique("many");
-    // Within the SQL caps: Keyword 10, every other type 3.
-    let attrs: [(&str, &str); 10] = [
+    // Names of this run only (cluster-wide on OpenSearch), with the SQL caps' shape: Keyword 10,
+    // every other type 3.
+    let tag = word("").trim_start_matches("tbt_").to_string();
+    let attrs: Vec<(String, &str)> = [
         ("CustomerId", "Keyword"),
         ("OrderId", "Keyword"),
         ("Region", "Keyword"),
@@ -643,7 +757,10 @@ async fn twenty_namespaces_with_ten_attributes_each() {
         ("Paid", "Bool"),
         ("DueAt", "Datetime"),
         ("Tags", "KeywordList"),
-    ];
+    ]
+    .into_iter()
+    .map(|(n, t)| (format!("{n}{tag}"), t))
+    .collect();
     let names: Vec<String> = (0..20).map(|i| format!("{prefix}-{i:02}")).collect();
     let sa = attrs
         .iter()
@@ -655,10 +772,7 @@ async fn twenty_namespaces_with_ten_attributes_each() {
         .map(|n| format!("  - name: {n}\n    retention: 2d\n    search_attributes: {{ {sa} }}\n"))
         .collect();
     let case = Case::new();
-    let cfg = case.write(
-        "platform.yaml",
-        &config_text(&plain_frontend(&addr), "1", &list),
-    );
+    let cfg = case.write("platform.yaml", &srv.config(&list));
     let reports = run(&cfg, Mode::Apply).await;
     assert_no_failure(&reports);
     let created = report(&reports, StepName::SearchAttributes)
@@ -675,36 +789,77 @@ async fn twenty_namespaces_with_ten_attributes_each() {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    let wanted_names: Vec<&str> = attrs.iter().map(|(n, _)| n.as_str()).collect();
+    // One RegisterNamespace each; the attributes are cluster-wide on OpenSearch, so one
+    // AddSearchAttributes in all (through the first namespace), one per namespace on SQL.
+    let adds: u64 = names.iter().map(|n| mutating_calls(n) - 1).sum();
+    assert_eq!(adds, if srv.cluster_wide { 1 } else { 20 });
     for n in &names {
-        assert_eq!(mutating_calls(n), 2, "{n}: one register + one add");
-        assert_eq!(attributes(&addr, n), want, "{n}");
-        assert_eq!(retention_secs(&describe(&addr, n).unwrap()), 2 * 86_400);
+        assert_eq!(srv.attributes_of(n, &wanted_names), want, "{n}");
+        assert_eq!(retention_secs(&srv.describe(n).unwrap()), 2 * 86_400);
+    }
+    for (name, ty) in &attrs {
+        srv.assert_queryable(&names[19], name, ty);
     }
     let again = run(&cfg, Mode::Apply).await;
     assert_no_failure(&again);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     assert_converged(&again, StepName::Namespaces, &refs);
     assert_converged(&again, StepName::SearchAttributes, &refs);
-    assert!(
-        names.iter().all(|n| mutating_calls(n) == 2),
-        "second run wrote"
+    let total: u64 = names.iter().map(|n| mutating_calls(n)).sum();
+    assert_eq!(total, 20 + adds, "second run wrote");
+}
+
+/// OpenSearch visibility has no per-type cap: more Keyword and Int attributes than SQL
+/// visibility allows in one namespace are added, and every one answers a query.
+#[tokio::test]
+async fn opensearch_attributes_are_not_capped() {
+    let Some(srv) = real_server() else {
+        return;
+    };
+    if !srv.cluster_wide {
+        panic!("the stack's server should run Elasticsearch/OpenSearch visibility");
+    }
+    let ns = unique("nocap");
+    let tag = word("").trim_start_matches("tbt_").to_string();
+    let mut attrs: Vec<(String, &str)> = (0..12)
+        .map(|i| (format!("Kw{i:02}{tag}"), "Keyword"))
+        .collect();
+    attrs.extend((0..4).map(|i| (format!("Num{i}{tag}"), "Int")));
+    let sa = attrs
+        .iter()
+        .map(|(n, t)| format!("{n}: {t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let case = Case::new();
+    let cfg = case.write(
+        "platform.yaml",
+        &srv.config(&format!(
+            "  - name: {ns}\n    retention: 1d\n    search_attributes: {{ {sa} }}\n"
+        )),
     );
+    assert_no_failure(&run(&cfg, Mode::Apply).await);
+    let names: Vec<&str> = attrs.iter().map(|(n, _)| n.as_str()).collect();
+    let got = srv.attributes_of(&ns, &names);
+    assert_eq!(got.len(), 16, "{got:?}");
+    for (name, ty) in &attrs {
+        assert_eq!(got[name.as_str()], *ty);
+        srv.assert_queryable(&ns, name, ty);
+    }
 }
 
 #[tokio::test]
 async fn already_exists_is_handled() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
     use temporal_bootstrap::temporal::proxy::ProxyEnv;
     use temporal_bootstrap::temporal::{
-        ConnectSettings, GrpcTemporal, NamespaceSpec, RetryPolicy, TemporalApi,
+        ConnectSettings, GrpcTemporal, NamespaceSpec, RetryPolicy, TemporalApi, TlsMaterial,
     };
     // The adapter maps the real server's ALREADY_EXISTS to "exists already".
     let ns = unique("exists");
-    temporal_ok(
-        &addr,
-        &[
+    srv.temporal_ok(&[
             "operator",
             "namespace",
             "create",
@@ -714,9 +869,18 @@ async fn already_exists_is_handled() {
             "24h",
         ],
     );
-    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (host, port) = srv.address.rsplit_once(':').unwrap();
+    let tls = srv.tls.as_ref().map(|[ca, cert, key]| {
+        TlsMaterial::from_files(
+            Path::new(ca),
+            Some((Path::new(cert), Path::new(key))),
+            Some("localhost".into()),
+            "test",
+        )
+        .unwrap()
+    });
     let settings =
-        ConnectSettings::new(host, port.parse().unwrap(), None, &ProxyEnv::default()).unwrap();
+        ConnectSettings::new(host, port.parse().unwrap(), tls, &ProxyEnv::default()).unwrap();
     let api = GrpcTemporal::connect(settings, RetryPolicy::DEFAULT)
         .await
         .unwrap();
@@ -740,7 +904,7 @@ async fn already_exists_is_handled() {
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(&plain_frontend(&addr), "1", &list),
+        &srv.config(&list),
     );
     let spawn = || {
         Command::new(BIN)
@@ -757,7 +921,7 @@ async fn already_exists_is_handled() {
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     }
     for n in &names {
-        let d = describe(&addr, n).expect("registered");
+        let d = srv.describe(n).expect("registered");
         assert_eq!(retention_secs(&d), 3 * 86_400);
         assert_eq!(d["namespaceInfo"]["description"], "raced");
     }
@@ -769,26 +933,27 @@ async fn already_exists_is_handled() {
 
 #[tokio::test]
 async fn shard_count_change_is_refused_with_exit_2() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
     let ns = unique("shards");
     let case = Case::new();
     // Ask the running cluster its count, independently.
-    let o = temporal(&addr, &["operator", "cluster", "describe", "-o", "json"]);
+    let o = srv.temporal(&["operator", "cluster", "describe", "-o", "json"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let actual = v["historyShardCount"].as_u64().unwrap();
     let wrong = actual * 2;
     let cfg = case.write(
         "platform.yaml",
-        &config_text(
-            &plain_frontend(&addr),
+        &config_with_visibility(
+            &srv.frontend(),
             &wrong.to_string(),
+            &srv.visibility,
             &format!("  - name: {ns}\n    retention: 3d\n"),
         ),
     );
-    let o = cli(&["apply", "-f", cfg.to_str().unwrap()], &[]);
+    let o = cli(&["apply", "-f", cfg.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
     for want in [
@@ -799,12 +964,13 @@ async fn shard_count_change_is_refused_with_exit_2() {
     ] {
         assert!(out.contains(&want), "{want} missing: {out}");
     }
-    assert!(describe(&addr, &ns).is_none(), "later steps must not run");
+    assert!(srv.describe(&ns).is_none(), "later steps must not run");
     let cfg = case.write(
         "platform.yaml",
-        &config_text(
-            &plain_frontend(&addr),
+        &config_with_visibility(
+            &srv.frontend(),
             &actual.to_string(),
+            &srv.visibility,
             &format!("  - name: {ns}\n    retention: 3d\n"),
         ),
     );
@@ -833,7 +999,7 @@ fn server_down_is_retried_then_reported_with_exit_1() {
         ),
     );
     let started = std::time::Instant::now();
-    let o = cli(&["apply", "-f", cfg.to_str().unwrap()], &[]);
+    let o = cli(&["apply", "-f", cfg.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
     let elapsed = started.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
@@ -860,18 +1026,20 @@ fn server_down_is_retried_then_reported_with_exit_1() {
 
 #[test]
 fn https_proxy_is_used_and_no_proxy_respected() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+    let Some(srv) = real_server() else {
         return;
     };
+    let addr = srv.address.clone();
     let Some(proxy) = required("TB_PROXY_URL") else {
         return;
     };
     let ns = unique("proxy");
+    let via = format!("ViaProxy{}", word("").trim_start_matches("tbt_"));
     let host = addr.rsplit_once(':').unwrap().0.to_string();
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &config_text(&plain_frontend(&addr), "1", &format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ ViaProxy: Keyword }}\n")),
+        &srv.config(&format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {via}: Keyword }}\n")),
     );
     let cfg = cfg.to_str().unwrap();
     let dead = format!(
@@ -929,9 +1097,9 @@ fn https_proxy_is_used_and_no_proxy_respected() {
         "{}",
         text(&o)
     );
-    assert!(describe(&addr, &ns).is_some());
+    assert!(srv.describe(&ns).is_some());
     assert_eq!(
-        attributes(&addr, &ns).get("ViaProxy").map(String::as_str),
+        srv.attributes(&ns).get(&via).map(String::as_str),
         Some("Keyword")
     );
     if let (Some(b), Some(a)) = (before, connects(&log)) {
@@ -940,209 +1108,74 @@ fn https_proxy_is_used_and_no_proxy_respected() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// mTLS through a real nginx
+// mTLS against the real server
 // ---------------------------------------------------------------------------------------------
 
-struct Pki {
-    ca_pem: String,
-    frontend: (String, String),
-    client: (String, String),
-    foreign_client: (String, String),
-}
-
-fn issue_pki() -> Pki {
+/// A CA of someone else, and a client certificate it signed (rcgen).
+fn foreign_pki() -> (String, (String, String)) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
     };
-    let ca = |cn: &str| {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        (cert.pem(), Issuer::new(p, key))
-    };
-    let leaf = |names: Vec<String>,
-                cn: &str,
-                usage: ExtendedKeyUsagePurpose,
-                issuer: &Issuer<'_, KeyPair>| {
-        let mut p = CertificateParams::new(names).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (ca_pem, issuer) = ca("temporal-bootstrap test CA");
-    let (_, foreign) = ca("some other CA");
-    Pki {
-        ca_pem,
-        frontend: leaf(
-            vec!["localhost".into(), "127.0.0.1".into()],
-            "frontend",
-            ExtendedKeyUsagePurpose::ServerAuth,
-            &issuer,
-        ),
-        client: leaf(
-            vec!["temporal-bootstrap".into()],
-            "temporal-bootstrap",
-            ExtendedKeyUsagePurpose::ClientAuth,
-            &issuer,
-        ),
-        foreign_client: leaf(
-            vec!["intruder".into()],
-            "intruder",
-            ExtendedKeyUsagePurpose::ClientAuth,
-            &foreign,
-        ),
-    }
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "some other CA");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = p.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(p, ca_key);
+    let mut leaf = CertificateParams::new(vec!["intruder".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "intruder");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (ca_pem, (cert.pem(), key.serialize_pem()))
 }
 
-/// nginx terminating mTLS on a free port, grpc_pass to the dev server; killed on drop.
-struct Nginx {
-    child: std::process::Child,
-    address: String,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // nginx runs with `master_process off` (one process, no workers to orphan); stop it
-        // gracefully, then make sure.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..40 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_nginx(dir: &Path, upstream: &str) -> Option<Nginx> {
-    if Command::new("nginx").arg("-v").output().is_err() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("nginx is not installed (apt-get install nginx-light)");
-        }
-        eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let d = dir.display();
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    let conf = format!(
-        "worker_processes 1;\npid \"{d}/nginx.pid\";\nerror_log \"{d}/error.log\" warn;\nevents {{ worker_connections 64; }}\n\
-http {{\n  access_log \"{d}/access.log\";\n  client_body_temp_path \"{d}/tmp/cb\"; proxy_temp_path \"{d}/tmp/p\"; fastcgi_temp_path \"{d}/tmp/f\"; uwsgi_temp_path \"{d}/tmp/u\"; scgi_temp_path \"{d}/tmp/s\";\n\
-  server {{\n    listen 127.0.0.1:{port} ssl http2;\n    ssl_certificate \"{d}/frontend.pem\"; ssl_certificate_key \"{d}/frontend-key.pem\";\n\
-    ssl_client_certificate \"{d}/ca.pem\"; ssl_verify_client on; ssl_protocols TLSv1.2 TLSv1.3;\n    client_max_body_size 0;\n\
-    location / {{ grpc_pass grpc://{upstream}; }}\n  }}\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .args([
-            "-p",
-            &d.to_string(),
-            "-c",
-            &format!("{d}/nginx.conf"),
-            "-e",
-            &format!("{d}/error.log"),
-            "-g",
-            "daemon off; master_process off;",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // The guard kills nginx on every path, the panic below included.
-    let guard = Nginx {
-        child,
-        address: format!("127.0.0.1:{port}"),
-    };
-    let address = guard.address.clone();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&address).is_ok() {
-            return Some(guard);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!(
-        "nginx did not listen on {address}: {}",
-        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-    );
-}
-
+/// Our client against the real server's frontend (`requireClientAuth`): the stack's client
+/// certificate works, directly and through the CONNECT proxy; no client certificate, one from
+/// another CA, and trusting another CA for the server are refused with exit 1, a message that
+/// says why, and no retries.
 #[test]
-fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
-    let Some(addr) = required("TB_DEVSERVER_ADDRESS") else {
+fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
+    let Some(srv) = real_server() else {
         return;
     };
+    let [ca, cert, key] = srv.tls.clone().expect("the stack's server runs mTLS");
     let case = Case::new();
-    let pki = issue_pki();
-    let d = case.dir.path();
-    case.write("ca.pem", &pki.ca_pem);
-    case.write("frontend.pem", &pki.frontend.0);
-    case.write("frontend-key.pem", &pki.frontend.1);
-    case.write("client.pem", &pki.client.0);
-    case.write("client-key.pem", &pki.client.1);
-    case.write("foreign.pem", &pki.foreign_client.0);
-    case.write("foreign-key.pem", &pki.foreign_client.1);
-    let Some(nginx) = start_nginx(d, &addr) else {
-        return;
-    };
+    let (other_ca, (foreign_cert, foreign_key)) = foreign_pki();
+    case.write("other-ca.pem", &other_ca);
+    case.write("foreign.pem", &foreign_cert);
+    case.write("foreign-key.pem", &foreign_key);
     let ns = unique("mtls");
+    let via = format!("ViaMtls{}", word("").trim_start_matches("tbt_"));
     let nss = format!(
-        "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ ViaMtls: Keyword }}\n"
+        "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {via}: Keyword }}\n"
     );
-    let frontend = |tls: &str| {
-        format!(
-            "    address: {}\n    tls: {{ ca: ca.pem{tls} }}",
-            nginx.address
+    let frontend = |tls: &str| format!("    address: {}\n    tls: {{ {tls} }}", srv.address);
+    let write = |name: &str, tls: &str| {
+        case.write(
+            name,
+            &config_with_visibility(&frontend(tls), &srv.shards.to_string(), &srv.visibility, &nss),
         )
     };
 
-    // With a client certificate from the CA (paths relative to the config file), and with an
-    // explicit server name: full apply.
-    let good = case.write(
+    // The stack's client certificate (absolute paths) and the certificate's name: full apply.
+    let good = write(
         "good.yaml",
-        &config_text(
-            &frontend(", cert: client.pem, key: client-key.pem, server_name: localhost"),
-            "1",
-            &nss,
-        ),
+        &format!("ca: {ca}, cert: {cert}, key: {key}, server_name: localhost"),
     );
-    let o = cli(
-        &[
-            "apply",
-            "-f",
-            good.to_str().unwrap(),
-            "--only",
-            "cluster,namespaces,search-attributes",
-        ],
-        &[],
-    );
+    let o = cli(&["apply", "-f", good.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(describe(&addr, &ns).is_some(), "registered through nginx");
+    assert!(srv.describe(&ns).is_some(), "registered over mTLS");
     assert_eq!(
-        attributes(&addr, &ns).get("ViaMtls").map(String::as_str),
+        srv.attributes(&ns).get(&via).map(String::as_str),
         Some("Keyword")
     );
-    let log = std::fs::read_to_string(d.join("access.log")).unwrap_or_default();
-    assert!(
-        log.contains("RegisterNamespace") && log.contains("AddSearchAttributes"),
-        "nginx did not see the calls: {log}"
-    );
+    srv.assert_queryable(&ns, &via, "Keyword");
 
     // Without a client certificate: refused, exit 1, clear message, no retries.
-    let none = case.write("none.yaml", &config_text(&frontend(""), "1", &nss));
+    let none = write("none.yaml", &format!("ca: {ca}, server_name: localhost"));
     let o = cli(
         &["plan", "-f", none.to_str().unwrap(), "--only", "cluster"],
         &[],
@@ -1154,14 +1187,10 @@ fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
         text(&o)
     );
 
-    // With a certificate from another CA: refused too.
-    let foreign = case.write(
+    // With a certificate from another CA (relative paths resolve against the config file).
+    let foreign = write(
         "foreign.yaml",
-        &config_text(
-            &frontend(", cert: foreign.pem, key: foreign-key.pem"),
-            "1",
-            &nss,
-        ),
+        &format!("ca: {ca}, cert: foreign.pem, key: foreign-key.pem, server_name: localhost"),
     );
     let o = cli(
         &["plan", "-f", foreign.to_str().unwrap(), "--only", "cluster"],
@@ -1170,11 +1199,10 @@ fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("client certificate"), "{}", text(&o));
 
-    // Trusting the wrong CA for the server: refused on the server certificate, no retries.
-    case.write("other-ca.pem", &issue_pki().ca_pem);
-    let wrong_ca = case.write(
+    // Trusting another CA for the server: refused on the server certificate, no retries.
+    let wrong_ca = write(
         "wrong-ca.yaml",
-        &config_text(&format!("    address: {}\n    tls: {{ ca: other-ca.pem, cert: client.pem, key: client-key.pem }}", nginx.address), "1", &nss),
+        &format!("ca: other-ca.pem, cert: {cert}, key: {key}, server_name: localhost"),
     );
     let o = cli(
         &[
@@ -1187,16 +1215,14 @@ fn mtls_through_nginx_needs_a_client_certificate_from_the_ca() {
         &[],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    // UnknownIssuer, or BadSignature when the other CA happens to have the same name (it does
-    // here: both come from issue_pki).
     assert!(
         text(&o).contains("invalid peer certificate"),
         "{}",
         text(&o)
     );
 
-    // mTLS through the CONNECT proxy as well, when there is one.
-    if let Ok(proxy) = std::env::var("TB_PROXY_URL") {
+    // mTLS through the CONNECT proxy as well.
+    if let Some(proxy) = required("TB_PROXY_URL") {
         let o = cli(
             &[
                 "plan",
