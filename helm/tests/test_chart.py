@@ -187,6 +187,19 @@ def test_num_history_shards_equals_values(case, values, docs):
                 assert "env " in line or "file:" in line, f"inline password: {line.strip()}"
 
 
+def test_server_tls_gives_every_frontend_client_a_certificate(case, values, docs):
+    """requireClientAuth on the frontend: the worker service needs a client certificate too."""
+    if not values.get("tls", {}).get("enabled", True):
+        return
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-server-config"))
+    tls = yaml.safe_load(strip_server_template(cm["data"]["docker.yaml"]))["global"]["tls"]
+    assert tls["frontend"]["server"]["requireClientAuth"] is True
+    worker = tls["systemWorker"]
+    assert worker["certFile"].endswith("/internode/tls.crt") and worker["keyFile"].endswith("/internode/tls.key")
+    assert worker["client"]["serverName"] == tls["frontend"]["client"]["serverName"]
+    assert worker["client"]["rootCaFiles"] == tls["frontend"]["client"]["rootCaFiles"]
+
+
 def test_security_contexts_everywhere(case, values, docs):
     for d in docs:
         if d["kind"] not in POD_KINDS:
