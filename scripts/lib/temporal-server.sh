@@ -86,7 +86,7 @@ temporal_release_ensure_built() {
   done
   wait "$pid" || rc=$?
   if [[ $rc -ne 0 ]]; then
-    if grep -qE 'unknown revision|invalid version|not found: |no matching versions' "$log"; then
+    if grep -qE 'unknown revision|invalid version|not found: |no matching versions|not available|403 Forbidden|404 Not Found|410 Gone' "$log"; then
       _ts_log "the Go module proxy does not serve go.temporal.io/server v$TEMPORAL_RELEASE: pick a served release (go list -m -versions go.temporal.io/server) and set TB_TEMPORAL_VERSION"
     else
       _ts_log "building Temporal $TEMPORAL_RELEASE failed (exit $rc); last lines of the build log:"
