@@ -1,9 +1,11 @@
 //! The codec server as users run it: the real binary, real HTTP(S), and (when the dev stack is up)
-//! a real Python SDK worker and the real `temporal` CLI against a real dev server.
+//! a real Python SDK worker and the real `temporal` CLI against the stack's real Temporal server,
+//! both over its frontend mTLS with the stack's client certificate.
 //!
 //! Tests without external services always run. `python_worker_*` needs TB_PYTHON (with
-//! `temporalio` and `cryptography`), TB_TEMPORAL_ADDRESS and TB_TEMPORAL_CLI
-//! (`scripts/dev-services env`); without them it fails when CI=true and is skipped otherwise.
+//! `temporalio` and `cryptography`), TB_TEMPORAL_ADDRESS, TB_TEMPORAL_TLS_CA/CERT/KEY and
+//! TB_TEMPORAL_CLI (`scripts/dev-services env`); without them it fails when CI=true and is
+//! skipped otherwise.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -721,38 +723,98 @@ async fn https_and_jwt_access() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A real Python SDK worker, a real dev server and the real `temporal` CLI.
+// A real Python SDK worker, the real Temporal server over mTLS and the real `temporal` CLI.
 // ---------------------------------------------------------------------------------------------
 
 struct Stack {
     python: String,
     address: String,
+    /// CA bundle, client certificate and key of the stack's mTLS frontend.
+    tls: [String; 3],
     cli: String,
 }
 
 fn stack() -> Option<Stack> {
+    const NAMES: [&str; 6] = [
+        "TB_PYTHON",
+        "TB_TEMPORAL_ADDRESS",
+        "TB_TEMPORAL_TLS_CA",
+        "TB_TEMPORAL_TLS_CERT",
+        "TB_TEMPORAL_TLS_KEY",
+        "TB_TEMPORAL_CLI",
+    ];
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("TB_PYTHON"),
-        get("TB_DEVSERVER_ADDRESS"),
-        get("TB_TEMPORAL_CLI"),
-    ) {
-        (Some(python), Some(address), Some(cli)) => Some(Stack {
-            python,
-            address,
-            cli,
-        }),
+    match NAMES.map(get) {
+        [
+            Some(python),
+            Some(address),
+            Some(ca),
+            Some(cert),
+            Some(key),
+            Some(cli),
+        ] => {
+            let st = Stack {
+                python,
+                address,
+                tls: [ca, cert, key],
+                cli,
+            };
+            // The codec rules below name the `default` namespace; a real cluster has it only
+            // when someone registers it.
+            let out = Command::new(&st.cli)
+                .args([
+                    "operator",
+                    "namespace",
+                    "create",
+                    "-n",
+                    "default",
+                    "--retention",
+                    "24h",
+                ])
+                .args(st.cli_connection())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() || err.contains("already"),
+                "registering `default`: {err}"
+            );
+            Some(st)
+        }
         _ => {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
-                    "TB_PYTHON, TB_TEMPORAL_ADDRESS and TB_TEMPORAL_CLI must be set in CI: eval \"$(scripts/dev-services env)\""
+                    "{} must be set in CI: eval \"$(scripts/dev-services env)\"",
+                    NAMES.join(", ")
                 );
             }
             eprintln!(
-                "skipped: TB_PYTHON/TB_DEVSERVER_ADDRESS/TB_TEMPORAL_CLI not set (run scripts/dev-services start; eval \"$(scripts/dev-services env)\")"
+                "skipped: {} not set (run scripts/dev-services start; eval \"$(scripts/dev-services env)\")",
+                NAMES.join("/")
             );
             None
         }
+    }
+}
+
+impl Stack {
+    /// `--address` and the mTLS flags of the `temporal` CLI.
+    fn cli_connection(&self) -> Vec<String> {
+        let [ca, cert, key] = &self.tls;
+        [
+            "--address",
+            &self.address,
+            "--tls-ca-path",
+            ca,
+            "--tls-cert-path",
+            cert,
+            "--tls-key-path",
+            key,
+            "--tls-server-name",
+            "localhost",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 }
 
@@ -769,6 +831,14 @@ fn run_worker(st: &Stack, key_files: &str, current: &str, wf: &str, input: &str)
             &st.address,
             "--namespace",
             "default",
+            "--tls-ca",
+            &st.tls[0],
+            "--tls-cert",
+            &st.tls[1],
+            "--tls-key",
+            &st.tls[2],
+            "--tls-server-name",
+            "localhost",
         ])
         .args(["--workflow-id", wf, "--input", input])
         .env("CODEC_KEY_FILES", key_files)
@@ -785,16 +855,8 @@ fn run_worker(st: &Stack, key_files: &str, current: &str, wf: &str, input: &str)
 
 fn show(st: &Stack, wf: &str, extra: &[&str]) -> (bool, String, String) {
     let out = Command::new(&st.cli)
-        .args([
-            "workflow",
-            "show",
-            "--address",
-            &st.address,
-            "--namespace",
-            "default",
-            "-w",
-            wf,
-        ])
+        .args(["workflow", "show", "--namespace", "default", "-w", wf])
+        .args(st.cli_connection())
         .args(["--command-timeout", "8s"])
         .args(extra)
         .output()

@@ -1413,7 +1413,10 @@ fn real_temporal_server_accepts_only_valid_client_certificates() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cp, kp) = (dir.path().join("expired.pem"), dir.path().join("expired-key.pem"));
+    let (cp, kp) = (
+        dir.path().join("expired.pem"),
+        dir.path().join("expired-key.pem"),
+    );
     std::fs::write(&cp, c).unwrap();
     std::fs::write(&kp, k).unwrap();
     std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -1426,5 +1429,8 @@ fn real_temporal_server_accepts_only_valid_client_certificates() {
         &pki_dir.join("frontend.pem"),
         &pki_dir.join("frontend-key.pem"),
     )));
-    assert!(!ok, "the server certificate as a client certificate: {text}");
+    assert!(
+        !ok,
+        "the server certificate as a client certificate: {text}"
+    );
 }

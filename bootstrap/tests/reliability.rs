@@ -153,10 +153,7 @@ impl Fixture {
             ("database: temporal\n", format!("database: {}\n", self.db)),
             (
                 "schema_dir: ../.local/temporal/schema/postgresql/v12\n",
-                format!(
-                    "schema_dir: {}\n",
-                    schema.join("postgresql/v12").display()
-                ),
+                format!("schema_dir: {}\n", schema.join("postgresql/v12").display()),
             ),
             (
                 "url: http://127.0.0.1:59200\n",
@@ -168,10 +165,7 @@ impl Fixture {
             ),
             (
                 "schema_dir: ../.local/temporal/schema/elasticsearch\n",
-                format!(
-                    "schema_dir: {}\n",
-                    schema.join("elasticsearch").display()
-                ),
+                format!("schema_dir: {}\n", schema.join("elasticsearch").display()),
             ),
             ("user: temporal\n", format!("user: {}\n", self.role)),
             ("dir: ../.local/pki\n", format!("dir: {}\n", pki.display())),
@@ -268,7 +262,14 @@ impl Fixture {
             .args(args)
             .arg("--address")
             .arg(&self.env.temporal_address)
-            .args(["--tls-ca-path", ca, "--tls-cert-path", cert, "--tls-key-path", key])
+            .args([
+                "--tls-ca-path",
+                ca,
+                "--tls-cert-path",
+                cert,
+                "--tls-key-path",
+                key,
+            ])
             .args(["--tls-server-name", "localhost"])
             .output()
             .expect("TB_TEMPORAL_CLI runs")
@@ -329,37 +330,37 @@ impl Fixture {
 
     /// The end state of a clean run, checked against the services themselves.
     fn assert_converged(&self, why: &str) {
-        // PostgreSQL: role logs in with the configured password and owns both databases.
+        // OpenSearch: the visibility index exists.
         assert!(
             self.index_uuid().is_some(),
             "{why}: visibility index {} missing",
             self.index
         );
-        for db in [&self.db] {
-            let owner = self.psql(&format!(
-                "select pg_get_userbyid(datdba) from pg_database where datname = '{db}'"
-            ));
-            assert_eq!(owner, self.role, "{why}: database {db} owner");
-            let login = Command::new("psql")
-                .args(["-X", "-A", "-t", "-c", "select current_user"])
-                .arg("-h")
-                .arg(&self.env.pg_host)
-                .arg("-p")
-                .arg(self.env.pg_port.to_string())
-                .arg("-U")
-                .arg(&self.role)
-                .arg("-d")
-                .arg(db)
-                .env("PGPASSWORD", APP_PASSWORD)
-                .output()
-                .unwrap();
-            assert!(
-                login.status.success(),
-                "{why}: role {} cannot log into {db}: {}",
-                self.role,
-                String::from_utf8_lossy(&login.stderr)
-            );
-        }
+        // PostgreSQL: the role logs in with the configured password and owns the database.
+        let db = &self.db;
+        let owner = self.psql(&format!(
+            "select pg_get_userbyid(datdba) from pg_database where datname = '{db}'"
+        ));
+        assert_eq!(owner, self.role, "{why}: database {db} owner");
+        let login = Command::new("psql")
+            .args(["-X", "-A", "-t", "-c", "select current_user"])
+            .arg("-h")
+            .arg(&self.env.pg_host)
+            .arg("-p")
+            .arg(self.env.pg_port.to_string())
+            .arg("-U")
+            .arg(&self.role)
+            .arg("-d")
+            .arg(db)
+            .env("PGPASSWORD", APP_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            login.status.success(),
+            "{why}: role {} cannot log into {db}: {}",
+            self.role,
+            String::from_utf8_lossy(&login.stderr)
+        );
         // Namespaces: retention, description, and the first one's search attributes.
         for (ns, retention) in [
             (&self.namespaces[0], "259200s"),
@@ -477,7 +478,15 @@ impl Drop for Fixture {
             .env("PGPASSWORD", &self.env.pg_admin_password)
             .output();
         let _ = Command::new("curl")
-            .args(["-fsS", "-o", "/dev/null", "--max-time", "10", "-X", "DELETE"])
+            .args([
+                "-fsS",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "10",
+                "-X",
+                "DELETE",
+            ])
             .arg(format!("{}/{}", self.env.opensearch_url, self.index))
             .output();
     }

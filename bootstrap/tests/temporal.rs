@@ -75,7 +75,12 @@ fn config_text(frontend: &str, shards: &str, namespaces: &str) -> String {
     config_with_visibility(frontend, shards, "sqlite: { path: dev.db }", namespaces)
 }
 
-fn config_with_visibility(frontend: &str, shards: &str, visibility: &str, namespaces: &str) -> String {
+fn config_with_visibility(
+    frontend: &str,
+    shards: &str,
+    visibility: &str,
+    namespaces: &str,
+) -> String {
     format!(
         "cluster:\n  name: it\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n{frontend}\n\
 capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n  history_shards: {shards}\n\
@@ -133,7 +138,8 @@ impl Server {
         s.shards = v["historyShardCount"].as_u64().unwrap();
         s.cluster_wide = v["visibilityStore"] == "elasticsearch";
         if s.cluster_wide {
-            let url = required("TB_OPENSEARCH_URL").unwrap_or_else(|| "http://127.0.0.1:59200".into());
+            let url =
+                required("TB_OPENSEARCH_URL").unwrap_or_else(|| "http://127.0.0.1:59200".into());
             s.visibility = format!(
                 "elasticsearch: {{ url: \"{url}\", flavor: opensearch, index: temporal_visibility_v1_dev }}"
             );
@@ -168,8 +174,15 @@ impl Server {
         let mut c = Command::new(&bin);
         c.args(["--address", &self.address]);
         if let Some([ca, cert, key]) = &self.tls {
-            c.args(["--tls-ca-path", ca, "--tls-cert-path", cert, "--tls-key-path", key])
-                .args(["--tls-server-name", "localhost"]);
+            c.args([
+                "--tls-ca-path",
+                ca,
+                "--tls-cert-path",
+                cert,
+                "--tls-key-path",
+                key,
+            ])
+            .args(["--tls-server-name", "localhost"]);
         }
         c.args(args)
             .env_remove("HTTPS_PROXY")
@@ -201,7 +214,15 @@ impl Server {
     /// Custom attributes of `ns` as the server lists them: name -> type (Keyword...). On
     /// Elasticsearch visibility that is every attribute of the cluster.
     fn attributes(&self, ns: &str) -> BTreeMap<String, String> {
-        let o = self.temporal(&["operator", "search-attribute", "list", "-n", ns, "-o", "json"]);
+        let o = self.temporal(&[
+            "operator",
+            "search-attribute",
+            "list",
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ]);
         assert!(o.status.success(), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         v["customAttributes"]
@@ -242,7 +263,9 @@ impl Server {
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(75);
         loop {
-            let o = self.temporal(&["workflow", "list", "-n", ns, "--query", &clause, "-o", "json"]);
+            let o = self.temporal(&[
+                "workflow", "list", "-n", ns, "--query", &clause, "-o", "json",
+            ]);
             if o.status.success() {
                 return;
             }
@@ -516,19 +539,18 @@ async fn retention_and_description_drift_is_corrected() {
     assert_no_failure(&run(&cfg, Mode::Apply).await);
     // Someone changes it by hand with the official CLI.
     srv.temporal_ok(&[
-            "operator",
-            "namespace",
-            "update",
-            "-n",
-            &ns,
-            "--retention",
-            "48h",
-            "--description",
-            "hand edited",
-            "--data",
-            "extra=1",
-        ],
-    );
+        "operator",
+        "namespace",
+        "update",
+        "-n",
+        &ns,
+        "--retention",
+        "48h",
+        "--description",
+        "hand edited",
+        "--data",
+        "extra=1",
+    ]);
     assert_eq!(retention_secs(&srv.describe(&ns).unwrap()), 2 * 86_400);
 
     let before = mutating_calls(&ns);
@@ -574,27 +596,25 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
     let ns = unique("mismatch");
     let other = unique("mismatch-other");
     srv.temporal_ok(&[
-            "operator",
-            "namespace",
-            "create",
-            "-n",
-            &ns,
-            "--retention",
-            "72h",
-        ],
-    );
+        "operator",
+        "namespace",
+        "create",
+        "-n",
+        &ns,
+        "--retention",
+        "72h",
+    ]);
     srv.temporal_ok(&[
-            "operator",
-            "search-attribute",
-            "create",
-            "-n",
-            &ns,
-            "--name",
-            "MismatchPriority",
-            "--type",
-            "Keyword",
-        ],
-    );
+        "operator",
+        "search-attribute",
+        "create",
+        "-n",
+        &ns,
+        "--name",
+        "MismatchPriority",
+        "--type",
+        "Keyword",
+    ]);
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
@@ -653,28 +673,26 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
     };
     let ns = unique("cap");
     srv.temporal_ok(&[
+        "operator",
+        "namespace",
+        "create",
+        "-n",
+        &ns,
+        "--retention",
+        "72h",
+    ]);
+    for name in ["Legacy1", "Legacy2", "Legacy3"] {
+        srv.temporal_ok(&[
             "operator",
-            "namespace",
+            "search-attribute",
             "create",
             "-n",
             &ns,
-            "--retention",
-            "72h",
-        ],
-    );
-    for name in ["Legacy1", "Legacy2", "Legacy3"] {
-        srv.temporal_ok(&[
-                "operator",
-                "search-attribute",
-                "create",
-                "-n",
-                &ns,
-                "--name",
-                name,
-                "--type",
-                "Int",
-            ],
-        );
+            "--name",
+            name,
+            "--type",
+            "Int",
+        ]);
     }
     let case = Case::new();
     let cfg = case.write(
@@ -723,9 +741,20 @@ async fn reserved_names_are_refused_and_nothing_is_registered() {
     for attr in ["WorkflowId", "TemporalScheduledById"] {
         let cfg = case.write(
             "platform.yaml",
-            &srv.config(&format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {attr}: Keyword }}\n")),
+            &srv.config(&format!(
+                "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {attr}: Keyword }}\n"
+            )),
         );
-        let o = cli(&["apply", "-f", cfg.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
+        let o = cli(
+            &[
+                "apply",
+                "-f",
+                cfg.to_str().unwrap(),
+                "--only",
+                TEMPORAL_STEPS,
+            ],
+            &[],
+        );
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("reserved") && err.contains(attr), "{err}");
@@ -860,15 +889,14 @@ async fn already_exists_is_handled() {
     // The adapter maps the real server's ALREADY_EXISTS to "exists already".
     let ns = unique("exists");
     srv.temporal_ok(&[
-            "operator",
-            "namespace",
-            "create",
-            "-n",
-            &ns,
-            "--retention",
-            "24h",
-        ],
-    );
+        "operator",
+        "namespace",
+        "create",
+        "-n",
+        &ns,
+        "--retention",
+        "24h",
+    ]);
     let (host, port) = srv.address.rsplit_once(':').unwrap();
     let tls = srv.tls.as_ref().map(|[ca, cert, key]| {
         TlsMaterial::from_files(
@@ -902,10 +930,7 @@ async fn already_exists_is_handled() {
         .map(|n| format!("  - name: {n}\n    retention: 3d\n    description: raced\n"))
         .collect();
     let case = Case::new();
-    let cfg = case.write(
-        "platform.yaml",
-        &srv.config(&list),
-    );
+    let cfg = case.write("platform.yaml", &srv.config(&list));
     let spawn = || {
         Command::new(BIN)
             .args(["apply", "-f", cfg.to_str().unwrap(), "--only", "namespaces"])
@@ -953,7 +978,16 @@ async fn shard_count_change_is_refused_with_exit_2() {
             &format!("  - name: {ns}\n    retention: 3d\n"),
         ),
     );
-    let o = cli(&["apply", "-f", cfg.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
+    let o = cli(
+        &[
+            "apply",
+            "-f",
+            cfg.to_str().unwrap(),
+            "--only",
+            TEMPORAL_STEPS,
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
     for want in [
@@ -999,7 +1033,16 @@ fn server_down_is_retried_then_reported_with_exit_1() {
         ),
     );
     let started = std::time::Instant::now();
-    let o = cli(&["apply", "-f", cfg.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
+    let o = cli(
+        &[
+            "apply",
+            "-f",
+            cfg.to_str().unwrap(),
+            "--only",
+            TEMPORAL_STEPS,
+        ],
+        &[],
+    );
     let elapsed = started.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
@@ -1039,7 +1082,9 @@ fn https_proxy_is_used_and_no_proxy_respected() {
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
-        &srv.config(&format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {via}: Keyword }}\n")),
+        &srv.config(&format!(
+            "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {via}: Keyword }}\n"
+        )),
     );
     let cfg = cfg.to_str().unwrap();
     let dead = format!(
@@ -1118,7 +1163,8 @@ fn foreign_pki() -> (String, (String, String)) {
         KeyPair, KeyUsagePurpose,
     };
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "some other CA");
+    p.distinguished_name
+        .push(DnType::CommonName, "some other CA");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate().unwrap();
@@ -1149,14 +1195,18 @@ fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
     case.write("foreign-key.pem", &foreign_key);
     let ns = unique("mtls");
     let via = format!("ViaMtls{}", word("").trim_start_matches("tbt_"));
-    let nss = format!(
-        "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {via}: Keyword }}\n"
-    );
+    let nss =
+        format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {via}: Keyword }}\n");
     let frontend = |tls: &str| format!("    address: {}\n    tls: {{ {tls} }}", srv.address);
     let write = |name: &str, tls: &str| {
         case.write(
             name,
-            &config_with_visibility(&frontend(tls), &srv.shards.to_string(), &srv.visibility, &nss),
+            &config_with_visibility(
+                &frontend(tls),
+                &srv.shards.to_string(),
+                &srv.visibility,
+                &nss,
+            ),
         )
     };
 
@@ -1165,7 +1215,16 @@ fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
         "good.yaml",
         &format!("ca: {ca}, cert: {cert}, key: {key}, server_name: localhost"),
     );
-    let o = cli(&["apply", "-f", good.to_str().unwrap(), "--only", TEMPORAL_STEPS], &[]);
+    let o = cli(
+        &[
+            "apply",
+            "-f",
+            good.to_str().unwrap(),
+            "--only",
+            TEMPORAL_STEPS,
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(srv.describe(&ns).is_some(), "registered over mTLS");
     assert_eq!(

@@ -47,7 +47,10 @@ fn example(version: &str) -> String {
     let start = base
         .find("visibility:\n  elasticsearch:\n")
         .expect("examples/local.yaml has Elasticsearch visibility");
-    let end = start + base[start..].find("\n\n").expect("blank line after visibility");
+    let end = start
+        + base[start..]
+            .find("\n\n")
+            .expect("blank line after visibility");
     format!(
         "{}visibility:\n  postgres:\n    database: temporal_visibility{}",
         &base[..start],

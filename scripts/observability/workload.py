@@ -18,7 +18,9 @@ endpoint) alive until --linger seconds pass or the process is terminated, so tha
 seeing the SDK series while the checker queries it.
 
 Environment: TB_TEMPORAL_ADDRESS (host:port, required), TB_WORKER_METRICS_ADDRESS
-(default 127.0.0.1:59092, the address Prometheus scrapes as job temporal-worker).
+(default 127.0.0.1:59092, the address Prometheus scrapes as job temporal-worker); for a frontend
+with mTLS, TB_TEMPORAL_TLS_CA, TB_TEMPORAL_TLS_CERT, TB_TEMPORAL_TLS_KEY and
+TB_TEMPORAL_TLS_SERVER_NAME (as `scripts/dev-services env` exports them for the stack's server).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
 MAIN_QUEUE = "obs-main"
@@ -201,7 +204,18 @@ async def main() -> int:
     runtime = Runtime(
         telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address), logging=None)
     )
-    client = await Client.connect(address, namespace=args.namespace, runtime=runtime)
+    tls: TLSConfig | bool = False
+    if os.environ.get("TB_TEMPORAL_TLS_CA"):
+        def read(name: str) -> bytes:
+            with open(os.environ[name], "rb") as f:
+                return f.read()
+        tls = TLSConfig(
+            server_root_ca_cert=read("TB_TEMPORAL_TLS_CA"),
+            client_cert=read("TB_TEMPORAL_TLS_CERT"),
+            client_private_key=read("TB_TEMPORAL_TLS_KEY"),
+            domain=os.environ.get("TB_TEMPORAL_TLS_SERVER_NAME") or None,
+        )
+    client = await Client.connect(address, namespace=args.namespace, runtime=runtime, tls=tls)
     log(f"connected to {address}, SDK metrics on http://{metrics_address}/metrics")
     run_id = uuid.uuid4().hex[:8]
     t0 = time.monotonic()

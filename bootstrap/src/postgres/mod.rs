@@ -1018,7 +1018,10 @@ fn application_name() -> String {
 /// until no backend of another temporal-bootstrap process is busy in our databases. Caveat:
 /// sessions whose `state` the control login may not see (other roles, without
 /// pg_read_all_stats) cannot be waited for.
-async fn wait_for_orphaned_backends(control: &mut PgConnection, spec: &Spec) -> Result<(), PgError> {
+async fn wait_for_orphaned_backends(
+    control: &mut PgConnection,
+    spec: &Spec,
+) -> Result<(), PgError> {
     let databases: Vec<String> = spec.databases.iter().map(|d| d.name.clone()).collect();
     let started = Instant::now();
     loop {

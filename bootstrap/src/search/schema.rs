@@ -710,14 +710,19 @@ mod tests {
         }
         for (from, to) in [("v13", "v9"), ("v13", "v13"), ("v14", "v14")] {
             std::fs::copy(
-                fixture_dir().join(format!("visibility/versioned/{from}/index_template_v7.json")),
+                fixture_dir().join(format!(
+                    "visibility/versioned/{from}/index_template_v7.json"
+                )),
                 vis.join(format!("versioned/{to}/index_template_v7.json")),
             )
             .unwrap();
         }
         let f = load_folder(dir.path()).unwrap();
         assert_eq!(f.schema_version.as_deref(), Some("v14"));
-        assert!(f.template_path.ends_with("versioned/v14/index_template_v7.json"));
+        assert!(
+            f.template_path
+                .ends_with("versioned/v14/index_template_v7.json")
+        );
         std::fs::remove_dir_all(vis.join("versioned")).unwrap();
         let e = load_folder(dir.path()).unwrap_err().to_string();
         assert!(e.contains("versioned/vN"), "{e}");

@@ -782,7 +782,9 @@ mod tests {
         let raw = "GetSystemInfo: Cancelled: operation was canceled: transport error: operation was canceled: connection closed";
         let hinted = tls_hint(raw, true);
         assert!(hinted.starts_with(raw), "{hinted}");
-        assert!(hinted.contains("client certificate") && hinted.contains("cluster.frontend.tls.cert"));
+        assert!(
+            hinted.contains("client certificate") && hinted.contains("cluster.frontend.tls.cert")
+        );
         // Plaintext: no TLS hint.
         assert_eq!(tls_hint(raw, false), raw);
     }
