@@ -7,6 +7,9 @@
 //! TB_TEMPORAL_CLI (`scripts/dev-services env`); without them it fails when CI=true and is
 //! skipped otherwise.
 
+#[path = "common/temporal_cli.rs"]
+mod temporal_cli;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -800,21 +803,9 @@ fn stack() -> Option<Stack> {
 impl Stack {
     /// `--address` and the mTLS flags of the `temporal` CLI.
     fn cli_connection(&self) -> Vec<String> {
-        let [ca, cert, key] = &self.tls;
-        [
-            "--address",
-            &self.address,
-            "--tls-ca-path",
-            ca,
-            "--tls-cert-path",
-            cert,
-            "--tls-key-path",
-            key,
-            "--tls-server-name",
-            "localhost",
-        ]
-        .map(String::from)
-        .to_vec()
+        let mut args = vec!["--address".to_string(), self.address.clone()];
+        args.extend(temporal_cli::tls_flags(&self.tls).map(String::from));
+        args
     }
 }
 

@@ -15,6 +15,9 @@
 //! (the fixture's own PKI is issued, checked and left out of the connection). Tests run in
 //! parallel.
 
+#[path = "common/temporal_cli.rs"]
+mod temporal_cli;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -257,20 +260,11 @@ impl Fixture {
     }
 
     fn temporal(&self, args: &[&str]) -> Output {
-        let [ca, cert, key] = &self.env.temporal_tls;
         Command::new(&self.env.temporal_cli)
             .args(args)
             .arg("--address")
             .arg(&self.env.temporal_address)
-            .args([
-                "--tls-ca-path",
-                ca,
-                "--tls-cert-path",
-                cert,
-                "--tls-key-path",
-                key,
-            ])
-            .args(["--tls-server-name", "localhost"])
+            .args(temporal_cli::tls_flags(&self.env.temporal_tls))
             .output()
             .expect("TB_TEMPORAL_CLI runs")
     }

@@ -14,6 +14,9 @@
 //! `temporal workflow list --query` that filters on it. Without the variables the tests print
 //! "skipped" and pass, except with CI=true where they fail.
 
+#[path = "common/temporal_cli.rs"]
+mod temporal_cli;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -173,16 +176,8 @@ impl Server {
         let bin = std::env::var("TB_TEMPORAL_CLI").unwrap_or_else(|_| "temporal".into());
         let mut c = Command::new(&bin);
         c.args(["--address", &self.address]);
-        if let Some([ca, cert, key]) = &self.tls {
-            c.args([
-                "--tls-ca-path",
-                ca,
-                "--tls-cert-path",
-                cert,
-                "--tls-key-path",
-                key,
-            ])
-            .args(["--tls-server-name", "localhost"]);
+        if let Some(tls) = &self.tls {
+            c.args(temporal_cli::tls_flags(tls));
         }
         c.args(args)
             .env_remove("HTTPS_PROXY")
@@ -277,6 +272,15 @@ impl Server {
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
     }
+}
+
+/// `name: Type, ...` for a YAML flow mapping of search attributes.
+fn flow_map(attrs: &[(String, &str)]) -> String {
+    attrs
+        .iter()
+        .map(|(n, t)| format!("{n}: {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A tag for names that only allow letters, digits and `_` (search attributes).
@@ -791,11 +795,7 @@ async fn twenty_namespaces_with_ten_attributes_each() {
     .map(|(n, t)| (format!("{n}{tag}"), t))
     .collect();
     let names: Vec<String> = (0..20).map(|i| format!("{prefix}-{i:02}")).collect();
-    let sa = attrs
-        .iter()
-        .map(|(n, t)| format!("{n}: {t}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sa = flow_map(&attrs);
     let list: String = names
         .iter()
         .map(|n| format!("  - name: {n}\n    retention: 2d\n    search_attributes: {{ {sa} }}\n"))
@@ -855,11 +855,7 @@ async fn opensearch_attributes_are_not_capped() {
         .map(|i| (format!("Kw{i:02}{tag}"), "Keyword"))
         .collect();
     attrs.extend((0..4).map(|i| (format!("Num{i}{tag}"), "Int")));
-    let sa = attrs
-        .iter()
-        .map(|(n, t)| format!("{n}: {t}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sa = flow_map(&attrs);
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",
