@@ -292,3 +292,22 @@ fn secret_values_never_reach_output_or_logs() {
         assert!(!text(&out).contains(secret), "{args:?} printed the secret");
     }
 }
+
+/// `temporal-bootstrap ... | head -1`: a reader that goes away ends the CLI quietly (status 141,
+/// as for SIGPIPE), without a panic message, while SIGPIPE itself stays ignored so a socket the
+/// peer closed can never kill the process without a word.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    use std::process::Stdio;
+    let mut child = bin()
+        .args(["init", "--profile", "production"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
