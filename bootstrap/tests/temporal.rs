@@ -5,8 +5,8 @@
 //! official `temporal` CLI over the same mTLS), TB_PROXY_URL (tinyproxy, HTTP CONNECT).
 //!
 //! One test needs SQL visibility, whose per-type caps do not exist on OpenSearch: it runs on the
-//! plaintext dev server (TB_DEVSERVER_ADDRESS, SQLite visibility, the same per-namespace caps as
-//! PostgreSQL visibility).
+//! stack's second server, the same release on PostgreSQL visibility (TB_TEMPORAL_SQL_ADDRESS and
+//! TB_TEMPORAL_SQL_TLS_CA/CERT/KEY).
 //!
 //! On OpenSearch, custom search attributes are cluster-wide: each test uses attribute names of its
 //! own with the same type in every run, or names unique to the run, so tests run in parallel and
@@ -100,7 +100,7 @@ fn plain_frontend(address: &str) -> String {
 /// A Temporal server the tests talk to, and how to reach it.
 struct Server {
     address: String,
-    /// CA bundle, client certificate and key; None for the plaintext dev server.
+    /// CA bundle, client certificate and key; None for a plaintext server.
     tls: Option<[String; 3]>,
     /// The cluster's history shard count, as GetClusterInfo reports it.
     shards: u64,
@@ -121,9 +121,15 @@ fn real_server() -> Option<Server> {
     Some(Server::ask(address, Some(tls)))
 }
 
-/// The plaintext dev server (SQLite: SQL visibility and its per-namespace caps).
-fn dev_server() -> Option<Server> {
-    Some(Server::ask(required("TB_DEVSERVER_ADDRESS")?, None))
+/// The stack's second real server, on PostgreSQL visibility (SQL's per-namespace caps), over mTLS.
+fn sql_server() -> Option<Server> {
+    let address = required("TB_TEMPORAL_SQL_ADDRESS")?;
+    let tls = [
+        required("TB_TEMPORAL_SQL_TLS_CA")?,
+        required("TB_TEMPORAL_SQL_TLS_CERT")?,
+        required("TB_TEMPORAL_SQL_TLS_KEY")?,
+    ];
+    Some(Server::ask(address, Some(tls)))
 }
 
 impl Server {
@@ -670,11 +676,12 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
 
 #[tokio::test]
 async fn sql_cap_exceeded_is_refused_before_any_call() {
-    // SQL visibility caps custom attributes per namespace and type; OpenSearch (the stack's
-    // visibility) has no such cap, so this runs on the dev server's SQLite visibility.
-    let Some(srv) = dev_server() else {
+    // SQL visibility caps custom attributes per namespace and type; OpenSearch has no such cap,
+    // so this runs on the PostgreSQL-visibility server.
+    let Some(srv) = sql_server() else {
         return;
     };
+    assert!(!srv.cluster_wide, "the second server runs SQL visibility");
     let ns = unique("cap");
     srv.temporal_ok(&[
         "operator",
