@@ -1,6 +1,6 @@
 //! PKI integration tests: real files, real TLS peers (rustls on 127.0.0.1), the openssl CLI as an
-//! independent reader, and (when the dev stack is up) nginx terminating mTLS in front of the
-//! Temporal dev server with the Temporal CLI as client.
+//! independent reader, and (when the dev stack is up) the real Temporal server loading our
+//! certificates for its frontend mTLS, with the Temporal CLI as client.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -379,6 +379,14 @@ fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `temporal-bootstrap COMMAND -f CONFIG --only STEPS` without proxy variables.
+fn only(command: &str, config: &Path, steps: &str) -> Output {
+    cli(
+        &[command, "-f", config.to_str().unwrap(), "--only", steps],
+        &[],
+    )
+}
+
 fn text(o: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -633,16 +641,7 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
         )),
     );
     // Only search-attributes: the other namespace does not exist, so nothing at all may be written.
-    let o = cli(
-        &[
-            "apply",
-            "-f",
-            cfg.to_str().unwrap(),
-            "--only",
-            "search-attributes",
-        ],
-        &[],
-    );
+    let o = only("apply", &cfg, "search-attributes");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
     for want in [
@@ -729,16 +728,7 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
         "{attrs:?}"
     );
 
-    let o = cli(
-        &[
-            "apply",
-            "-f",
-            cfg.to_str().unwrap(),
-            "--only",
-            "search-attributes",
-        ],
-        &[],
-    );
+    let o = only("apply", &cfg, "search-attributes");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
@@ -756,16 +746,7 @@ async fn reserved_names_are_refused_and_nothing_is_registered() {
                 "  - name: {ns}\n    retention: 3d\n    search_attributes: {{ {attr}: Keyword }}\n"
             )),
         );
-        let o = cli(
-            &[
-                "apply",
-                "-f",
-                cfg.to_str().unwrap(),
-                "--only",
-                TEMPORAL_STEPS,
-            ],
-            &[],
-        );
+        let o = only("apply", &cfg, TEMPORAL_STEPS);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("reserved") && err.contains(attr), "{err}");
@@ -981,16 +962,7 @@ async fn shard_count_change_is_refused_with_exit_2() {
             &format!("  - name: {ns}\n    retention: 3d\n"),
         ),
     );
-    let o = cli(
-        &[
-            "apply",
-            "-f",
-            cfg.to_str().unwrap(),
-            "--only",
-            TEMPORAL_STEPS,
-        ],
-        &[],
-    );
+    let o = only("apply", &cfg, TEMPORAL_STEPS);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
     for want in [
@@ -1011,10 +983,7 @@ async fn shard_count_change_is_refused_with_exit_2() {
             &format!("  - name: {ns}\n    retention: 3d\n"),
         ),
     );
-    let o = cli(
-        &["plan", "-f", cfg.to_str().unwrap(), "--only", "cluster"],
-        &[],
-    );
+    let o = only("plan", &cfg, "cluster");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
@@ -1036,16 +1005,7 @@ fn server_down_is_retried_then_reported_with_exit_1() {
         ),
     );
     let started = std::time::Instant::now();
-    let o = cli(
-        &[
-            "apply",
-            "-f",
-            cfg.to_str().unwrap(),
-            "--only",
-            TEMPORAL_STEPS,
-        ],
-        &[],
-    );
+    let o = only("apply", &cfg, TEMPORAL_STEPS);
     let elapsed = started.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
@@ -1218,16 +1178,7 @@ fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
         "good.yaml",
         &format!("ca: {ca}, cert: {cert}, key: {key}, server_name: localhost"),
     );
-    let o = cli(
-        &[
-            "apply",
-            "-f",
-            good.to_str().unwrap(),
-            "--only",
-            TEMPORAL_STEPS,
-        ],
-        &[],
-    );
+    let o = only("apply", &good, TEMPORAL_STEPS);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(srv.describe(&ns).is_some(), "registered over mTLS");
     assert_eq!(
@@ -1238,10 +1189,7 @@ fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
 
     // Without a client certificate: refused, exit 1, clear message, no retries.
     let none = write("none.yaml", &format!("ca: {ca}, server_name: localhost"));
-    let o = cli(
-        &["plan", "-f", none.to_str().unwrap(), "--only", "cluster"],
-        &[],
-    );
+    let o = only("plan", &none, "cluster");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("client certificate") && text(&o).contains("after 1 attempt(s)"),
@@ -1254,10 +1202,7 @@ fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
         "foreign.yaml",
         &format!("ca: {ca}, cert: foreign.pem, key: foreign-key.pem, server_name: localhost"),
     );
-    let o = cli(
-        &["plan", "-f", foreign.to_str().unwrap(), "--only", "cluster"],
-        &[],
-    );
+    let o = only("plan", &foreign, "cluster");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("client certificate"), "{}", text(&o));
 
@@ -1266,16 +1211,7 @@ fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
         "wrong-ca.yaml",
         &format!("ca: other-ca.pem, cert: {cert}, key: {key}, server_name: localhost"),
     );
-    let o = cli(
-        &[
-            "plan",
-            "-f",
-            wrong_ca.to_str().unwrap(),
-            "--only",
-            "cluster",
-        ],
-        &[],
-    );
+    let o = only("plan", &wrong_ca, "cluster");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("invalid peer certificate"),
