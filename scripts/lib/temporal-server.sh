@@ -13,7 +13,8 @@
 # Layout of the cache: ${XDG_CACHE_HOME:-~/.cache}/temporal-bootstrap/temporal/<release>/
 #   bin/temporal-server bin/temporal-sql-tool bin/temporal-elasticsearch-tool schema/ .complete
 # A build goes into a temporary folder that is renamed when complete: a killed build leaves no
-# half cache. Returns non-zero with a message saying what failed and what to do.
+# half cache. Returns non-zero with a message saying what failed and what to do: 2 for a bad
+# TB_TEMPORAL_VERSION (not a release, or one the proxy does not serve), 1 for anything else.
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   echo "scripts/lib/temporal-server.sh is a library: source it" >&2
@@ -36,6 +37,14 @@ temporal_release_resolve() {
       return 2
     fi
     TEMPORAL_RELEASE=$TB_TEMPORAL_VERSION
+    [[ -f $TEMPORAL_CACHE_ROOT/$TEMPORAL_RELEASE/.complete ]] && return 0
+    # Not built yet: refuse a release the proxy does not list before anything starts.
+    local listed
+    if listed=$(cd / && GOFLAGS=-mod=mod GOTOOLCHAIN=local timeout 60 go list -m -versions go.temporal.io/server 2>/dev/null) &&
+      [[ " $listed " != *" v$TEMPORAL_RELEASE "* ]]; then
+      _ts_log "the Go module proxy does not serve go.temporal.io/server v$TEMPORAL_RELEASE: pick a served release (go list -m -versions go.temporal.io/server) and set TB_TEMPORAL_VERSION"
+      return 2
+    fi
     return 0
   fi
   command -v go >/dev/null 2>&1 || {
@@ -88,6 +97,9 @@ temporal_release_ensure_built() {
   if [[ $rc -ne 0 ]]; then
     if grep -qE 'unknown revision|invalid version|not found: |no matching versions|not available|403 Forbidden|404 Not Found|410 Gone' "$log"; then
       _ts_log "the Go module proxy does not serve go.temporal.io/server v$TEMPORAL_RELEASE: pick a served release (go list -m -versions go.temporal.io/server) and set TB_TEMPORAL_VERSION"
+      tail -n 15 "$log" | sed 's/^/  | /' >&2
+      rm -rf -- "$tmp"
+      return 2
     else
       _ts_log "building Temporal $TEMPORAL_RELEASE failed (exit $rc); last lines of the build log:"
     fi
