@@ -87,18 +87,43 @@ impl Finding {
 /// Field names whose values are secrets: type errors there never echo the value.
 const SECRET_FIELDS: &[&str] = &["password", "token", "key", "api_key", "secret"];
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file (a regular file of at most
+/// [`FileKind::Config`](crate::fsutil::FileKind::Config)'s limit).
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    use crate::fsutil::{FileKind, ReadError, read_limited};
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+    let fail = |line: usize, col: usize, message: String| ConfigErrors {
         issues: vec![ConfigIssue {
             file: file.clone(),
-            line: 0,
-            col: 0,
+            line,
+            col,
             path: String::new(),
-            message: format!("cannot read the configuration file: {e}; pass an existing file with -f (temporal-bootstrap init > platform.yaml writes an example)"),
+            message,
         }],
+    };
+    let bytes = read_limited(path, FileKind::Config).map_err(|e| match e {
+        ReadError::Io { source, .. } => fail(1, 1, format!("cannot read the configuration file: {source}; pass an existing file with -f (temporal-bootstrap init > platform.yaml writes an example)")),
+        other => fail(1, 1, format!("{other}; pass platform.yaml itself with -f")),
     })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            // Point at the first byte that is not UTF-8, in the same LINE:COL form as every
+            // other error.
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
+            return Err(fail(
+                line,
+                col,
+                "the file is not UTF-8 text; save platform.yaml as UTF-8".into(),
+            ));
+        }
+    };
     let mut loaded = load_str(&text, &file)?;
     loaded.path = path.to_path_buf();
     Ok(loaded)

@@ -341,11 +341,8 @@ string_newtype_serde!(
 pub enum SecretError {
     #[error("environment variable `{0}` is not set (referenced as env:{0})")]
     EnvMissing(String),
-    #[error("cannot read secret file `{path}`: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("secret file: {0}")]
+    File(#[source] crate::fsutil::ReadError),
     #[error("secret {0} is empty")]
     Empty(String),
 }
@@ -358,10 +355,9 @@ impl SecretRef {
                 std::env::var(name).map_err(|_| SecretError::EnvMissing(name.clone()))?
             }
             SecretRef::File(path) => {
-                let mut v = std::fs::read_to_string(path).map_err(|source| SecretError::File {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                let mut v =
+                    crate::fsutil::read_limited_string(path, crate::fsutil::FileKind::Secret)
+                        .map_err(SecretError::File)?;
                 if v.ends_with('\n') {
                     v.pop();
                     if v.ends_with('\r') {

@@ -141,12 +141,8 @@ impl KubeClient {
                     "{base} is https but no CA is known to verify it: set {ENV_CA_FILE} (in a Pod the ServiceAccount's ca.crt is used)"
                 ))
             })?;
-            let pem = std::fs::read(ca).map_err(|e| {
-                KubeError::Config(format!(
-                    "cannot read the API server CA {}: {e}",
-                    ca.display()
-                ))
-            })?;
+            let pem = crate::fsutil::read_limited(ca, crate::fsutil::FileKind::Pem)
+                .map_err(|e| KubeError::Config(format!("the API server CA: {e}")))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .ok()
                 .filter(|c| !c.is_empty())
@@ -316,10 +312,9 @@ impl KubeClient {
 }
 
 fn bearer(path: &Path) -> Result<HeaderValue, KubeError> {
-    let token = std::fs::read_to_string(path).map_err(|e| {
+    let token = crate::fsutil::read_limited_string(path, crate::fsutil::FileKind::Secret).map_err(|e| {
         KubeError::Config(format!(
-            "cannot read the ServiceAccount token {}: {e} (in a Pod, set automountServiceAccountToken: true; elsewhere set {ENV_TOKEN_FILE})",
-            path.display()
+            "the ServiceAccount token: {e} (in a Pod, set automountServiceAccountToken: true; elsewhere set {ENV_TOKEN_FILE})"
         ))
     })?;
     let token = token.trim();

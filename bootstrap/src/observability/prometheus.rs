@@ -110,23 +110,25 @@ fn file_changes(dir: &std::path::Path, files: &[RuleFile]) -> Result<Vec<Change>
     let mut changes = Vec::new();
     for f in files {
         let path = dir.join(&f.file_name);
-        match std::fs::read_to_string(&path) {
+        match crate::fsutil::read_limited_string(&path, crate::fsutil::FileKind::State) {
             Ok(current) if current == f.content => {}
             Ok(_) => changes.push(Change::new(
                 Action::Update,
                 format!("rule file {}", path.display()),
                 "content differs from the rendered rules",
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => changes.push(Change::new(
-                Action::Create,
-                format!("rule file {}", path.display()),
-                format!("groups {}", f.groups.join(", ")),
-            )),
-            Err(source) => {
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                changes.push(Change::new(
+                    Action::Create,
+                    format!("rule file {}", path.display()),
+                    format!("groups {}", f.groups.join(", ")),
+                ))
+            }
+            Err(e) => {
                 return Err(PrometheusError::Io {
                     what: "read",
                     path: path.display().to_string(),
-                    source,
+                    source: std::io::Error::other(e),
                 });
             }
         }
@@ -144,7 +146,11 @@ async fn apply(ctx: &Context, pending: &[Change]) -> Result<Vec<Change>, Prometh
     })?;
     for f in &files {
         let path = dir.join(&f.file_name);
-        if std::fs::read_to_string(&path).ok().as_deref() == Some(f.content.as_str()) {
+        if crate::fsutil::read_limited_string(&path, crate::fsutil::FileKind::State)
+            .ok()
+            .as_deref()
+            == Some(f.content.as_str())
+        {
             continue;
         }
         crate::fsutil::write_atomic(&path, f.content.as_bytes(), 0o644).map_err(|source| {

@@ -511,12 +511,8 @@ impl Pki {
     ) -> Result<Ca, PkiError> {
         let cert_rel = FileName::CaCert.as_str();
         let path = self.resolve(&byo.cert);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            PkiError::Invalid(format!(
-                "pki.ca.bring_your_own.cert: cannot read `{}`: {e}",
-                byo.cert.display()
-            ))
-        })?;
+        let bytes = crate::fsutil::read_limited(&path, crate::fsutil::FileKind::Pem)
+            .map_err(|e| PkiError::Invalid(format!("pki.ca.bring_your_own.cert: {e}")))?;
         let chain = certinfo::parse_pem_chain(&bytes).map_err(|e| {
             PkiError::Invalid(format!(
                 "pki.ca.bring_your_own.cert `{}`: {e}",

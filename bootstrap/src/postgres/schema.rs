@@ -169,10 +169,13 @@ pub fn list_versions(versioned: &Path) -> Result<Vec<VersionDir>, SchemaError> {
 /// Reads and checks one manifest.
 pub fn read_manifest(dir: &VersionDir) -> Result<Manifest, SchemaError> {
     let path = dir.path.join("manifest.json");
-    let bytes = std::fs::read(&path).map_err(|e| SchemaError::Io {
-        path: display(&path),
-        reason: e.to_string(),
-    })?;
+    let bytes =
+        crate::fsutil::read_limited(&path, crate::fsutil::FileKind::Schema).map_err(|e| {
+            SchemaError::Io {
+                path: display(&path),
+                reason: e.to_string(),
+            }
+        })?;
     let bad = |reason: String| SchemaError::Manifest {
         path: display(&path),
         reason,
@@ -227,10 +230,11 @@ pub fn load_version(dir: &VersionDir) -> Result<PendingVersion, SchemaError> {
                 file: file.clone(),
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| SchemaError::Io {
-            path: display(&path),
-            reason: e.to_string(),
-        })?;
+        let text = crate::fsutil::read_limited_string(&path, crate::fsutil::FileKind::Schema)
+            .map_err(|e| SchemaError::Io {
+                path: display(&path),
+                reason: e.to_string(),
+            })?;
         let stmts = sql::split(&text).map_err(|e| SchemaError::Split {
             path: display(&path),
             detail: e.to_string(),

@@ -116,7 +116,7 @@ pub fn write_all(
             path: path.display().to_string(),
             source,
         };
-        let state = match std::fs::read(&path) {
+        let state = match crate::fsutil::read_limited(&path, crate::fsutil::FileKind::State) {
             Ok(existing) if existing == a.content => Written::Unchanged,
             Ok(_) => Written::Updated,
             Err(_) => Written::Created,

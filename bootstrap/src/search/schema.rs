@@ -177,8 +177,8 @@ fn newest_versioned(vis: &Path) -> Option<PathBuf> {
 }
 
 fn read_json(path: &Path) -> Result<Value, SearchError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SearchError::Schema(format!("cannot read {}: {e}", path.display())))?;
+    let text = crate::fsutil::read_limited_string(path, crate::fsutil::FileKind::Schema)
+        .map_err(|e| SearchError::Schema(e.to_string()))?;
     serde_json::from_str(&text)
         .map_err(|e| SearchError::Schema(format!("{} is not valid JSON: {e}", path.display())))
 }
@@ -205,7 +205,10 @@ fn detect_version(vis: &Path, template_path: &Path, template: &Value) -> Option<
         let Some(n) = name.strip_prefix('v').and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(entry.path().join(TEMPLATE_FILE)) else {
+        let Ok(text) = crate::fsutil::read_limited_string(
+            &entry.path().join(TEMPLATE_FILE),
+            crate::fsutil::FileKind::Schema,
+        ) else {
             continue;
         };
         let Ok(v) = serde_json::from_str::<Value>(&text) else {

@@ -83,9 +83,8 @@ impl TlsMaterial {
         field: &str,
     ) -> Result<Self, TemporalError> {
         let read = |p: &std::path::Path, what: &str| {
-            std::fs::read(p).map_err(|e| {
-                TemporalError::Config(format!("{field}.{what}: cannot read {}: {e}", p.display()))
-            })
+            crate::fsutil::read_limited(p, crate::fsutil::FileKind::Pem)
+                .map_err(|e| TemporalError::Config(format!("{field}.{what}: {e}")))
         };
         let ca_pem = read(ca, "ca")?;
         check_certs(&ca_pem, &format!("{field}.ca"), ca)?;

@@ -56,7 +56,8 @@ impl HttpClusterProbe {
             } else {
                 base_dir.join(p)
             };
-            std::fs::read(&full).map_err(|e| err(format!("cannot read {}: {e}", full.display())))
+            crate::fsutil::read_limited(&full, crate::fsutil::FileKind::Pem)
+                .map_err(|e| err(e.to_string()))
         };
         let ca = reqwest::Certificate::from_pem(&read(&tls.ca)?)
             .map_err(|e| err(format!("CA is not PEM: {e}")))?;

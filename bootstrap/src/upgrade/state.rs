@@ -81,9 +81,9 @@ pub fn load(path: &Path) -> Result<Option<UpgradeState>, UpgradeError> {
         path: path.display().to_string(),
         reason,
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::fsutil::read_limited_string(path, crate::fsutil::FileKind::State) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
         Err(e) => return Err(err(e.to_string())),
     };
     let state: UpgradeState = serde_json::from_str(&text).map_err(|e| {
