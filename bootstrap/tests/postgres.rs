@@ -850,21 +850,19 @@ async fn role_drift_and_a_changed_password_are_reported_and_fixed() {
         return;
     };
     let role = case.names.role();
+    let config = case.config(None, "");
+    // The tool creates (and marks) the role and database; then someone changes them by hand.
+    let out = case.run(&config, &["apply", "--only", "persistence"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let mut c = case.admin("postgres").await;
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE ROLE \"{role}\" LOGIN CREATEDB CREATEROLE PASSWORD 'old-password'"
+        "ALTER ROLE \"{role}\" CREATEDB PASSWORD 'old-password'; ALTER DATABASE \"{}\" OWNER TO \"{}\"",
+        case.names.temporal(),
+        case.pg.admin_user
     )))
     .execute(&mut c)
     .await
     .unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE DATABASE \"{}\"",
-        case.names.temporal()
-    )))
-    .execute(&mut c)
-    .await
-    .unwrap();
-    let config = case.config(None, "");
     let out = case.run(
         &config,
         &["--output", "json", "plan", "--only", "persistence"],
@@ -888,7 +886,7 @@ async fn role_drift_and_a_changed_password_are_reported_and_fixed() {
         .collect();
     assert_eq!(details.len(), 3, "{details:#?}");
     assert!(
-        details[0].contains("attribute drift: createrole true -> false, createdb true -> false"),
+        details[0].contains("attribute drift: createdb true -> false"),
         "{details:#?}"
     );
     assert!(
@@ -938,6 +936,138 @@ async fn role_drift_and_a_changed_password_are_reported_and_fixed() {
         .await
         .unwrap();
     assert!(tables);
+}
+
+/// Everything `pg_roles` says about a role (None when it does not exist), to compare before/after.
+async fn role_row(c: &mut PgConnection, role: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT concat_ws('|', rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolcanlogin, \
+         rolbypassrls, coalesce(rolpassword, ''), coalesce(shobj_description(a.oid, 'pg_authid'), '')) \
+         FROM pg_authid a WHERE rolname = $1",
+    )
+    .bind(role)
+    .fetch_optional(c)
+    .await
+    .unwrap()
+}
+
+async fn database_exists(c: &mut PgConnection, db: &str) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(db)
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
+/// Issue 16: the persistence step must never demote a superuser or touch a role it did not
+/// create. Each case is checked in `pg_roles` (pg_authid: attributes, password verifier and
+/// comment) before and after `plan` and `apply`.
+#[tokio::test]
+async fn privileged_and_foreign_roles_are_never_altered() {
+    let Some(case) = Case::new("safety") else {
+        return;
+    };
+    let role = case.names.role();
+    let mut c = case.admin("postgres").await;
+
+    // 1. The application role is the admin role: refused by validation, before any connection.
+    let config = case.config(None, "");
+    let same = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("user: {role}"),
+        &format!("user: {}", case.pg.admin_user),
+    );
+    let same_path = case.dir.path().join("same-role.yaml");
+    std::fs::write(&same_path, same).unwrap();
+    let admin_before = role_row(&mut c, &case.pg.admin_user).await;
+    assert!(
+        admin_before.as_deref().unwrap().starts_with("t|"),
+        "the admin is a superuser"
+    );
+    for command in ["validate", "plan", "apply"] {
+        let out = case.run(&same_path, &[command]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out));
+        let t = text(&out);
+        assert!(
+            t.contains("persistence.postgres.user")
+                && t.contains("persistence.postgres.admin.user"),
+            "{command}: {t}"
+        );
+    }
+    assert_eq!(role_row(&mut c, &case.pg.admin_user).await, admin_before);
+
+    // 2-4. An existing role with SUPERUSER, CREATEROLE or REPLICATION named as the application
+    // role: plan and apply refuse (exit 2), say what they would have run, change nothing and
+    // create no database.
+    for attrs in ["SUPERUSER", "CREATEROLE", "REPLICATION"] {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP ROLE IF EXISTS \"{role}\"; CREATE ROLE \"{role}\" LOGIN {attrs} PASSWORD 'dba-pw'"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        let before = role_row(&mut c, &role).await;
+        for command in ["plan", "apply"] {
+            let out = case.run(&config, &[command, "--only", "persistence"]);
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{attrs} {command}: {t}");
+            assert!(t.contains(&format!("role `{role}` has {attrs}")), "{t}");
+            assert!(
+                t.contains("never alters") && t.contains("It would have run: ALTER ROLE"),
+                "{t}"
+            );
+            assert!(!t.contains("dba-pw") && !t.contains("definitely"), "{t}");
+        }
+        assert_eq!(
+            role_row(&mut c, &role).await,
+            before,
+            "{attrs}: role changed"
+        );
+        assert!(!database_exists(&mut c, &case.names.temporal()).await);
+    }
+
+    // 5. A plain role someone else created, whose password differs: refused with the way to
+    // adopt it; once adopted (COMMENT ON ROLE), the password is set again.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP ROLE \"{role}\"; CREATE ROLE \"{role}\" LOGIN PASSWORD 'someone-elses'"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE DATABASE \"{}\" OWNER \"{role}\"",
+        case.names.temporal()
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let before = role_row(&mut c, &role).await;
+    let out = case.run(&config, &["apply", "--only", "persistence"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("not created by temporal-bootstrap") && t.contains("COMMENT ON ROLE"),
+        "{t}"
+    );
+    assert_eq!(role_row(&mut c, &role).await, before);
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "COMMENT ON ROLE \"{role}\" IS '{}'",
+        postgres::ROLE_MARKER
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let out = case.run(&config, &["apply", "--only", "persistence"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_ne!(
+        role_row(&mut c, &role).await,
+        before,
+        "the adopted role's password was set"
+    );
+    let out = case.run(
+        &config,
+        &["plan", "--only", "persistence", "--detailed-exitcode"],
+    );
+    assert_eq!(out.status.code(), Some(0), "converged: {}", text(&out));
 }
 
 #[tokio::test]
@@ -1018,7 +1148,8 @@ async fn bad_inputs_give_clear_errors_and_exit_codes() {
     let Some(case) = Case::new("bad") else { return };
     let good_schema = Case::basic_schema();
 
-    // Wrong admin password: the input's fault (2); the password is not echoed.
+    // Wrong admin password: the configuration is valid, the environment does not match it: a
+    // runtime failure (README: exit 1), for `plan` and `apply`; the password is not echoed.
     let config = case.config_with(
         &case.pg.host,
         case.pg.port,
@@ -1026,18 +1157,33 @@ async fn bad_inputs_give_clear_errors_and_exit_codes() {
         Some(&good_schema),
         "",
     );
+    for command in ["plan", "apply"] {
+        let out = case
+            .cli(&config, &[command, "--only", "persistence"])
+            .env("TB_WRONG_ADMIN", "definitely-wrong-pw")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("rejected user `{}`", case.pg.admin_user)),
+            "{}",
+            text(&out)
+        );
+        assert!(!text(&out).contains("definitely-wrong-pw"));
+    }
+    // The admin password's variable is not set at all: also the environment's fault (1), and
+    // the message names the variable.
     let out = case
-        .cli(&config, &["apply", "--only", "persistence"])
-        .env("TB_WRONG_ADMIN", "definitely-wrong-pw")
+        .cli(&config, &["plan", "--only", "persistence"])
+        .env_remove("TB_WRONG_ADMIN")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains(&format!("rejected user `{}`", case.pg.admin_user)),
+        text(&out).contains("environment variable `TB_WRONG_ADMIN` is not set"),
         "{}",
         text(&out)
     );
-    assert!(!text(&out).contains("definitely-wrong-pw"));
 
     // Unreachable server: the world's fault (1).
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

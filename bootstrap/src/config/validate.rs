@@ -134,6 +134,16 @@ fn check_stores(c: &PlatformConfig, r: &mut Report) {
                 r.error(format!("persistence.postgres.{field}"), format!("`{value}` is not a plain SQL identifier; expected lowercase letters, digits and '_' starting with a letter (at most 63)"));
             }
         }
+        if let Some(admin) = &pg.admin
+            && admin.user == pg.user
+        {
+            // The persistence step would bring the application role to least privilege, which
+            // would strip the admin role of SUPERUSER/CREATEDB/CREATEROLE.
+            r.error(
+                "persistence.postgres.user",
+                format!("the application role `{}` is also persistence.postgres.admin.user; Temporal must connect as its own least-privilege role: choose another persistence.postgres.user (e.g. `temporal`), which the admin role creates", pg.user),
+            );
+        }
         if let Some(tls) = &pg.tls
             && tls.mode == PostgresTlsMode::VerifyFull
             && tls.ca.is_none()

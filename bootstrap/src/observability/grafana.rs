@@ -74,9 +74,9 @@ pub enum GrafanaError {
 impl From<GrafanaError> for StepError {
     fn from(e: GrafanaError) -> Self {
         match e {
-            GrafanaError::Token(_) | GrafanaError::BadDashboard(..) => {
-                StepError::invalid(e.to_string())
-            }
+            // A token that cannot be resolved is the environment's fault, not the config's
+            // (README: exit 1).
+            GrafanaError::BadDashboard(..) => StepError::invalid(e.to_string()),
             _ => StepError::runtime(e.to_string()),
         }
     }

@@ -56,7 +56,11 @@ use crate::versions::SchemaVersion;
 use sql::{quote_ident, quote_literal};
 
 /// Attributes the application role must have (least privilege).
-pub const ROLE_ATTRIBUTES: &str = "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB";
+pub const ROLE_ATTRIBUTES: &str = "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION";
+/// Start of the comment put on the roles this tool creates (`COMMENT ON ROLE`, in the same
+/// transaction as `CREATE ROLE`). Only a role carrying it is ever altered; an operator adopts an
+/// existing role by setting the comment.
+pub const ROLE_MARKER: &str = "managed by temporal-bootstrap";
 /// Default time a run waits for another run's advisory lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 /// Time allowed to open one connection.
@@ -97,6 +101,15 @@ pub enum PgError {
     },
     #[error("{0}")]
     NeedsAdmin(String),
+    #[error(
+        "role `{role}` {reason}; temporal-bootstrap never alters such a role (it may be a DBA's or another application's). It would have run: {would}. Set persistence.postgres.user to a dedicated role that does not exist yet (it is created with {ROLE_ATTRIBUTES}){adopt}"
+    )]
+    ProtectedRole {
+        role: String,
+        reason: String,
+        would: String,
+        adopt: String,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -149,16 +162,17 @@ pub enum PgError {
 }
 
 impl PgError {
-    /// Whether the input is at fault (exit 2) rather than the world (exit 1).
+    /// Whether the input is at fault (exit 2) rather than the world (exit 1). A secret that
+    /// cannot be resolved and a password the server refuses are the world's: the configuration
+    /// is valid, the environment does not match it.
     pub fn is_invalid(&self) -> bool {
         matches!(
             self,
-            Self::Secret(_)
-                | Self::Schema(_)
+            Self::Schema(_)
                 | Self::MissingFile { .. }
-                | Self::Auth { .. }
                 | Self::NoDatabase { .. }
                 | Self::NeedsAdmin(_)
+                | Self::ProtectedRole { .. }
                 | Self::Invalid(_)
                 | Self::Newer { .. }
                 | Self::BadVersionRow { .. }
@@ -452,6 +466,9 @@ pub struct RoleState {
     pub superuser: bool,
     pub create_role: bool,
     pub create_db: bool,
+    pub replication: bool,
+    /// The role carries [`ROLE_MARKER`]: this tool created it (or an operator adopted it).
+    pub managed: bool,
     /// Whether the configured password logs in; `None` when not tried (role or databases missing).
     pub password_accepted: Option<bool>,
 }
@@ -469,7 +486,30 @@ impl RoleState {
         check("superuser", self.superuser, false);
         check("createrole", self.create_role, false);
         check("createdb", self.create_db, false);
+        check("replication", self.replication, false);
         out
+    }
+
+    /// Why this role must never be altered, if it must not: it holds a privilege only an
+    /// administrator's role should have, or this tool did not create it.
+    pub fn protected_reason(&self) -> Option<String> {
+        let privileges: Vec<&str> = [
+            (self.superuser, "SUPERUSER"),
+            (self.create_role, "CREATEROLE"),
+            (self.replication, "REPLICATION"),
+        ]
+        .into_iter()
+        .filter_map(|(has, name)| has.then_some(name))
+        .collect();
+        if !privileges.is_empty() {
+            Some(format!("has {}", privileges.join(", ")))
+        } else if !self.managed {
+            Some(format!(
+                "exists but was not created by temporal-bootstrap (no `{ROLE_MARKER}` comment)"
+            ))
+        } else {
+            None
+        }
     }
 }
 
@@ -531,7 +571,8 @@ async fn observe_with(
         .await
         .map_err(query_err("reading the server version"))?;
     let row = sqlx::query(
-        "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = $1",
+        "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, \
+         coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = $1",
     )
     .bind(&spec.app.user)
     .fetch_optional(&mut *control)
@@ -544,6 +585,8 @@ async fn observe_with(
         superuser: false,
         create_role: false,
         create_db: false,
+        replication: false,
+        managed: false,
         password_accepted: None,
     };
     if let Some(r) = row {
@@ -551,6 +594,8 @@ async fn observe_with(
         role.superuser = r.get(1);
         role.create_role = r.get(2);
         role.create_db = r.get(3);
+        role.replication = r.get(4);
+        role.managed = r.get::<String, _>(5).starts_with(ROLE_MARKER);
     }
     let mut databases = Vec::new();
     for db in &spec.databases {
@@ -696,6 +741,41 @@ impl RolePlan {
     }
 }
 
+/// A protected role (see [`RoleState::protected_reason`]) is never altered: any pending role
+/// change becomes an error that says what would have run. Nothing pending: the role is used
+/// as it is.
+fn refuse_protected_role(role: &RoleState, reason: &str, plan: &RolePlan) -> Result<(), PgError> {
+    let role_q = quote_ident(&role.name);
+    let mut would = Vec::new();
+    if plan.fix_attributes {
+        would.push(format!(
+            "ALTER ROLE {role_q} {ROLE_ATTRIBUTES} ({})",
+            role.drift().join(", ")
+        ));
+    }
+    if plan.reset_password {
+        would.push(format!(
+            "ALTER ROLE {role_q} PASSWORD '***' (the configured password does not log in)"
+        ));
+    }
+    if would.is_empty() {
+        return Ok(());
+    }
+    let adopt = if role.superuser || role.create_role || role.replication {
+        String::new()
+    } else {
+        format!(
+            ", or, if this role is meant for Temporal alone, adopt it with COMMENT ON ROLE {role_q} IS '{ROLE_MARKER}'"
+        )
+    };
+    Err(PgError::ProtectedRole {
+        role: role.name.clone(),
+        reason: reason.to_string(),
+        would: would.join("; "),
+        adopt,
+    })
+}
+
 /// Observes and diffs. Writes nothing.
 pub async fn plan(spec: &Spec) -> Result<Plan, PgError> {
     let mut control = spec.control().await?;
@@ -744,6 +824,9 @@ async fn plan_with(
                     spec.app_password_ref
                 ),
             ));
+        }
+        if let Some(reason) = role.protected_reason() {
+            refuse_protected_role(role, &reason, &role_plan)?;
         }
     }
     let mut create_databases = Vec::new();
@@ -1110,10 +1193,15 @@ async fn apply_locked(
     };
     let mut admin_sql: Vec<(String, Change)> = Vec::new();
     if plan.role.create {
+        // One simple-query string runs as one implicit transaction: a crash leaves either no
+        // role or a marked one.
         admin_sql.push((
             format!(
-                "CREATE ROLE {role_q} {ROLE_ATTRIBUTES} PASSWORD {}",
-                quote_literal(&verifier()?)
+                "CREATE ROLE {role_q} {ROLE_ATTRIBUTES} PASSWORD {}; COMMENT ON ROLE {role_q} IS {}",
+                quote_literal(&verifier()?),
+                quote_literal(&format!(
+                    "{ROLE_MARKER}: the application role Temporal connects as"
+                ))
             ),
             find_change(&plan, &format!("role {}", spec.app.user)),
         ));
@@ -1603,9 +1691,12 @@ mod tests {
             superuser: false,
             create_role: false,
             create_db: false,
+            replication: false,
+            managed: true,
             password_accepted: Some(true),
         };
         assert!(r.drift().is_empty());
+        assert_eq!(r.protected_reason(), None);
         r.login = false;
         r.superuser = true;
         r.create_db = true;
@@ -1617,6 +1708,66 @@ mod tests {
                 "createdb true -> false"
             ]
         );
+    }
+
+    #[test]
+    fn privileged_or_foreign_roles_are_refused_with_what_would_have_run() {
+        let base = RoleState {
+            name: "postgres".into(),
+            exists: true,
+            login: true,
+            superuser: true,
+            create_role: true,
+            create_db: true,
+            replication: true,
+            managed: false,
+            password_accepted: Some(true),
+        };
+        let plan = RolePlan {
+            fix_attributes: true,
+            ..RolePlan::default()
+        };
+        let e = refuse_protected_role(&base, &base.protected_reason().unwrap(), &plan)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("role `postgres` has SUPERUSER, CREATEROLE, REPLICATION"),
+            "{e}"
+        );
+        assert!(e.contains("never alters"), "{e}");
+        assert!(
+            e.contains("ALTER ROLE \"postgres\" LOGIN NOSUPERUSER"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("adopt"),
+            "a privileged role is never offered for adoption: {e}"
+        );
+
+        // A plain role someone else created: refused too, with the way to adopt it.
+        let foreign = RoleState {
+            superuser: false,
+            create_role: false,
+            create_db: false,
+            replication: false,
+            password_accepted: Some(false),
+            ..base.clone()
+        };
+        let plan = RolePlan {
+            reset_password: true,
+            ..RolePlan::default()
+        };
+        let e = refuse_protected_role(&foreign, &foreign.protected_reason().unwrap(), &plan)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not created by temporal-bootstrap"), "{e}");
+        assert!(e.contains("PASSWORD '***'"), "{e}");
+        assert!(
+            e.contains(&format!("COMMENT ON ROLE \"postgres\" IS '{ROLE_MARKER}'")),
+            "{e}"
+        );
+        // Nothing pending: a foreign role is used as it is.
+        assert!(refuse_protected_role(&foreign, "x", &RolePlan::default()).is_ok());
     }
 
     #[test]
@@ -1643,7 +1794,10 @@ mod tests {
             user: "postgres".into(),
             reason: "password authentication failed".into(),
         };
-        assert_eq!(StepError::from(auth).class, ErrorClass::Invalid);
+        // The configuration is valid; the environment does not match it (README: exit 1).
+        assert_eq!(StepError::from(auth).class, ErrorClass::Runtime);
+        let secret = PgError::Secret("persistence.postgres.password: not set".into());
+        assert_eq!(StepError::from(secret).class, ErrorClass::Runtime);
         let lock = PgError::LockTimeout {
             key: 1,
             database: "postgres".into(),

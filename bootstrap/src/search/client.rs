@@ -94,12 +94,8 @@ impl SearchClient {
             } else {
                 base_dir.join(ca)
             };
-            let pem = std::fs::read(&path).map_err(|e| {
-                SearchError::Config(format!(
-                    "visibility.elasticsearch.ca: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let pem = crate::fsutil::read_limited(&path, crate::fsutil::FileKind::Pem)
+                .map_err(|e| SearchError::Config(format!("visibility.elasticsearch.ca: {e}")))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 SearchError::Config(format!(
                     "visibility.elasticsearch.ca: {} holds no usable PEM certificate: {e}",
@@ -124,7 +120,7 @@ impl SearchClient {
             None => (None, "none"),
             Some(SearchAuth::Basic { username, password }) => {
                 let pw = password.resolve().map_err(|e| {
-                    SearchError::Config(format!(
+                    SearchError::Secret(format!(
                         "visibility.elasticsearch.auth.basic.password: {e}"
                     ))
                 })?;
@@ -136,7 +132,7 @@ impl SearchClient {
             }
             Some(SearchAuth::ApiKey { key }) => {
                 let k = key.resolve().map_err(|e| {
-                    SearchError::Config(format!("visibility.elasticsearch.auth.api_key.key: {e}"))
+                    SearchError::Secret(format!("visibility.elasticsearch.auth.api_key.key: {e}"))
                 })?;
                 secrets.push(k.expose().to_string());
                 (Some(header(&format!("ApiKey {}", k.expose()))?), "api_key")
@@ -339,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn unresolvable_secret_is_a_config_error_naming_the_field() {
+    fn unresolvable_secret_is_a_runtime_error_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let cfg: ElasticsearchConfig = serde_json::from_value(json!({
@@ -348,11 +344,16 @@ mod tests {
         }))
         .unwrap();
         let err = SearchClient::new(&cfg, dir.path(), Duration::from_secs(5)).unwrap_err();
-        assert!(matches!(err, SearchError::Config(_)));
+        // The configuration is valid; the environment lacks the file (README: exit 1).
+        assert!(matches!(err, SearchError::Secret(_)));
         assert!(
             err.to_string()
                 .starts_with("visibility.elasticsearch.auth.api_key.key:"),
             "{err}"
+        );
+        assert_eq!(
+            crate::reconcile::StepError::from(err).class,
+            crate::reconcile::ErrorClass::Runtime
         );
     }
 }

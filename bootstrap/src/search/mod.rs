@@ -57,6 +57,10 @@ pub enum SearchError {
     Schema(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A secret reference that cannot be resolved: the environment differs from what the
+    /// configuration says (a runtime failure, exit 1).
+    #[error("{0}")]
+    Secret(String),
     #[error("{call}: {message}")]
     Transport { call: String, message: String },
     #[error("{call} returned {status}: {detail}")]
