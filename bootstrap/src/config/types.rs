@@ -531,8 +531,10 @@ string_newtype_serde!(TaskQueueName, None, "A task queue name");
 // Search attributes
 // ---------------------------------------------------------------------------------------------
 
-/// Names the server reserves for system search attributes (and the `Temporal` prefix, which it
-/// keeps for future ones). Adding one of these fails or silently collides.
+/// Names the server reserves: its system search attributes, the predefined ones outside the
+/// `Temporal` prefix, and the internal visibility fields (`sadefs.IsReserved` in the server,
+/// checked against v1.32.2); the `Temporal` prefix is checked separately. Adding one of these
+/// fails or silently collides.
 pub const RESERVED_SEARCH_ATTRIBUTES: &[&str] = &[
     "BatcherNamespace",
     "BatcherUser",
@@ -544,6 +546,8 @@ pub const RESERVED_SEARCH_ATTRIBUTES: &[&str] = &[
     "ExecutionTime",
     "HistoryLength",
     "HistorySizeBytes",
+    "Memo",
+    "MemoEncoding",
     "NamespaceId",
     "ParentRunId",
     "ParentWorkflowId",
@@ -553,6 +557,7 @@ pub const RESERVED_SEARCH_ATTRIBUTES: &[&str] = &[
     "StartTime",
     "StateTransitionCount",
     "TaskQueue",
+    "VisibilityTaskKey",
     "WorkflowId",
     "WorkflowType",
 ];
@@ -582,7 +587,7 @@ impl FromStr for SearchAttributeName {
             .find(|r| r.eq_ignore_ascii_case(s))
         {
             return Err(format!(
-                "`{s}` is reserved for the system search attribute `{r}`; choose another name such as Custom{r}"
+                "`{s}` is reserved by the Temporal server (system search attribute or internal field `{r}`); choose another name such as Custom{r}"
             ));
         }
         if s.starts_with("Temporal") {
@@ -1000,7 +1005,16 @@ mod tests {
             assert!(bad.parse::<NamespaceName>().is_err(), "{bad}");
         }
         assert!("CustomerId".parse::<SearchAttributeName>().is_ok());
-        for bad in ["WorkflowId", "workflowid", "TemporalFoo", "1abc", "a-b"] {
+        for bad in [
+            "WorkflowId",
+            "workflowid",
+            "TemporalFoo",
+            "1abc",
+            "a-b",
+            "Memo",
+            "MemoEncoding",
+            "VisibilityTaskKey",
+        ] {
             assert!(bad.parse::<SearchAttributeName>().is_err(), "{bad}");
         }
     }

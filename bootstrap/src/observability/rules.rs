@@ -57,37 +57,42 @@ pub struct RuleFile {
     pub content: String,
 }
 
-/// Threshold name -> value as written (strings unquoted), from the embedded defaults.
+/// Threshold name -> value as written (strings unquoted), from the embedded defaults. The file
+/// is read with a real YAML parser, so what users edit is what any YAML tool reads.
 pub fn default_thresholds() -> Result<BTreeMap<String, String>, RulesError> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for (i, line) in THRESHOLDS.lines().enumerate() {
-        let err = |message: String| RulesError::Thresholds {
-            line: i + 1,
-            message,
-        };
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        if !line.starts_with(' ') {
-            let name = line
-                .trim_end()
-                .strip_suffix(':')
-                .ok_or_else(|| err(format!("expected `name:`, got `{line}`")))?;
-            current = Some(name.to_string());
-            continue;
-        }
-        let Some((key, raw)) = line.trim().split_once(':') else {
-            return Err(err(format!("expected `key: value`, got `{line}`")));
-        };
-        if key == "value" {
-            let name = current
-                .clone()
-                .ok_or_else(|| err("value before any threshold name".into()))?;
-            out.insert(name, unquote(raw.trim()));
-        }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Threshold {
+        value: serde_json::Value,
+        #[allow(dead_code)] // documentation for humans; checked to be present
+        unit: String,
+        #[allow(dead_code)]
+        comment: String,
     }
-    Ok(out)
+    let parsed: BTreeMap<String, Threshold> =
+        serde_saphyr::from_str(THRESHOLDS).map_err(|e| RulesError::Thresholds {
+            line: e.location().map_or(0, |l| l.line() as usize),
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        })?;
+    parsed
+        .into_iter()
+        .map(|(name, t)| {
+            let value = match t.value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(RulesError::Thresholds {
+                        line: THRESHOLDS
+                            .lines()
+                            .position(|l| l.starts_with(&format!("{name}:")))
+                            .map_or(0, |i| i + 1),
+                        message: format!("{name}.value must be a number or a string, got {other}"),
+                    });
+                }
+            };
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// The thresholds for this platform: defaults, then the SLO settings, then explicit overrides.
@@ -171,18 +176,6 @@ fn render_one(t: &Template, values: &BTreeMap<String, String>) -> Result<RuleFil
         groups,
         content: out,
     })
-}
-
-fn unquote(raw: &str) -> String {
-    if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
-        raw[1..raw.len() - 1]
-            .replace("\\\"", "\"")
-            .replace("\\\\", "\\")
-    } else if raw.len() >= 2 && raw.starts_with('\'') && raw.ends_with('\'') {
-        raw[1..raw.len() - 1].replace("''", "'")
-    } else {
-        raw.to_string()
-    }
 }
 
 fn format_number(v: f64) -> String {
