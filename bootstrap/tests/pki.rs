@@ -144,7 +144,17 @@ impl Site {
             for e in std::fs::read_dir(p).unwrap() {
                 let e = e.unwrap();
                 let m = e.metadata().unwrap();
-                if m.is_dir() {
+                if m.file_type().is_symlink() {
+                    let target = std::fs::read_link(e.path()).unwrap();
+                    out.insert(
+                        e.path(),
+                        (
+                            target.as_os_str().as_encoded_bytes().to_vec(),
+                            0,
+                            m.modified().unwrap(),
+                        ),
+                    );
+                } else if m.is_dir() {
                     out.insert(
                         e.path(),
                         (vec![], m.permissions().mode(), m.modified().unwrap()),
@@ -1432,5 +1442,82 @@ fn real_temporal_server_accepts_only_valid_client_certificates() {
     assert!(
         !ok,
         "the server certificate as a client certificate: {text}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// issue 16: the directory that holds the keys
+// ------------------------------------------------------------------------------------------
+
+fn dir_mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_loose_pki_dir_of_ours_is_tightened_to_0700_and_reported() {
+    let s = Site::new(PKI_SIMPLE);
+    std::fs::create_dir(s.dir()).unwrap();
+    std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let plan = s.ok(&["plan", "--only", "certificates"]);
+    assert!(plan.contains("directory mode 0777 -> 0700"), "{plan}");
+    assert_eq!(dir_mode(&s.dir()), 0o777, "plan changes nothing");
+    let out = s.ok(&["certs", "issue"]);
+    assert!(out.contains("directory mode 0777 -> 0700"), "{out}");
+    assert_eq!(dir_mode(&s.dir()), 0o700);
+    assert_eq!(dir_mode(&s.dir().join("clients")), 0o700);
+    // Converged: a second run has nothing to say about the directory.
+    let again = s.ok(&["certs", "issue"]);
+    assert!(!again.contains("directory mode"), "{again}");
+}
+
+#[test]
+fn a_symlinked_foreign_or_shared_pki_dir_with_a_loose_mode_is_refused_untouched() {
+    // A symlink to a 0755 directory elsewhere.
+    let s = Site::new(PKI_SIMPLE);
+    let other = tempfile::tempdir().unwrap();
+    let elsewhere = other.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, s.dir()).unwrap();
+    assert_refused(&s, &["certs", "issue"], "is a symlink to");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "no key written"
+    );
+    assert_eq!(dir_mode(&elsewhere), 0o755);
+
+    // A sticky, world-writable directory (like /tmp).
+    let s = Site::new(PKI_SIMPLE);
+    std::fs::create_dir(s.dir()).unwrap();
+    std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert_refused(&s, &["certs", "issue"], "shared directory");
+    assert_eq!(dir_mode(&s.dir()), 0o1777);
+
+    // Another user's directory (only root can make one here).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let s = Site::new(PKI_SIMPLE);
+        std::fs::create_dir(s.dir()).unwrap();
+        std::os::unix::fs::chown(s.dir(), Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_refused(&s, &["certs", "issue"], "owned by uid 65534");
+        assert_eq!(dir_mode(&s.dir()), 0o755);
+    }
+}
+
+#[test]
+fn an_empty_pki_dir_and_an_ip_under_dns_names_are_refused() {
+    let s = Site::new(&PKI_SIMPLE.replace("dir: pki", "dir: \"\""));
+    assert_refused(&s, &["certs", "issue"], "pki.dir: ``");
+    assert!(!s.root.join("ca-key.pem").exists());
+    let s = Site::new(&PKI_SIMPLE.replace("dir: pki", "dir: ."));
+    assert_refused(&s, &["certs", "issue"], "next to platform.yaml");
+    let s =
+        Site::new("pki:\n  dir: pki\n  frontend: { dns_names: [temporal-frontend, 10.0.0.7] }\n");
+    assert_refused(
+        &s,
+        &["certs", "issue"],
+        "pki.frontend.dns_names[1]: `10.0.0.7` is an IP address; list it under pki.frontend.ip_addresses",
     );
 }

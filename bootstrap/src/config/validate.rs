@@ -1,6 +1,7 @@
 //! Cross-field rules: what the types alone cannot express. Pure; reports every finding at once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use super::load::Finding;
 use super::model::*;
@@ -289,6 +290,26 @@ fn check_pki(pki: &PkiConfig, r: &mut Report) {
                     pki.renew_before
                 ),
             );
+        }
+    }
+    let dir = pki.dir.to_string_lossy();
+    if dir.trim().is_empty() || pki.dir == Path::new(".") || pki.dir == Path::new("./") {
+        r.error(
+            "pki.dir",
+            format!("`{dir}` would put the CA and every private key next to platform.yaml; name a directory of their own, e.g. pki (it is created with mode 0700)"),
+        );
+    }
+    for (at, leaf) in [
+        ("pki.frontend", &pki.frontend),
+        ("pki.internode", &pki.internode),
+    ] {
+        for (i, name) in leaf.dns_names.iter().enumerate() {
+            if name.as_str().parse::<std::net::IpAddr>().is_ok() {
+                r.error(
+                    format!("{at}.dns_names[{i}]"),
+                    format!("`{name}` is an IP address; list it under {at}.ip_addresses (a DNS SAN never matches an address a client connects to)"),
+                );
+            }
         }
     }
     if pki.frontend.dns_names.is_empty() && pki.frontend.ip_addresses.is_empty() {

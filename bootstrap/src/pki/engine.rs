@@ -261,6 +261,60 @@ impl Pki {
         }
     }
 
+    /// A directory that holds private keys must be reachable by its owner only: whoever can
+    /// write to it can replace `ca.pem` or a key, whoever can list it learns the names. A real
+    /// directory of ours with a looser mode is tightened to 0700 (a reported change); a symlink
+    /// to one, a directory of another user and a shared (sticky) directory are refused, since
+    /// changing their mode could break whatever else uses them.
+    fn enforce_dir_mode(
+        &self,
+        w: &mut Writer,
+        dir: &Path,
+        shown: &str,
+        changes: &mut Vec<PkiChange>,
+    ) -> Result<(), PkiError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let runtime = |e: std::io::Error| PkiError::Runtime(format!("cannot inspect {shown}: {e}"));
+        let link = std::fs::symlink_metadata(dir).map_err(runtime)?;
+        let meta = std::fs::metadata(dir).map_err(runtime)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        let why = if link.file_type().is_symlink() {
+            let target = std::fs::canonicalize(dir)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            Some(format!(
+                "is a symlink to `{target}`, a directory of mode {mode:04o}"
+            ))
+        } else if meta.uid() != current_euid() {
+            Some(format!(
+                "is a directory of mode {mode:04o} owned by uid {}, not by this process (uid {})",
+                meta.uid(),
+                current_euid()
+            ))
+        } else if mode & 0o1000 != 0 {
+            Some(format!("is a shared directory (mode {mode:04o}, sticky)"))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(PkiError::Invalid(format!(
+                "pki.dir: `{shown}` {why}; private keys must live in a directory only their owner can reach. Run `chmod 700` on it yourself, or point pki.dir at a new directory (it is created with mode 0700)"
+            )));
+        }
+        changes.push(PkiChange {
+            kind: ChangeKind::Update,
+            file: format!("{shown}/"),
+            detail: format!(
+                "directory mode {mode:04o} -> 0700 (group and others must not reach private keys)"
+            ),
+        });
+        w.set_mode(dir, fsio::DIR_MODE)
+            .map_err(|e| PkiError::Runtime(format!("cannot chmod {shown}: {e}")))
+    }
+
     pub(super) fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, PkiError> {
         tracing::trace!(file = %self.layout.show(rel), "reading");
         let found = fsio::read_optional(&self.layout.path(rel)).map_err(|e| {
@@ -318,6 +372,12 @@ impl Pki {
                 file: format!("{}/", self.dir_rel()),
                 detail: "directory (mode 0700)".into(),
             });
+        } else {
+            self.enforce_dir_mode(w, &self.layout.dir, &self.dir_rel(), &mut changes)?;
+        }
+        let clients = self.layout.clients_dir();
+        if clients.is_dir() {
+            self.enforce_dir_mode(w, &clients, &self.layout.show("clients"), &mut changes)?;
         }
         w.ensure_dir(&self.layout.dir)
             .map_err(|e| PkiError::Runtime(format!("cannot create {}: {e}", self.dir_rel())))?;
@@ -1187,4 +1247,10 @@ fn sans_of(p: &LeafProfile) -> String {
     let mut v: Vec<String> = p.dns_names.clone();
     v.extend(p.ip_addresses.iter().map(|i| i.to_string()));
     v.join(", ")
+}
+
+/// The effective user id of this process.
+fn current_euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }

@@ -70,6 +70,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Sets the permission bits of an existing `path` (a directory whose mode is too open).
+    pub fn set_mode(&mut self, path: &Path, mode: u32) -> io::Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        self.writes += 1;
+        Ok(())
+    }
+
     /// Writes `bytes` to `path` atomically with `mode`.
     pub fn write(&mut self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         if self.dry_run {

@@ -228,7 +228,10 @@ tls:
 {{/* ---------------------------------------------------------------- bootstrap */}}
 
 {{- define "tp.bootstrapSecretsDir" -}}/etc/temporal-bootstrap/secrets{{- end -}}
-{{- define "tp.bootstrapPkiDir" -}}/var/lib/temporal-bootstrap/pki{{- end -}}
+{{- /* The pki volume is mounted one level up: the bootstrap creates pki.dir itself with mode
+0700 (it refuses a key directory that group or others can reach, as an emptyDir is). */ -}}
+{{- define "tp.bootstrapStateDir" -}}/var/lib/temporal-bootstrap{{- end -}}
+{{- define "tp.bootstrapPkiDir" -}}{{ include "tp.bootstrapStateDir" . }}/pki{{- end -}}
 {{- define "tp.bootstrapClientTlsDir" -}}/etc/temporal-bootstrap/tls/client{{- end -}}
 
 {{/*
