@@ -311,3 +311,60 @@ fn a_closed_stdout_ends_the_cli_quietly() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Issue 16 #11: with `--output json` an invalid config still yields one JSON document on
+/// stdout (exit 2) with every issue and its position, for CI pipelines.
+#[test]
+fn output_json_reports_an_invalid_config_as_json() {
+    let f = repo().join("bootstrap/tests/fixtures/invalid/10-bad-cluster-name.yaml");
+    for command in ["validate", "plan"] {
+        let out = run(&["--output", "json", command, "-f", f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{command}: stdout is not JSON ({e}): {}", text(&out)));
+        assert_eq!(doc["ok"], false);
+        assert_eq!(doc["exit_code"], 2);
+        let issue = &doc["issues"][0];
+        assert_eq!(issue["path"], "cluster.name", "{doc}");
+        assert_eq!(
+            (issue["line"].as_u64(), issue["col"].as_u64()),
+            (Some(4), Some(3))
+        );
+        assert!(issue["message"].as_str().unwrap().contains("Prod_EU1"));
+    }
+}
+
+/// Issue 16 #11: `validate` reports the capacity planner's warnings too, the same as `plan`.
+#[test]
+fn validate_and_plan_report_the_same_warnings() {
+    // A large platform whose storage outgrows one PostgreSQL primary: a planner warning.
+    let f = repo().join("examples/fintech-large.yaml");
+    let warnings = |args: &[&str]| -> Vec<String> {
+        let out = bin()
+            .args(args)
+            .arg("-f")
+            .arg(&f)
+            .env("TEMPORAL_DB_PASSWORD", "x")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .map(String::from)
+            .collect()
+    };
+    let from_validate = warnings(&["validate"]);
+    let from_plan = warnings(&["plan", "--offline", "--only", "certificates"]);
+    assert!(
+        from_validate.iter().any(|w| w.contains("capacity.")),
+        "{from_validate:#?}"
+    );
+    assert_eq!(from_validate, from_plan);
+    let out = run(&["validate", "-f", f.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{} warnings)", from_validate.len())),
+        "{stdout}"
+    );
+}

@@ -122,6 +122,18 @@ impl Site {
             .output()
             .unwrap()
     }
+    /// `certs inspect --output json` where some certificate is unusable: exit 1, the report on
+    /// stdout.
+    fn inspect_with_problems(&self) -> serde_json::Value {
+        let out = self.run(&["certs", "inspect", "--output", "json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
@@ -631,8 +643,7 @@ async fn mtls_handshake_rejects_an_expired_client_certificate() {
     // And inspect calls such a certificate expired.
     std::fs::write(s.file("clients/demo-worker.pem"), &c).unwrap();
     std::fs::write(s.file("clients/demo-worker-key.pem"), &k).unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&s.ok(&["certs", "inspect", "--output", "json"])).unwrap();
+    let v = s.inspect_with_problems();
     let dw = v["certificates"]
         .as_array()
         .unwrap()
@@ -840,8 +851,7 @@ fn inspect_reports_an_invalid_chain_like_openssl() {
         s.file("clients/demo-worker.pem"),
     )
     .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&s.ok(&["certs", "inspect", "--output", "json"])).unwrap();
+    let v = s.inspect_with_problems();
     let dw = v["certificates"]
         .as_array()
         .unwrap()
@@ -857,8 +867,10 @@ fn inspect_reports_an_invalid_chain_like_openssl() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    // The table says it in words.
-    assert!(s.ok(&["certs", "inspect"]).contains("invalid chain"));
+    // The table says it in words, and the exit code says it to scripts.
+    let out = s.run(&["certs", "inspect"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("invalid chain"));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -921,6 +933,23 @@ fn changed_sans_are_reported_by_issue_and_replaced_by_renew() {
         "[localhost, temporal-frontend]",
         "[localhost, temporal.example.com]",
     ));
+    // inspect no longer calls it ok (issue 16).
+    let v = s.inspect_with_problems();
+    let fe_report = v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["file"] == "pki/frontend.pem")
+        .unwrap()
+        .clone();
+    assert_eq!(fe_report["status"], "mismatch", "{fe_report}");
+    assert!(
+        fe_report["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SANs changed (+temporal.example.com -temporal-frontend)"),
+        "{fe_report}"
+    );
     let out = s.run(&["certs", "issue"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);

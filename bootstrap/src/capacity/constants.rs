@@ -329,6 +329,9 @@ pub fn check_overrides(overrides: &BTreeMap<String, f64>) -> Vec<Issue> {
 pub const MAX_PEAK_STARTS_PER_SECOND: f64 = 1_000_000.0;
 /// Highest burst multiplier accepted; a spike of more than 1000x is a different workload.
 pub const MAX_BURST_MULTIPLIER: f64 = 1_000.0;
+/// Largest `workers[].peak_tasks_per_second` the partition model plans for: at 500 tasks/s per
+/// partition this is 2,000 partitions on one task queue, far beyond any cluster we model.
+pub const MAX_PEAK_TASKS_PER_SECOND: f64 = 1_000_000.0;
 /// Temporal's default hard limit on events in one workflow history (`limit.historyCount.error`).
 pub const MAX_HISTORY_EVENTS: f64 = 51_200.0;
 /// Temporal's default warning threshold on history events (`limit.historyCount.warn`).

@@ -28,8 +28,8 @@ use serde::Serialize;
 
 pub use constants::{
     Assumptions, CONSTANTS, Constant, Issue, Kind, LoadInputs, MAX_BURST_MULTIPLIER,
-    MAX_HISTORY_EVENTS, MAX_PEAK_STARTS_PER_SECOND, WARN_HISTORY_EVENTS, check_load,
-    check_overrides, constant, events_per_workflow,
+    MAX_HISTORY_EVENTS, MAX_PEAK_STARTS_PER_SECOND, MAX_PEAK_TASKS_PER_SECOND, WARN_HISTORY_EVENTS,
+    check_load, check_overrides, constant, events_per_workflow,
 };
 pub use shards::{Binding, HistoryShards};
 pub use sizing::{

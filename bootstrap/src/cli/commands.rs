@@ -58,11 +58,19 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
     }
 }
 
-/// Loads the configuration and prints its warnings on stderr.
+/// Loads the configuration and prints its warnings on stderr: the validator's and the capacity
+/// planner's (pure, so `validate` and `plan` report the same warnings).
 pub(super) fn load(file: &std::path::Path) -> Result<LoadedConfig, CliError> {
-    let loaded = config::load_file(file)?;
+    let mut loaded = config::load_file(file)?;
+    if let Ok(sizing) = capacity::plan(&loaded.config) {
+        loaded.warn(
+            sizing
+                .warnings
+                .into_iter()
+                .map(|w| config::Finding::new(w.path, w.message)),
+        );
+    }
     for w in &loaded.warnings {
-        tracing::warn!("{w}");
         eprintln!("warning: {w}");
     }
     Ok(loaded)
@@ -127,9 +135,6 @@ async fn plan(cli: &Cli, a: &PlanArgs) -> Result<u8, CliError> {
     // The sizing is pure and needs no network: computed first, so bad load figures exit 2 early.
     let sizing = capacity::plan(&loaded.config)
         .map_err(|e| CliError::invalid(format!("{}: {e}", a.config.file.display())))?;
-    for w in &sizing.warnings {
-        eprintln!("warning: {}: {}", w.path, w.message);
-    }
     let ctx = context(loaded, a.offline);
     let reports = reconcile::run(&ctx, Mode::Plan, &only).await;
     print_reports(cli, "plan", &reports, Some(&sizing));
@@ -712,6 +717,14 @@ fn certs(cli: &Cli, action: &super::CertsAction) -> Result<u8, CliError> {
                         print!("{}", t.render());
                     }
                 }
+            }
+            // Like `status`: exit 1 when a certificate cannot be used as configured.
+            let problems = reports.iter().filter(|r| r.status.is_problem()).count();
+            if problems > 0 {
+                eprintln!(
+                    "error: {problems} certificate(s) expired, not yet valid, with an invalid chain or different from platform.yaml (see the status column)"
+                );
+                return Ok(exit::RUNTIME);
             }
             return Ok(exit::OK);
         }

@@ -25,6 +25,8 @@ pub mod exit {
 pub struct CliError {
     pub code: u8,
     pub message: String,
+    /// The configuration problems behind it, each with its position (for `--output json`).
+    pub issues: Vec<crate::config::ConfigIssue>,
 }
 
 impl CliError {
@@ -32,19 +34,34 @@ impl CliError {
         Self {
             code: exit::INVALID,
             message: message.into(),
+            issues: Vec::new(),
         }
     }
     pub fn runtime(message: impl Into<String>) -> Self {
         Self {
             code: exit::RUNTIME,
             message: message.into(),
+            issues: Vec::new(),
         }
+    }
+
+    /// The error as one JSON document, printed on stdout with `--output json` so a pipeline
+    /// gets a structured result whatever failed.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": false,
+            "exit_code": self.code,
+            "error": self.message,
+            "issues": self.issues,
+        })
     }
 }
 
 impl From<crate::config::ConfigErrors> for CliError {
     fn from(e: crate::config::ConfigErrors) -> Self {
-        Self::invalid(e.to_string())
+        let mut err = Self::invalid(e.to_string());
+        err.issues = e.issues;
+        err
     }
 }
 
@@ -340,6 +357,9 @@ pub fn main() -> ExitCode {
     match runtime.block_on(commands::dispatch(&cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            if cli.output == OutputFormat::Json {
+                println!("{}", e.to_json());
+            }
             eprintln!("error: {}", e.message);
             ExitCode::from(e.code)
         }

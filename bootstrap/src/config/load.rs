@@ -15,7 +15,7 @@ use super::model::PlatformConfig;
 use super::validate;
 
 /// One problem found in the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigIssue {
     pub file: String,
     pub line: usize,
@@ -66,6 +66,27 @@ pub struct LoadedConfig {
     pub config: PlatformConfig,
     pub path: PathBuf,
     pub warnings: Vec<ConfigIssue>,
+    /// The text it was read from, to place findings made later (see [`LoadedConfig::warn`]).
+    text: std::sync::Arc<str>,
+}
+
+impl LoadedConfig {
+    /// Adds warnings found by a later pure check (the capacity planner), each placed at the
+    /// line of its field path like the validator's own.
+    pub fn warn(&mut self, findings: impl IntoIterator<Item = Finding>) {
+        let index = PathIndex::build(&self.text);
+        let file = self.path.display().to_string();
+        for f in findings {
+            let Position { line, col } = index.find(&f.path);
+            self.warnings.push(ConfigIssue {
+                file: file.clone(),
+                line,
+                col,
+                path: f.path,
+                message: f.message,
+            });
+        }
+    }
 }
 
 /// A finding of a cross-field rule before it is given a position.
@@ -152,10 +173,7 @@ pub fn load_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigErrors> {
                 line,
                 col,
                 String::new(),
-                format!(
-                    "invalid YAML: {}",
-                    strip_position(&first_line(&e.to_string()))
-                ),
+                humanize_yaml(&strip_position(&first_line(&e.to_string()))),
             ));
         }
     };
@@ -174,7 +192,8 @@ pub fn load_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigErrors> {
                 message = "expected a secret reference `env:NAME` or `file:PATH`; inline secret values are not accepted".into();
             }
             let pos = index.find(&path);
-            return Err(one(pos.line, pos.col, path, humanize_serde(&message)));
+            let message = humanize_serde(&message, &path);
+            return Err(one(pos.line, pos.col, path, message));
         }
     };
 
@@ -198,6 +217,7 @@ pub fn load_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigErrors> {
         config,
         path: PathBuf::from(file),
         warnings: report.warnings.into_iter().map(place).collect(),
+        text: text.into(),
     })
 }
 
@@ -219,8 +239,67 @@ fn render_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
+/// Sections that hold exactly one of several kinds, keyed by the kind (`persistence: {postgres:
+/// ...}`), with the kinds a user may write.
+const ONE_OF_SECTIONS: &[(&str, &str)] = &[
+    ("persistence", "`postgres` (or `sqlite` in development)"),
+    (
+        "visibility",
+        "`elasticsearch`, `postgres` (or `sqlite` in development)",
+    ),
+    ("visibility.elasticsearch.auth", "`basic` or `api_key`"),
+];
+
+/// The YAML parser's messages name its own API (`set DuplicateKeyPolicy in Options`, `use
+/// from_str_multiple`, `budget breached: Nodes {..}`): say what is wrong with the document.
+fn humanize_yaml(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!(
+            "duplicate key `{key}`; a key may appear only once in a mapping (merge the two entries)"
+        );
+    }
+    if msg.starts_with("multiple YAML documents detected") {
+        return "more than one YAML document (a `---` line inside the file); platform.yaml is a single document".into();
+    }
+    if let Some(rest) = msg.strip_prefix("budget breached: ") {
+        let what = rest
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .next()
+            .unwrap_or("size")
+            .to_ascii_lowercase();
+        return format!(
+            "the document exceeds the parser's safety limit on {what} (250,000 nodes; aliases count once per use): platform.yaml of 1,000 namespaces stays far below it, so look for runaway aliases (&anchor/*alias) or generated content"
+        );
+    }
+    format!("invalid YAML: {msg}")
+}
+
 /// serde's messages are close to what we want; make the common ones say what is valid.
-fn humanize_serde(msg: &str) -> String {
+fn humanize_serde(msg: &str, path: &str) -> String {
+    let one_of = ONE_OF_SECTIONS
+        .iter()
+        .find(|(p, _)| *p == path || path.strip_prefix(p).is_some_and(|r| r.starts_with('.')));
+    if let Some((section, kinds)) = one_of {
+        if msg.contains("expected map with a single key") {
+            return format!(
+                "`{section}` takes exactly one key naming its kind: {kinds}, with that kind's settings under it"
+            );
+        }
+        if msg.contains("expected string or map") {
+            return format!(
+                "`{section}` must be a mapping with exactly one key naming its kind: {kinds}"
+            );
+        }
+        if msg.contains("expected newtype variant") || msg.contains("invalid type: unit variant") {
+            return format!(
+                "the kind needs its settings as a mapping under it, e.g. `{section}:` then `  postgres:` then `    host: db.internal`; valid kinds: {kinds}"
+            );
+        }
+    }
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         return format!("unknown field {rest}");
     }

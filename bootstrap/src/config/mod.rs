@@ -7,7 +7,7 @@ pub mod model;
 pub mod types;
 pub mod validate;
 
-pub use load::{ConfigErrors, ConfigIssue, LoadedConfig, load_file, load_str};
+pub use load::{ConfigErrors, ConfigIssue, Finding, LoadedConfig, load_file, load_str};
 pub use model::*;
 
 /// The JSON Schema of `platform.yaml`, generated from the types (committed as

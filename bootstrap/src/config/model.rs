@@ -490,7 +490,7 @@ pub struct WorkerPoolConfig {
     pub peak_tasks_per_second: Option<Positive>,
     /// Container image of the worker (rendered into the Helm chart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    pub image: Option<ImageRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

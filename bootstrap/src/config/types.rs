@@ -769,6 +769,64 @@ impl fmt::Debug for HostPort {
 }
 string_newtype_serde!(HostPort, None, "host:port, e.g. temporal-frontend:7233");
 
+/// A container image reference with a tag, `repository:tag`. Parsed once: the Helm values need
+/// the two parts, and a reference without a tag (or by digest) would run whatever `latest` is.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    repository: String,
+    tag: String,
+}
+impl ImageRef {
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+}
+impl FromStr for ImageRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad = |why: &str| {
+            Err(format!(
+                "`{s}` {why}; expected repository:tag, e.g. registry.example.com/payments-worker:1.4.2"
+            ))
+        };
+        if s.contains('@') {
+            return bad("is a digest reference, which the chart cannot take");
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad("contains whitespace");
+        }
+        // The tag follows the last ':' that is not part of a registry host:port.
+        match s.rsplit_once(':') {
+            Some((repo, tag)) if !repo.is_empty() && !tag.is_empty() && !tag.contains('/') => {
+                Ok(Self {
+                    repository: repo.to_string(),
+                    tag: tag.to_string(),
+                })
+            }
+            _ => bad("has no tag"),
+        }
+    }
+}
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+impl fmt::Debug for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+string_newtype_serde!(
+    ImageRef,
+    Some("^[^@\\s]+:[^:/@\\s]+$"),
+    "A container image with a tag: repository:tag"
+);
+
 /// A DNS name usable in a certificate SAN or an address: labels of letters, digits and '-',
 /// separated by dots; a leading `*.` wildcard is allowed.
 pub fn is_dns_name(s: &str) -> bool {

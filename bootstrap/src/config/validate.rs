@@ -233,6 +233,18 @@ fn check_workers(c: &PlatformConfig, r: &mut Report) {
                 format!("worker pool `{}` is listed twice", w.name),
             );
         }
+        if let Some(p) = w.peak_tasks_per_second
+            && p.get() > capacity::MAX_PEAK_TASKS_PER_SECOND
+        {
+            r.error(
+                format!("{at}.peak_tasks_per_second"),
+                format!(
+                    "{} tasks per second is beyond what one task queue is planned for (at most {}); spread the work over several task queues or check the unit (per second)",
+                    p.get(),
+                    capacity::MAX_PEAK_TASKS_PER_SECOND
+                ),
+            );
+        }
         if w.replicas.max == 0 || w.replicas.min > w.replicas.max {
             r.error(
                 format!("{at}.replicas"),

@@ -1060,38 +1060,7 @@ impl Pki {
         intermediate: Option<&Ca>,
         desired_not_after: OffsetDateTime,
     ) -> Vec<String> {
-        let mut reasons = Vec::new();
-        let mut want: Vec<String> = profile.dns_names.clone();
-        want.extend(profile.ip_addresses.iter().map(|i| i.to_string()));
-        let have = info.sans();
-        let added: Vec<&String> = want.iter().filter(|s| !have.contains(s)).collect();
-        let removed: Vec<&String> = have.iter().filter(|s| !want.contains(s)).collect();
-        if !added.is_empty() || !removed.is_empty() {
-            let mut parts = Vec::new();
-            for a in added {
-                parts.push(format!("+{a}"));
-            }
-            for r in removed {
-                parts.push(format!("-{r}"));
-            }
-            reasons.push(format!("SANs changed ({})", parts.join(" ")));
-        }
-        if info.server_auth != profile.server_auth
-            || info.client_auth != profile.client_auth
-            || info.is_ca
-        {
-            reasons.push(format!(
-                "usages are [{}], expected [{}]",
-                info.usages().join(", "),
-                usages_of(profile)
-            ));
-        }
-        if info.subject_cn != profile.common_name {
-            reasons.push(format!(
-                "subject CN `{}`, expected `{}`",
-                info.subject_cn, profile.common_name
-            ));
-        }
+        let mut reasons = profile_mismatches(profile, info);
         let alg = issue::algorithm_name(self.cfg.ca.key_algorithm);
         if info.key_algorithm != alg {
             reasons.push(format!(
@@ -1241,6 +1210,44 @@ fn usages_of(p: &LeafProfile) -> String {
         (false, false) => "none",
     }
     .to_string()
+}
+
+/// How a leaf's SANs, usages and subject differ from what platform.yaml asks for (empty when
+/// they match). Shared by issuing (which replaces such a leaf on renew) and `certs inspect`.
+pub(super) fn profile_mismatches(profile: &LeafProfile, info: &CertInfo) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let mut want: Vec<String> = profile.dns_names.clone();
+    want.extend(profile.ip_addresses.iter().map(|i| i.to_string()));
+    let have = info.sans();
+    let added: Vec<&String> = want.iter().filter(|s| !have.contains(s)).collect();
+    let removed: Vec<&String> = have.iter().filter(|s| !want.contains(s)).collect();
+    if !added.is_empty() || !removed.is_empty() {
+        let mut parts = Vec::new();
+        for a in added {
+            parts.push(format!("+{a}"));
+        }
+        for r in removed {
+            parts.push(format!("-{r}"));
+        }
+        reasons.push(format!("SANs changed ({})", parts.join(" ")));
+    }
+    if info.server_auth != profile.server_auth
+        || info.client_auth != profile.client_auth
+        || info.is_ca
+    {
+        reasons.push(format!(
+            "usages are [{}], expected [{}]",
+            info.usages().join(", "),
+            usages_of(profile)
+        ));
+    }
+    if info.subject_cn != profile.common_name {
+        reasons.push(format!(
+            "subject CN `{}`, expected `{}`",
+            info.subject_cn, profile.common_name
+        ));
+    }
+    reasons
 }
 
 fn sans_of(p: &LeafProfile) -> String {

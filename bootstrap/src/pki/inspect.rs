@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::PkiError;
 use super::certinfo::{self, CertInfo};
 use super::engine::Pki;
-use super::layout::FileName;
+use super::layout::{self, FileName, LeafKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,6 +16,8 @@ pub enum CertStatus {
     Expired,
     NotYetValid,
     InvalidChain,
+    /// Valid, but its SANs, usages or subject no longer match platform.yaml.
+    Mismatch,
 }
 
 impl CertStatus {
@@ -26,7 +28,14 @@ impl CertStatus {
             Self::Expired => "expired",
             Self::NotYetValid => "not yet valid",
             Self::InvalidChain => "invalid chain",
+            Self::Mismatch => "differs from config",
         }
+    }
+
+    /// Whether the certificate cannot be used as platform.yaml intends (`certs inspect` exits 1).
+    /// `renew soon` is not: renewing is routine.
+    pub fn is_problem(self) -> bool {
+        !matches!(self, Self::Ok | Self::RenewSoon)
     }
 }
 
@@ -136,7 +145,7 @@ impl Pki {
                 };
             }
         };
-        let (status, detail) = self.status(role, &chain, &info, trust);
+        let (status, detail) = self.status(rel, role, &chain, &info, trust);
         CertReport {
             file: self.layout.show(rel),
             role: role.into(),
@@ -156,6 +165,7 @@ impl Pki {
 
     fn status(
         &self,
+        rel: &str,
         role: &str,
         chain: &[CertificateDer<'static>],
         info: &CertInfo,
@@ -209,6 +219,30 @@ impl Pki {
         };
         if let Err(e) = chain_check {
             return (CertStatus::InvalidChain, e);
+        }
+        let kind = match role {
+            "frontend" => Some(LeafKind::Frontend),
+            "internode" => Some(LeafKind::Internode),
+            // A client no longer in platform.yaml is reported by issue/renew, not here.
+            "client" => rel
+                .strip_prefix("clients/")
+                .and_then(|f| f.strip_suffix(".pem"))
+                .filter(|name| self.cfg.clients.iter().any(|c| c.name.as_str() == *name))
+                .map(|name| LeafKind::Client(name.to_string())),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let profile = layout::leaf_profile(&self.cfg, &kind, &self.cluster);
+            let reasons = super::engine::profile_mismatches(&profile, info);
+            if !reasons.is_empty() {
+                return (
+                    CertStatus::Mismatch,
+                    format!(
+                        "{}: run `temporal-bootstrap certs renew`",
+                        reasons.join("; ")
+                    ),
+                );
+            }
         }
         if (info.not_after - self.now) < self.cfg.renew_before.as_duration() {
             return (

@@ -399,43 +399,20 @@ pub fn check(config: &PlatformConfig) -> Vec<(String, String)> {
         }
         VisibilityConfig::Postgres(_) => {}
     }
+    // An image without a tag is refused when platform.yaml is loaded (ImageRef); only its
+    // absence matters here.
     for (i, w) in config.workers.iter().enumerate() {
-        match w.image.as_deref() {
-            None => issues.push((
+        if w.image.is_none() {
+            issues.push((
                 format!("workers[{i}].image"),
                 format!(
                     "worker pool `{}` has no image; the Helm chart runs each pool from its image (e.g. registry.example.com/{}:1.0.0)",
                     w.name, w.name
                 ),
-            )),
-            Some(image) => {
-                if split_image(image).is_none() {
-                    issues.push((
-                        format!("workers[{i}].image"),
-                        format!(
-                            "`{image}` needs a tag: repository:tag (e.g. registry.example.com/{}:1.0.0)",
-                            w.name
-                        ),
-                    ));
-                }
-            }
+            ));
         }
     }
     issues
-}
-
-/// `repository:tag`, split at the last `:` that is not part of a registry host:port.
-pub fn split_image(image: &str) -> Option<(String, String)> {
-    let image = image.trim();
-    // A digest reference (repo@sha256:...) has no tag; the chart's digest is an operator choice.
-    if image.contains('@') {
-        return None;
-    }
-    let (repo, tag) = image.rsplit_once(':')?;
-    if repo.is_empty() || tag.is_empty() || tag.contains('/') {
-        return None;
-    }
-    Some((repo.to_string(), tag.to_string()))
 }
 
 /// The values of the chart for `config`.
@@ -799,12 +776,11 @@ fn worker_pools(
             .ok_or_else(|| {
                 RenderError::Invalid(format!("the capacity plan has no pool for workers[{i}]"))
             })?;
-        let (repository, tag) = w.image.as_deref().and_then(split_image).ok_or_else(|| {
-            invalid(vec![(
-                format!("workers[{i}].image"),
-                "missing or without a tag".into(),
-            )])
-        })?;
+        let image = w
+            .image
+            .as_ref()
+            .ok_or_else(|| invalid(vec![(format!("workers[{i}].image"), "missing".into())]))?;
+        let (repository, tag) = (image.repository().to_string(), image.tag().to_string());
         let cores = w.cpu_cores.get();
         let millicores = (cores * 1000.0).ceil().max(1.0) as u64;
         let memory_mib = (((cores * WORKER_MEMORY_PER_CORE_MIB) / 256.0).ceil() * 256.0) as u64;
@@ -883,16 +859,24 @@ mod tests {
 
     #[test]
     fn images_split_at_the_last_colon() {
+        use crate::config::types::ImageRef;
+        let i: ImageRef = "registry.example.com:5000/team/worker:1.4.2"
+            .parse()
+            .unwrap();
         assert_eq!(
-            split_image("registry.example.com:5000/team/worker:1.4.2"),
-            Some((
-                "registry.example.com:5000/team/worker".into(),
-                "1.4.2".into()
-            ))
+            (i.repository(), i.tag()),
+            ("registry.example.com:5000/team/worker", "1.4.2")
         );
-        assert_eq!(split_image("registry.example.com:5000/team/worker"), None);
-        assert_eq!(split_image("worker"), None);
-        assert_eq!(split_image("worker@sha256:abc"), None);
+        for bad in [
+            "registry.example.com:5000/team/worker",
+            "worker",
+            "worker@sha256:abc",
+            "worker:",
+            ":1.0",
+            "work er:1.0",
+        ] {
+            assert!(bad.parse::<ImageRef>().is_err(), "{bad}");
+        }
     }
 
     #[test]
