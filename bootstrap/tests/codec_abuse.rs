@@ -225,6 +225,23 @@ fn read_response(r: &mut impl BufRead) -> std::io::Result<Resp> {
     })
 }
 
+/// A 16 KiB receive buffer (no autotuning): a client that does not read fills it quickly.
+fn small_receive_buffer(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 16 * 1024;
+    // SAFETY: `s` owns a valid socket descriptor; the option value is a c_int of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+}
+
 /// True when the peer has closed the connection (EOF or reset) within `wait`.
 fn closed_within(s: &TcpStream, wait: Duration) -> bool {
     s.set_read_timeout(Some(wait)).unwrap();
@@ -991,6 +1008,52 @@ fn connections_beyond_the_cap_wait_until_a_slot_frees() {
         sample(&m, "temporal_bootstrap_codec_connection_limit_waits_total")
             .is_some_and(|n| n >= 1.0),
         "{m}"
+    );
+}
+
+/// A client that sends a request and never reads the answer: once the server's write has made
+/// no progress for `write_timeout`, the connection is closed (it no longer holds a slot).
+#[test]
+fn a_client_that_never_reads_the_answer_loses_its_connection() {
+    use base64::Engine;
+    let s = start("{ write_timeout: 1s }", "json");
+    // 12 MiB of payload: a ~16 MiB answer, more than the loopback socket buffers hold.
+    let data = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 12 * MIB]);
+    let body = json!({"payloads": [{"metadata": {"encoding": "YmluYXJ5L3BsYWlu"}, "data": data}]})
+        .to_string();
+    let c = s.connect();
+    small_receive_buffer(&c);
+    let raw = request(
+        "POST",
+        "/encode",
+        &[
+            ("X-Namespace", "default"),
+            ("Authorization", &bearer(TOKEN_OK)),
+        ],
+        body.as_bytes(),
+    );
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&raw).is_ok());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stalled = r#"temporal_bootstrap_codec_connection_errors_total{reason="write_timeout"}"#;
+    let m = loop {
+        let m = s.checked_scrape();
+        if sample(&m, stalled).is_some_and(|n| n >= 1.0) || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(writer.join().unwrap(), "the request was not read");
+    assert!(
+        sample(&m, stalled).is_some_and(|n| n >= 1.0),
+        "the stalled connection was not closed: {m}"
+    );
+    // What the server had written before giving up is still readable, then the connection ends.
+    assert!(closed_within(&c, Duration::from_secs(5)));
+    assert_eq!(
+        sample(&m, "temporal_bootstrap_codec_connections"),
+        Some(1.0),
+        "only the scrape's own connection is open: {m}"
     );
 }
 

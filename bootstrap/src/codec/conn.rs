@@ -9,19 +9,24 @@
 //! stops accepting, and new connections wait in the kernel's listen backlog (the server holds
 //! nothing for them) until a slot frees. A connection that does not complete its TLS handshake,
 //! or a request's headers, within `header_read_timeout` (idle keep-alive connections included)
-//! is closed. Bodies are bounded by the handlers (`server::read_body`). On SIGTERM/SIGINT the
+//! is closed, and so is one whose client stops reading the answer for `write_timeout`. Bodies
+//! are bounded by the handlers (`server::read_body`). On SIGTERM/SIGINT the
 //! loop stops accepting, open connections finish their current request, and the server waits at
 //! most [`SHUTDOWN_GRACE`] for them.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -39,7 +44,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     app: Router,
     st: Arc<CodecState>,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
 ) {
     let max = st.limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
@@ -153,6 +158,7 @@ async fn http<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(st.limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
+    let io = WriteStall::new(io, st.limits.write_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -163,7 +169,10 @@ async fn http<I>(
         }
     };
     let Err(e) = result else { return };
-    if e.is_timeout() {
+    if is_write_stall(&e) {
+        st.metrics.connection_error("write_timeout");
+        tracing::debug!(%peer, "codec server: the client stopped reading the answer; connection closed");
+    } else if e.is_timeout() {
         st.metrics.connection_error("header_timeout");
         tracing::debug!(%peer, "codec server: request headers not received in time; connection closed");
     } else if e.is_parse_too_large() {
@@ -180,5 +189,100 @@ async fn http<I>(
         );
     } else {
         tracing::debug!(%peer, error = %e, "codec server: connection ended with an error");
+    }
+}
+
+/// Message of the error [`WriteStall`] returns.
+const WRITE_STALL: &str = "the client stopped reading the answer (codec.limits.write_timeout)";
+
+fn is_write_stall(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::TimedOut
+            && io.to_string() == WRITE_STALL
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Fails a write (or flush, or shutdown) that has made no progress for `limit`: a client that
+/// sends requests but never reads the answers would otherwise hold its connection slot forever.
+struct WriteStall<I> {
+    io: I,
+    limit: Duration,
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> WriteStall<I> {
+    fn new(io: I, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            stalled_since: None,
+        }
+    }
+
+    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.stalled_since = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled_since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            self.stalled_since = None;
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, WRITE_STALL)));
+        }
+        Poll::Pending
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WriteStall<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WriteStall<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, r)
     }
 }

@@ -249,6 +249,7 @@ pub async fn serve(c: &CodecConfig, base: &Path, namespaces: &[String]) -> Resul
         max_connections = l.max_connections,
         header_read_timeout_ms = l.header_read_timeout.as_millis() as u64,
         body_read_timeout_ms = l.body_read_timeout.as_millis() as u64,
+        write_timeout_ms = l.write_timeout.as_millis() as u64,
         "codec server started"
     );
     let scheme = if acceptor.is_some() { "https" } else { "http" };

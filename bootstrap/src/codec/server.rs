@@ -47,6 +47,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 impl From<&CodecLimits> for Limits {
@@ -57,6 +58,7 @@ impl From<&CodecLimits> for Limits {
             max_connections: l.max_connections as usize,
             header_read_timeout: l.header_read_timeout.as_duration(),
             body_read_timeout: l.body_read_timeout.as_duration(),
+            write_timeout: l.write_timeout.as_duration(),
         }
     }
 }
@@ -114,7 +116,8 @@ pub struct CodecMetrics {
     pub connections: Gauge,
     /// Times the accept loop found every connection slot taken and waited for one.
     pub connection_limit_waits: Counter,
-    /// Connections closed without a request: `header_timeout`, `tls_handshake`.
+    /// Connections closed before a complete exchange: `header_timeout`, `tls_handshake`,
+    /// `write_timeout`.
     pub connection_errors: Family<ConnectionLabels, Counter>,
     encode_lock: Mutex<()>,
 }

@@ -59,6 +59,10 @@ pub struct CodecLimits {
     /// to 1h). Exceeded: 408 and the connection is closed.
     #[serde(default = "default_body_read_timeout")]
     pub body_read_timeout: HumanDuration,
+    /// Time a write of the answer may make no progress because the client does not read it
+    /// (default 60s; 100ms to 1h). Exceeded: the connection is closed.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: HumanDuration,
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -73,6 +77,9 @@ fn default_header_read_timeout() -> HumanDuration {
 fn default_body_read_timeout() -> HumanDuration {
     HumanDuration::from_secs(60)
 }
+fn default_write_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
 
 impl Default for CodecLimits {
     fn default() -> Self {
@@ -81,6 +88,7 @@ impl Default for CodecLimits {
             max_connections: default_max_connections(),
             header_read_timeout: default_header_read_timeout(),
             body_read_timeout: default_body_read_timeout(),
+            write_timeout: default_write_timeout(),
         }
     }
 }
@@ -312,6 +320,12 @@ fn check_limits(l: &CodecLimits, err: &mut impl FnMut(String, String)) {
         (
             "body_read_timeout",
             l.body_read_timeout,
+            HumanDuration::from_secs(3600),
+            "60s",
+        ),
+        (
+            "write_timeout",
+            l.write_timeout,
             HumanDuration::from_secs(3600),
             "60s",
         ),
@@ -560,11 +574,13 @@ mod tests {
         assert_eq!(c.limits.max_connections, 256);
         assert_eq!(c.limits.header_read_timeout, HumanDuration::from_secs(10));
         assert_eq!(c.limits.body_read_timeout, HumanDuration::from_secs(60));
+        assert_eq!(c.limits.write_timeout, HumanDuration::from_secs(60));
         let c: CodecConfig = serde_json::from_value(serde_json::json!({
             "keys": [{"id": "k1", "secret": "env:K1", "current": true}],
             "access": {"tokens": [{"name": "ops", "token": "env:T", "decode": ["payments"]}]},
             "limits": {"max_body_bytes": 10, "max_connections": 0,
-                       "header_read_timeout": "10ms", "body_read_timeout": "2h"}
+                       "header_read_timeout": "10ms", "body_read_timeout": "2h",
+                       "write_timeout": "0s"}
         }))
         .unwrap();
         let f = check(&c);
@@ -575,7 +591,8 @@ mod tests {
                 "codec.limits.max_body_bytes",
                 "codec.limits.max_connections",
                 "codec.limits.header_read_timeout",
-                "codec.limits.body_read_timeout"
+                "codec.limits.body_read_timeout",
+                "codec.limits.write_timeout"
             ],
             "{f:?}"
         );
