@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -50,15 +50,21 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
+    let mut last_warning: Option<Instant> = None;
     loop {
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 st.metrics.connection_limit_waits.inc();
-                tracing::warn!(
-                    max_connections = max,
-                    "codec server: every connection slot is taken (codec.limits.max_connections); new connections wait"
-                );
+                // Once a minute at most: under a flood this would otherwise be one line per
+                // connection (the counter has the full story).
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        max_connections = max,
+                        "codec server: every connection slot is taken (codec.limits.max_connections); new connections wait"
+                    );
+                }
                 tokio::select! {
                     p = slots.clone().acquire_owned() => match p {
                         Ok(p) => p,
@@ -192,15 +198,17 @@ async fn http<I>(
     }
 }
 
-/// Message of the error [`WriteStall`] returns.
-const WRITE_STALL: &str = "the client stopped reading the answer (codec.limits.write_timeout)";
+/// The error inside the `io::Error` that [`WriteStall`] returns.
+#[derive(Debug, thiserror::Error)]
+#[error("the client stopped reading the answer (codec.limits.write_timeout)")]
+struct WriteStalled;
 
 fn is_write_stall(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
+        // `io::Error::source` skips its own payload: look inside with `get_ref`.
         if let Some(io) = s.downcast_ref::<io::Error>()
-            && io.kind() == io::ErrorKind::TimedOut
-            && io.to_string() == WRITE_STALL
+            && io.get_ref().is_some_and(|inner| inner.is::<WriteStalled>())
         {
             return true;
         }
@@ -237,7 +245,7 @@ impl<I> WriteStall<I> {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         if timer.as_mut().poll(cx).is_ready() {
             self.stalled_since = None;
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, WRITE_STALL)));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, WriteStalled)));
         }
         Poll::Pending
     }
