@@ -674,6 +674,7 @@ fn audit_fields_cannot_be_forged_in_text_or_json() {
         ]
         .map(|a| a.map(String::from));
         assert_eq!(got, want, "{format}: {}", s.stderr.lock().unwrap());
+        s.checked_scrape();
     }
 }
 
