@@ -314,15 +314,31 @@ fn bad_codec_configuration_exits_2_without_leaking_the_key() {
 #[test]
 fn short_and_shared_tokens_are_refused_without_printing_them() {
     let (_dir, cfg, _) = setup(&[("k1", true)]);
+    // A server that accepts the tokens would run until killed: wait at most 15 s.
     let run = |ok: &str, other: &str, encoder: &str| {
-        Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["codec-server", "-f"])
             .arg(&cfg)
             .env("CODEC_TEST_TOKEN_OK", ok)
             .env("CODEC_TEST_TOKEN_OTHER", other)
             .env("CODEC_TEST_TOKEN_ENCODER", encoder)
-            .output()
-            .unwrap()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "the server started with these tokens: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
     };
     let out = run(TOKEN_OK, "x", TOKEN_ENCODER);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
