@@ -21,9 +21,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
-const TOKEN_OK: &str = "tok-oncall-7f3a";
-const TOKEN_OTHER: &str = "tok-orders-91c2";
-const TOKEN_ENCODER: &str = "tok-encoder-55d0";
+const TOKEN_OK: &str = "tok-oncall-7f3a-5e21";
+const TOKEN_OTHER: &str = "tok-orders-91c2-b804";
+const TOKEN_ENCODER: &str = "tok-encoder-55d0-93aa";
 const ORIGIN: &str = "https://ui.example.test";
 
 fn b64(s: &[u8]) -> String {
@@ -309,6 +309,114 @@ fn bad_codec_configuration_exits_2_without_leaking_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("codec.keys"));
 }
 
+/// Issue 16 item 13: one token shared by two callers, and 1-character tokens, were accepted.
+/// Both are refused at start with exit 2, naming the field and never the value.
+#[test]
+fn short_and_shared_tokens_are_refused_without_printing_them() {
+    let (_dir, cfg, _) = setup(&[("k1", true)]);
+    // A server that accepts the tokens would run until killed: wait at most 15 s.
+    let run = |ok: &str, other: &str, encoder: &str| {
+        let mut child = Command::new(BIN)
+            .args(["codec-server", "-f"])
+            .arg(&cfg)
+            .env("CODEC_TEST_TOKEN_OK", ok)
+            .env("CODEC_TEST_TOKEN_OTHER", other)
+            .env("CODEC_TEST_TOKEN_ENCODER", encoder)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "the server started with these tokens: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let out = run(TOKEN_OK, "x", TOKEN_ENCODER);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("codec.access.tokens[1].token")
+            && err.contains("env:CODEC_TEST_TOKEN_OTHER")
+            && err.contains("shorter than 16 characters"),
+        "{err}"
+    );
+    let out = run(TOKEN_OK, TOKEN_OTHER, TOKEN_OK);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("codec.access.tokens[2].token")
+            && err.contains("same token as codec.access.tokens[0]"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN_OK), "{err}");
+    // One reference used by two callers: `validate` refuses it too, with the field's position.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("env:CODEC_TEST_TOKEN_ENCODER", "env:CODEC_TEST_TOKEN_OK");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("codec.access.tokens[2].token: `env:CODEC_TEST_TOKEN_OK` is also the token of access.tokens[0]"),
+        "{err}"
+    );
+}
+
+/// Issue 16 item 13: `codec-server` needed a complete platform.yaml; a file with only `codec:`
+/// is enough (a complete one still works, as every other test here shows).
+#[tokio::test]
+async fn the_server_starts_from_a_codec_only_file() {
+    let (dir, full, port) = setup(&[("k1", true)]);
+    let text = std::fs::read_to_string(&full).unwrap();
+    let codec_only = &text[text.find("codec:\n").unwrap()..];
+    let cfg = dir.path().join("codec.yaml");
+    std::fs::write(&cfg, codec_only).unwrap();
+    assert!(codec_only.contains(&format!("listen: 127.0.0.1:{port}")));
+    let s = Server::http(&cfg).await;
+    let (st, enc) = s
+        .post(
+            "encode",
+            Some("default"),
+            Some(TOKEN_ENCODER),
+            &plain_payloads(&["codec-only"]),
+        )
+        .await;
+    assert_eq!(st, 200, "{enc}");
+    let (st, dec) = s
+        .post("decode", Some("default"), Some(TOKEN_OK), &enc.to_string())
+        .await;
+    assert_eq!(st, 200, "{dec}");
+    assert_eq!(dec["payloads"][0]["data"], b64(b"\"codec-only\""));
+    drop(s);
+    // Errors in a codec-only file keep FILE:LINE:COL and the field path, and exit 2.
+    std::fs::write(&cfg, codec_only.replace("current: true", "current: false")).unwrap();
+    let out = Command::new(BIN)
+        .args(["codec-server", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("codec.yaml:") && err.contains(": codec.keys: exactly one key"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn encode_decode_and_access_rules() {
     let (_dir, cfg, _) = setup(&[("k1", true)]);
@@ -588,7 +696,12 @@ async fn cors_only_for_configured_origins() {
     assert_eq!(h["access-control-allow-origin"], ORIGIN);
     assert_eq!(h["access-control-allow-credentials"], "true");
     let allowed = h["access-control-allow-headers"].to_str().unwrap();
-    for needed in ["authorization", "content-type", "x-namespace"] {
+    for needed in [
+        "authorization",
+        "authorization-extras",
+        "content-type",
+        "x-namespace",
+    ] {
         assert!(allowed.contains(needed));
     }
     let bad = pre("https://evil.example").await.unwrap();

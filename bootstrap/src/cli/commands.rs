@@ -624,14 +624,21 @@ fn codec_error(e: crate::codec::CodecError) -> CliError {
 }
 
 async fn codec_server(file: &std::path::Path) -> Result<u8, CliError> {
-    let loaded = load(file)?;
-    let base = context(loaded, false);
-    let codec = base
-        .config
+    // A complete platform.yaml or a file with only `codec:`.
+    let loaded = config::codec::load_codec_file(file)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+        eprintln!("warning: {w}");
+    }
+    let codec = loaded
         .codec
         .as_ref()
         .ok_or_else(|| codec_error(crate::codec::CodecError::NotConfigured))?;
-    crate::codec::serve(codec, &base.base_dir)
+    let base_dir = match loaded.path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    crate::codec::serve(codec, &base_dir, &loaded.namespaces)
         .await
         .map_err(codec_error)?;
     Ok(exit::OK)

@@ -116,7 +116,7 @@ pub struct Authenticator {
     jwt: Option<JwtVerifier>,
 }
 
-fn sha256(b: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
@@ -162,6 +162,29 @@ impl Authenticator {
             _ => Err(AuthError::Unknown),
         }
     }
+}
+
+/// Latest NumericDate accepted: 9999-12-31T23:59:59Z.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
+/// A NumericDate claim (`exp`, `nbf`, `iat`): absent, or seconds since 1970 up to the year 9999.
+/// Anything else (a string, a negative number, `1e30`) is refused with the claim's name rather
+/// than converted: `1e30 as i64` saturates, and adding the leeway to it overflowed.
+fn numeric_date(claims: &Value, name: &'static str) -> Result<Option<i64>, AuthError> {
+    let Some(v) = claims.get(name) else {
+        return Ok(None);
+    };
+    let out_of_range = match name {
+        "exp" => "`exp` is not a date between 1970 and 9999 (seconds since 1970)",
+        "nbf" => "`nbf` is not a date between 1970 and 9999 (seconds since 1970)",
+        _ => "`iat` is not a date between 1970 and 9999 (seconds since 1970)",
+    };
+    let secs = v.as_f64().ok_or(AuthError::Jwt(out_of_range))?;
+    if !(0.0..=MAX_NUMERIC_DATE as f64).contains(&secs) {
+        return Err(AuthError::Jwt(out_of_range));
+    }
+    // In [0, MAX_NUMERIC_DATE]: the cast is exact for the integer part.
+    Ok(Some(secs.trunc() as i64))
 }
 
 impl JwtVerifier {
@@ -296,15 +319,16 @@ impl JwtVerifier {
         if !aud_ok {
             return Err(AuthError::Jwt("wrong audience"));
         }
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .ok_or(AuthError::Jwt("no exp claim"))?;
-        if (exp as i64) + LEEWAY_SECS <= now {
+        let exp = numeric_date(&claims, "exp")?.ok_or(AuthError::Jwt("no exp claim"))?;
+        let nbf = numeric_date(&claims, "nbf")?;
+        // Checked for range only (an `iat` in the future is the issuer's business).
+        numeric_date(&claims, "iat")?;
+        // In range (see numeric_date), so these never overflow; saturate anyway.
+        if exp.saturating_add(LEEWAY_SECS) <= now {
             return Err(AuthError::Jwt("expired"));
         }
-        if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64)
-            && (nbf as i64) - LEEWAY_SECS > now
+        if let Some(nbf) = nbf
+            && nbf.saturating_sub(LEEWAY_SECS) > now
         {
             return Err(AuthError::Jwt("not valid yet (nbf)"));
         }
@@ -471,6 +495,50 @@ mod tests {
         let mut c = claims();
         c["nbf"] = json!(NOW + 3600);
         assert_eq!(check(c), Err(AuthError::Jwt("not valid yet (nbf)")));
+    }
+
+    /// `exp: 1e30` used to panic in debug builds (`attempt to add with overflow`) and, wrapped
+    /// in release builds, to be reported as expired; huge or negative `nbf` and `iat` likewise.
+    #[test]
+    fn out_of_range_dates_are_refused_with_the_claim_name() {
+        let iss = Issuer::new();
+        let a = verifier(&iss.jwks("k1"));
+        let h = json!({"alg": "ES256", "kid": "k1"});
+        let check = |claims: Value| {
+            a.authenticate(
+                Some(&format!("Bearer {}", iss.sign(h.clone(), claims))),
+                NOW,
+            )
+        };
+        for (claim, value) in [
+            ("exp", json!(1e30)),
+            ("exp", json!(i64::MAX)),
+            ("exp", json!(-1e30)),
+            ("exp", json!(i64::MIN)),
+            ("exp", json!("tomorrow")),
+            ("nbf", json!(-1e30)),
+            ("nbf", json!(i64::MIN)),
+            ("nbf", json!(1e30)),
+            ("iat", json!(1e30)),
+            ("iat", json!(-5)),
+        ] {
+            let mut c = claims();
+            c[claim] = value.clone();
+            let err = check(c).unwrap_err();
+            let AuthError::Jwt(why) = err else {
+                panic!("{claim}={value}: {err:?}")
+            };
+            assert!(
+                why.starts_with(&format!("`{claim}` is not a date")),
+                "{claim}={value}: {why}"
+            );
+        }
+        // The largest accepted values still work.
+        let mut c = claims();
+        c["exp"] = json!(MAX_NUMERIC_DATE);
+        c["nbf"] = json!(0);
+        c["iat"] = json!(NOW);
+        assert_eq!(check(c).unwrap().name, "jwt:alice");
     }
 
     #[test]

@@ -13,11 +13,16 @@
 //! Assumptions: keys are 32 random bytes in base64 (`codec keygen`); the caller sends the
 //! namespace in `X-Namespace` (the Web UI and the `temporal` CLI do).
 //!
+//! Limits (`codec.limits`, see `conn` and `server`): connections are capped, headers and bodies
+//! must arrive in bounded time, and a body is read only for an authorised caller, up to
+//! `max_body_bytes`.
+//!
 //! Caveats: keys, tokens, the JWKS and the TLS certificate are read at start: restart the server
 //! to rotate them (a Deployment rolls on a Secret checksum change). `/metrics` and `/healthz` are
 //! unauthenticated: expose them on the cluster network only.
 
 pub mod auth;
+mod conn;
 pub mod crypto;
 pub mod payload;
 pub mod server;
@@ -29,11 +34,11 @@ use std::sync::Arc;
 
 use base64::Engine;
 
-use crate::config::codec::CodecConfig;
+use crate::config::codec::{CodecConfig, MIN_TOKEN_CHARS};
 use crate::config::types::SecretRef;
 use auth::{Authenticator, Caller, JwtRule, JwtVerifier, Rights};
 use crypto::Keyring;
-use server::{CodecMetrics, CodecState};
+use server::{CodecMetrics, CodecState, Limits};
 
 /// Errors of the codec server and keygen. Never contain key material or tokens.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +60,7 @@ pub enum CodecError {
         source: std::io::Error,
     },
     #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    Serve(#[source] std::io::Error),
 }
 
 impl CodecError {
@@ -100,8 +105,13 @@ fn resolve_secret(base: &Path, r: &SecretRef, what: &str) -> Result<String, Code
         .map_err(|e| CodecError::Invalid(format!("{what}: {e}")))
 }
 
-/// Builds the request state from the `codec:` section. `base` is the directory of platform.yaml.
-pub fn build_state(c: &CodecConfig, base: &Path) -> Result<CodecState, CodecError> {
+/// Builds the request state from the `codec:` section. `base` is the directory of platform.yaml;
+/// `namespaces` are those a complete platform.yaml declares (metrics label them by name).
+pub fn build_state(
+    c: &CodecConfig,
+    base: &Path,
+    namespaces: &[String],
+) -> Result<CodecState, CodecError> {
     let mut keys = Vec::new();
     let mut current = None;
     for (i, k) in c.keys.iter().enumerate() {
@@ -125,8 +135,25 @@ pub fn build_state(c: &CodecConfig, base: &Path) -> Result<CodecState, CodecErro
     let keyring = Keyring::new(keys, &current).map_err(CodecError::Invalid)?;
 
     let mut auth = Authenticator::default();
+    let mut digests: Vec<[u8; 32]> = Vec::new();
     for (i, t) in c.access.tokens.iter().enumerate() {
-        let token = resolve_secret(base, &t.token, &format!("codec.access.tokens[{i}].token"))?;
+        let field = format!("codec.access.tokens[{i}].token");
+        let token = resolve_secret(base, &t.token, &field)?;
+        // Messages name the field and the reference, never the value (nor its length).
+        if token.trim().chars().count() < MIN_TOKEN_CHARS {
+            return Err(CodecError::Invalid(format!(
+                "{field}: the token behind `{}` is shorter than {MIN_TOKEN_CHARS} characters; use a random one (e.g. `openssl rand -hex 24`)",
+                t.token
+            )));
+        }
+        let digest = auth::sha256(token.trim().as_bytes());
+        if let Some(first) = digests.iter().position(|d| *d == digest) {
+            return Err(CodecError::Invalid(format!(
+                "{field}: `{}` holds the same token as codec.access.tokens[{first}]; each caller needs its own token",
+                t.token
+            )));
+        }
+        digests.push(digest);
         auth.add_token(
             &token,
             Caller {
@@ -162,17 +189,45 @@ pub fn build_state(c: &CodecConfig, base: &Path) -> Result<CodecState, CodecErro
         .map_err(|e| CodecError::Invalid(format!("codec.access.jwt.jwks_file: {e}")))?;
         auth.set_jwt(v);
     }
+    // Namespaces the configuration names: a bounded set, so metric series stay bounded.
+    let rights = c
+        .access
+        .tokens
+        .iter()
+        .flat_map(|t| t.decode.iter().chain(&t.encode))
+        .chain(c.access.jwt.iter().flat_map(|j| {
+            j.rules
+                .iter()
+                .flat_map(|r| r.decode.iter().chain(&r.encode))
+        }));
+    let named = rights
+        .chain(namespaces)
+        .filter(|n| n.as_str() != "*")
+        .cloned()
+        .collect();
     Ok(CodecState {
         keyring,
         auth,
         origins: c.cors_origins.iter().cloned().collect::<BTreeSet<_>>(),
         metrics: CodecMetrics::default(),
+        limits: Limits::from(&c.limits),
+        namespaces: named,
     })
 }
 
 /// Serves until SIGTERM/SIGINT.
-pub async fn serve(c: &CodecConfig, base: &Path) -> Result<(), CodecError> {
-    let state = Arc::new(build_state(c, base)?);
+pub async fn serve(c: &CodecConfig, base: &Path, namespaces: &[String]) -> Result<(), CodecError> {
+    let state = Arc::new(build_state(c, base, namespaces)?);
+    let acceptor = match &c.tls {
+        Some(t) => {
+            crate::ensure_crypto_provider();
+            Some(
+                tls::acceptor(&resolve_path(base, &t.cert), &resolve_path(base, &t.key))
+                    .map_err(CodecError::Invalid)?,
+            )
+        }
+        None => None,
+    };
     let app = server::router(state.clone());
     let listener = tokio::net::TcpListener::bind(c.listen)
         .await
@@ -185,27 +240,22 @@ pub async fn serve(c: &CodecConfig, base: &Path) -> Result<(), CodecError> {
         crate::serve::wait_for_signal().await;
         tracing::info!("codec server: stop requested");
     };
-    match &c.tls {
-        Some(t) => {
-            crate::ensure_crypto_provider();
-            let acceptor = tls::acceptor(&resolve_path(base, &t.cert), &resolve_path(base, &t.key))
-                .map_err(CodecError::Invalid)?;
-            tracing::info!(listen = %local, tls = true, current_key = state.keyring.current_id(), "codec server started");
-            eprintln!("codec server listening on https://{local}");
-            axum::serve(tls::TlsListener::new(listener, acceptor), app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(CodecError::Serve)
-        }
-        None => {
-            tracing::info!(listen = %local, tls = false, current_key = state.keyring.current_id(), "codec server started");
-            eprintln!("codec server listening on http://{local}");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(CodecError::Serve)
-        }
-    }
+    let l = state.limits;
+    tracing::info!(
+        listen = %local,
+        tls = acceptor.is_some(),
+        current_key = state.keyring.current_id(),
+        max_body_bytes = l.max_body_bytes,
+        max_connections = l.max_connections,
+        header_read_timeout_ms = l.header_read_timeout.as_millis() as u64,
+        body_read_timeout_ms = l.body_read_timeout.as_millis() as u64,
+        write_timeout_ms = l.write_timeout.as_millis() as u64,
+        "codec server started"
+    );
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    eprintln!("codec server listening on {scheme}://{local}");
+    conn::serve(listener, acceptor, app, state, shutdown).await;
+    Ok(())
 }
 
 /// Writes a new random 32-byte key (base64, one line) to `out`, created with mode 0600.

@@ -1,45 +1,124 @@
 //! The HTTP side: Temporal's remote codec protocol, CORS for the Web UI, audit and metrics.
+//!
+//! Order of a request: origin, token and namespace rights are checked from the headers alone;
+//! only then is the body read, streamed against `codec.limits.max_body_bytes` and
+//! `codec.limits.body_read_timeout`. A caller without rights never makes the server hold a body.
+//! Every answer other than 2xx is `{"error": "..."}`, and every request to a codec route, the
+//! rejected ones included, writes one audit line and counts in the metrics.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use prometheus_client::encoding::EncodeLabelSet;
+use http_body_util::BodyExt;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use super::auth::{Authenticator, Caller, Operation};
 use super::crypto::Keyring;
 use super::payload::{PayloadJson, PayloadsJson};
+use crate::config::codec::CodecLimits;
 
-/// Largest request body: a page of history with large payloads.
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Bodies up to this size are processed on the async worker; larger ones on the blocking pool.
 const INLINE_BODY_BYTES: usize = 64 * 1024;
-/// Headers a browser may send (preflight answer).
-const ALLOWED_HEADERS: &str = "authorization, content-type, x-namespace";
+/// Most bytes reserved up front from a declared Content-Length (the rest grows as data arrives).
+const PREALLOCATE_MAX: usize = 1024 * 1024;
+/// Headers a browser may send (preflight answer). `authorization-extras` is sent by the Temporal
+/// Web UI (2.32.4 and later) with codec requests when "pass access token" is on.
+pub const ALLOWED_HEADERS: &str = "authorization, authorization-extras, content-type, x-namespace";
+/// The metrics' namespace label for namespaces that the configuration does not name.
+pub const OTHER_NAMESPACE: &str = "_other";
+
+/// The runtime form of `codec.limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl From<&CodecLimits> for Limits {
+    fn from(l: &CodecLimits) -> Self {
+        Self {
+            // Validated to at most 1 GiB, which fits every usize we build for.
+            max_body_bytes: usize::try_from(l.max_body_bytes).unwrap_or(usize::MAX),
+            max_connections: l.max_connections as usize,
+            header_read_timeout: l.header_read_timeout.as_duration(),
+            body_read_timeout: l.body_read_timeout.as_duration(),
+            write_timeout: l.write_timeout.as_duration(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::from(&CodecLimits::default())
+    }
+}
+
+/// A label value written with the escapes of the Prometheus text formats (`\\`, `\"`, `\n`).
+/// prometheus-client writes label values as they are, so an untrusted `"` would end the value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct LabelText(pub String);
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for LabelText {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub caller: String,
-    pub namespace: String,
-    pub operation: String,
-    pub outcome: String,
+    pub caller: LabelText,
+    pub namespace: LabelText,
+    pub operation: LabelText,
+    pub outcome: LabelText,
 }
 
-/// `temporal_bootstrap_codec_requests_total` and `temporal_bootstrap_codec_payloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    pub reason: LabelText,
+}
+
+/// The codec server's counters and gauges (prefix `temporal_bootstrap_codec_`).
 pub struct CodecMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     payloads: Family<RequestLabels, Counter>,
+    /// Connections open now.
+    pub connections: Gauge,
+    /// Times the accept loop found every connection slot taken and waited for one.
+    pub connection_limit_waits: Counter,
+    /// Connections closed before a complete exchange: `header_timeout`, `tls_handshake`,
+    /// `write_timeout`.
+    pub connection_errors: Family<ConnectionLabels, Counter>,
     encode_lock: Mutex<()>,
 }
 
@@ -58,10 +137,31 @@ impl Default for CodecMetrics {
             "Payloads in codec server requests by caller, namespace, operation and outcome",
             payloads.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "codec_connections",
+            "Codec server connections open now",
+            connections.clone(),
+        );
+        let connection_limit_waits = Counter::default();
+        registry.register(
+            "codec_connection_limit_waits",
+            "Times every codec server connection slot (codec.limits.max_connections) was taken",
+            connection_limit_waits.clone(),
+        );
+        let connection_errors = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "codec_connection_errors",
+            "Codec server connections closed before a complete request, by reason",
+            connection_errors.clone(),
+        );
         Self {
             registry,
             requests,
             payloads,
+            connections,
+            connection_limit_waits,
+            connection_errors,
             encode_lock: Mutex::new(()),
         }
     }
@@ -74,6 +174,14 @@ impl CodecMetrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+
+    pub fn connection_error(&self, reason: &str) {
+        self.connection_errors
+            .get_or_create(&ConnectionLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
 }
 
 /// Everything a request needs; built once at start.
@@ -82,32 +190,33 @@ pub struct CodecState {
     pub auth: Authenticator,
     pub origins: BTreeSet<String>,
     pub metrics: CodecMetrics,
+    pub limits: Limits,
+    /// Namespaces the configuration names (access rules, and `namespaces:` of a complete
+    /// platform.yaml): the only values the metrics' namespace label takes besides `_other`.
+    pub namespaces: BTreeSet<String>,
 }
 
 pub fn router(state: Arc<CodecState>) -> Router {
     Router::new()
         .route(
             "/encode",
-            post(|s: State<Arc<CodecState>>, h: HeaderMap, b: Bytes| {
-                handle(s, h, b, Operation::Encode)
-            })
-            .options(preflight),
+            post(|s: State<Arc<CodecState>>, r: Request| handle(s, r, Operation::Encode))
+                .options(preflight),
         )
         .route(
             "/decode",
-            post(|s: State<Arc<CodecState>>, h: HeaderMap, b: Bytes| {
-                handle(s, h, b, Operation::Decode)
-            })
-            .options(preflight),
+            post(|s: State<Arc<CodecState>>, r: Request| handle(s, r, Operation::Decode))
+                .options(preflight),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
 /// The outcome of one request, for the response, the audit line and the metric.
-struct Outcome {
+pub(crate) struct Outcome {
     status: StatusCode,
     outcome: &'static str,
     body: serde_json::Value,
@@ -125,6 +234,32 @@ impl Outcome {
     }
 }
 
+/// What the audit line and the metrics say about one request.
+pub(crate) struct Record {
+    caller: String,
+    /// `X-Namespace`, printable and bounded (see [`clean`]).
+    namespace: String,
+    operation: &'static str,
+    origin: Option<String>,
+    payloads: usize,
+    key_ids: BTreeSet<String>,
+}
+
+impl Record {
+    fn new(headers: &HeaderMap, operation: &'static str) -> Self {
+        Self {
+            caller: "anonymous".into(),
+            namespace: header_str(headers, "x-namespace")
+                .map(clean)
+                .unwrap_or_default(),
+            operation,
+            origin: header_str(headers, header::ORIGIN).map(String::from),
+            payloads: 0,
+            key_ids: BTreeSet::new(),
+        }
+    }
+}
+
 fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -132,7 +267,7 @@ fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
@@ -141,233 +276,304 @@ fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(255).collect()
 }
 
-async fn handle(
-    State(st): State<Arc<CodecState>>,
-    headers: HeaderMap,
-    body: Bytes,
+async fn handle(State(st): State<Arc<CodecState>>, req: Request, op: Operation) -> Response {
+    let (parts, body) = req.into_parts();
+    let mut rec = Record::new(&parts.headers, op.as_str());
+    let outcome = match authorize(&st, &parts.headers, op, &mut rec) {
+        Err(o) => o,
+        Ok(()) => match read_body(&st, &parts.headers, body).await {
+            Err(o) => o,
+            Ok(bytes) => convert_body(&st, bytes, op, &mut rec).await,
+        },
+    };
+    finish(&st, rec, outcome)
+}
+
+/// Origin, token, namespace and rights, from the headers alone (the body is not read yet).
+fn authorize(
+    st: &CodecState,
+    headers: &HeaderMap,
     op: Operation,
-) -> Response {
-    let origin = header_str(&headers, header::ORIGIN).map(String::from);
-    let namespace = header_str(&headers, "x-namespace")
-        .map(clean)
-        .unwrap_or_default();
-    // Decrypting a large body is CPU work: keep it off the async workers.
-    let processed = if body.len() > INLINE_BODY_BYTES {
-        let (st2, h, o, ns) = (
-            st.clone(),
-            headers.clone(),
-            origin.clone(),
-            namespace.clone(),
-        );
-        tokio::task::spawn_blocking(move || process(&st2, &h, &body, op, o.as_deref(), &ns))
+    rec: &mut Record,
+) -> Result<(), Outcome> {
+    if let Some(o) = rec.origin.as_deref()
+        && !st.origins.contains(o)
+    {
+        return Err(Outcome::error(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            format!("origin `{}` is not in codec.cors_origins", clean(o)),
+        ));
+    }
+    let caller: Caller = st
+        .auth
+        .authenticate(header_str(headers, header::AUTHORIZATION), now_secs())
+        .map_err(|e| Outcome::error(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
+    rec.caller = caller.name.clone();
+    if rec.namespace.is_empty() {
+        return Err(Outcome::error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the X-Namespace header is required".into(),
+        ));
+    }
+    if !caller.rights.allows(op, &rec.namespace) {
+        return Err(Outcome::error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "caller `{}` may not {} payloads of namespace `{}`",
+                caller.name,
+                op.as_str(),
+                rec.namespace
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn too_large(limit: usize) -> Outcome {
+    Outcome::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the request body is larger than {limit} bytes (codec.limits.max_body_bytes)"),
+    )
+}
+
+/// Reads the body of an authorised request: refused by its Content-Length when that is over
+/// the limit, otherwise streamed and abandoned as soon as it passes the limit or the timeout.
+async fn read_body(st: &CodecState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Outcome> {
+    let limit = st.limits.max_body_bytes;
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let read = async move {
+        let capacity = declared.map_or(0, |n| (n as usize).min(PREALLOCATE_MAX));
+        let mut buf = Vec::with_capacity(capacity);
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Outcome::error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("the request body could not be read: {e}"),
+                )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len().saturating_add(data.len()) > limit {
+                    return Err(too_large(limit));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf)
+    };
+    match tokio::time::timeout(st.limits.body_read_timeout, read).await {
+        Ok(r) => r,
+        Err(_) => Err(Outcome::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request body did not arrive within {} ms (codec.limits.body_read_timeout)",
+                st.limits.body_read_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// Decrypting a large body is CPU work: keep it off the async workers.
+async fn convert_body(
+    st: &Arc<CodecState>,
+    body: Vec<u8>,
+    op: Operation,
+    rec: &mut Record,
+) -> Outcome {
+    let (outcome, count, key_ids) = if body.len() > INLINE_BODY_BYTES {
+        let st2 = st.clone();
+        tokio::task::spawn_blocking(move || convert(&st2, &body, op))
             .await
             .unwrap_or_else(|_| {
-                Processed::new(Outcome::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "error",
-                    "internal error while processing the request".into(),
-                ))
+                (
+                    Outcome::error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "error",
+                        "internal error while processing the request".into(),
+                    ),
+                    0,
+                    BTreeSet::new(),
+                )
             })
     } else {
-        process(&st, &headers, &body, op, origin.as_deref(), &namespace)
+        convert(st, &body, op)
     };
-    let Processed {
-        outcome: result,
-        caller_name,
-        count,
-        key_ids,
-    } = processed;
+    rec.payloads = count;
+    rec.key_ids = key_ids;
+    outcome
+}
 
-    // The namespace label only for authenticated callers: unauthenticated input must not create
-    // metric series.
-    let ns_label = if result.outcome == "unauthenticated" || result.outcome == "forbidden_origin" {
-        String::new()
-    } else {
-        namespace.clone()
+/// The payloads: parse, encrypt or decrypt. Synchronous (CPU only).
+fn convert(st: &CodecState, body: &[u8], op: Operation) -> (Outcome, usize, BTreeSet<String>) {
+    let mut key_ids = BTreeSet::new();
+    let req: PayloadsJson = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut o = Outcome::error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the body is not {{\"payloads\": [...]}} in proto JSON: {e}"),
+            );
+            // serde messages can quote input values (payload data): the audit line gets only
+            // the position.
+            o.reason = Some(format!(
+                "the body is not {{\"payloads\": [...]}} in proto JSON ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ));
+            return (o, 0, key_ids);
+        }
     };
+    let count = req.payloads.len();
+    let mut out = Vec::with_capacity(count);
+    for (i, pj) in req.payloads.iter().enumerate() {
+        let p = match pj.to_payload() {
+            Ok(p) => p,
+            Err(e) => {
+                let o = Outcome::error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("payloads[{i}]: {e}"),
+                );
+                return (o, count, key_ids);
+            }
+        };
+        let converted = match op {
+            Operation::Encode => match st.keyring.encrypt(&p) {
+                Ok(p) => {
+                    key_ids.insert(st.keyring.current_id().to_string());
+                    p
+                }
+                Err(e) => {
+                    let o = Outcome::error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "error",
+                        format!("payloads[{i}]: {e}"),
+                    );
+                    return (o, count, key_ids);
+                }
+            },
+            Operation::Decode => match st.keyring.decrypt(&p) {
+                Ok((p, id)) => {
+                    key_ids.extend(id);
+                    p
+                }
+                Err(e) => {
+                    let o = Outcome::error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "undecryptable",
+                        format!("payloads[{i}]: {e}"),
+                    );
+                    return (o, count, key_ids);
+                }
+            },
+        };
+        out.push(PayloadJson::from_payload(&converted));
+    }
+    let ok = Outcome {
+        status: StatusCode::OK,
+        outcome: "ok",
+        body: json!({ "payloads": out }),
+        reason: None,
+    };
+    (ok, count, key_ids)
+}
+
+/// The metrics' namespace label: empty when the caller is not known (no series per invented
+/// name), the namespace when the configuration names it, `_other` otherwise.
+fn namespace_label(st: &CodecState, rec: &Record, outcome: &str) -> String {
+    if rec.namespace.is_empty()
+        || matches!(
+            outcome,
+            "unauthenticated" | "forbidden_origin" | "not_found" | "method_not_allowed"
+        )
+    {
+        String::new()
+    } else if st.namespaces.contains(&rec.namespace) {
+        rec.namespace.clone()
+    } else {
+        OTHER_NAMESPACE.into()
+    }
+}
+
+/// Writes the audit line, counts the request and builds the answer.
+pub(crate) fn record(st: &CodecState, rec: &Record, o: &Outcome) {
     let labels = RequestLabels {
-        caller: caller_name.clone(),
-        namespace: ns_label,
-        operation: op.as_str().into(),
-        outcome: result.outcome.into(),
+        caller: rec.caller.as_str().into(),
+        namespace: LabelText(namespace_label(st, rec, o.outcome)),
+        operation: rec.operation.into(),
+        outcome: o.outcome.into(),
     };
     st.metrics.requests.get_or_create(&labels).inc();
     st.metrics
         .payloads
         .get_or_create(&labels)
-        .inc_by(count as u64);
-    let key_ids: Vec<&str> = key_ids.iter().map(String::as_str).collect();
+        .inc_by(rec.payloads as u64);
+    let key_ids: Vec<&str> = rec.key_ids.iter().map(String::as_str).collect();
+    let key_ids = key_ids.join(",");
+    let origin = rec.origin.as_deref().map(clean).unwrap_or_default();
+    // Every value is passed as a `&str`, never with `%`: the text format then writes it quoted
+    // with `"` and `\` escaped, and the JSON format as a JSON string, so no header can add a
+    // field to the line.
     tracing::info!(
         target: "audit",
-        caller = %caller_name,
-        namespace = %namespace,
-        operation = op.as_str(),
-        payloads = count,
-        outcome = result.outcome,
-        status = result.status.as_u16(),
-        key_ids = %key_ids.join(","),
-        origin = %origin.as_deref().map(clean).unwrap_or_default(),
-        reason = %result.reason.as_deref().unwrap_or(""),
+        caller = rec.caller.as_str(),
+        namespace = rec.namespace.as_str(),
+        operation = rec.operation,
+        payloads = rec.payloads,
+        outcome = o.outcome,
+        status = o.status.as_u16(),
+        key_ids = key_ids.as_str(),
+        origin = origin.as_str(),
+        reason = o.reason.as_deref().unwrap_or(""),
         "codec request"
     );
+}
 
-    let mut resp = (result.status, axum::Json(result.body)).into_response();
-    if result.status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+fn finish(st: &CodecState, rec: Record, o: Outcome) -> Response {
+    record(st, &rec, &o);
+    let mut resp = (o.status, axum::Json(o.body)).into_response();
+    let h = resp.headers_mut();
+    if o.status == StatusCode::UNAUTHORIZED {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    if let Some(o) = origin
-        && st.origins.contains(&o)
+    if matches!(
+        o.status,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+    ) {
+        // The rest of the body is not read: the connection cannot carry another request.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(o) = rec.origin.as_deref()
+        && st.origins.contains(o)
     {
-        add_cors(resp.headers_mut(), &o);
+        add_cors(h, o);
     }
     resp
 }
 
-/// What `process` found out, for the response, the audit line and the metric.
-struct Processed {
-    outcome: Outcome,
-    caller_name: String,
-    count: usize,
-    key_ids: BTreeSet<String>,
-}
-
-impl Processed {
-    fn new(outcome: Outcome) -> Self {
-        Self {
-            outcome,
-            caller_name: "anonymous".into(),
-            count: 0,
-            key_ids: BTreeSet::new(),
-        }
-    }
-}
-
-/// Origin check, authentication, authorisation, then the payloads. Synchronous (CPU only).
-fn process(
-    st: &CodecState,
-    headers: &HeaderMap,
-    body: &[u8],
-    op: Operation,
-    origin: Option<&str>,
-    namespace: &str,
-) -> Processed {
-    let mut caller_name = "anonymous".to_string();
-    let mut count = 0usize;
-    let mut key_ids: BTreeSet<String> = BTreeSet::new();
-    let outcome = (|| -> Outcome {
-        if let Some(o) = origin
-            && !st.origins.contains(o)
-        {
-            return Outcome::error(
-                StatusCode::FORBIDDEN,
-                "forbidden_origin",
-                format!("origin `{}` is not in codec.cors_origins", clean(o)),
-            );
-        }
-        let caller: Caller = match st
-            .auth
-            .authenticate(header_str(headers, header::AUTHORIZATION), now_secs())
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return Outcome::error(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string());
-            }
-        };
-        caller_name = caller.name.clone();
-        if namespace.is_empty() {
-            return Outcome::error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the X-Namespace header is required".into(),
-            );
-        }
-        if !caller.rights.allows(op, namespace) {
-            return Outcome::error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "caller `{}` may not {} payloads of namespace `{namespace}`",
-                    caller.name,
-                    op.as_str()
-                ),
-            );
-        }
-        let req: PayloadsJson = match serde_json::from_slice(body) {
-            Ok(r) => r,
-            Err(e) => {
-                let mut o = Outcome::error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("the body is not {{\"payloads\": [...]}} in proto JSON: {e}"),
-                );
-                // serde messages can quote input values (payload data): the audit line gets only
-                // the position.
-                o.reason = Some(format!(
-                    "the body is not {{\"payloads\": [...]}} in proto JSON ({:?} error at line {} column {})",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ));
-                return o;
-            }
-        };
-        count = req.payloads.len();
-        let mut out = Vec::with_capacity(count);
-        for (i, pj) in req.payloads.iter().enumerate() {
-            let p = match pj.to_payload() {
-                Ok(p) => p,
-                Err(e) => {
-                    return Outcome::error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        format!("payloads[{i}]: {e}"),
-                    );
-                }
-            };
-            let converted = match op {
-                Operation::Encode => match st.keyring.encrypt(&p) {
-                    Ok(p) => {
-                        key_ids.insert(st.keyring.current_id().to_string());
-                        p
-                    }
-                    Err(e) => {
-                        return Outcome::error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "error",
-                            format!("payloads[{i}]: {e}"),
-                        );
-                    }
-                },
-                Operation::Decode => match st.keyring.decrypt(&p) {
-                    Ok((p, id)) => {
-                        key_ids.extend(id);
-                        p
-                    }
-                    Err(e) => {
-                        return Outcome::error(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "undecryptable",
-                            format!("payloads[{i}]: {e}"),
-                        );
-                    }
-                },
-            };
-            out.push(PayloadJson::from_payload(&converted));
-        }
-        Outcome {
-            status: StatusCode::OK,
-            outcome: "ok",
-            body: json!({ "payloads": out }),
-            reason: None,
-        }
-    })();
-    Processed {
-        outcome,
-        caller_name,
-        count,
-        key_ids,
-    }
+/// An HTTP parse error answered by the HTTP layer itself (400 or 431, empty body): audited and
+/// counted like any refused request.
+pub(crate) fn record_parse_error(st: &CodecState, status: StatusCode, reason: String) {
+    let rec = Record {
+        caller: "anonymous".into(),
+        namespace: String::new(),
+        operation: "unknown",
+        origin: None,
+        payloads: 0,
+        key_ids: BTreeSet::new(),
+    };
+    record(st, &rec, &Outcome::error(status, "bad_request", reason));
 }
 
 fn add_cors(h: &mut HeaderMap, origin: &str) {
@@ -405,10 +611,90 @@ async fn preflight(State(st): State<Arc<CodecState>>, headers: HeaderMap) -> Res
             );
             resp
         }
-        _ => (StatusCode::FORBIDDEN, "origin or method not allowed\n").into_response(),
+        _ => {
+            // Not an origin we answer for: no CORS headers on the refusal either.
+            let rec = Record::new(&headers, "preflight");
+            let o = Outcome::error(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                "origin or method not allowed (codec.cors_origins; POST only)".into(),
+            );
+            record(&st, &rec, &o);
+            (o.status, axum::Json(o.body)).into_response()
+        }
     }
+}
+
+async fn not_found(State(st): State<Arc<CodecState>>, uri: Uri, headers: HeaderMap) -> Response {
+    route_error(
+        &st,
+        &headers,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no such path `{}`; the codec server serves POST /encode, POST /decode, GET /healthz, GET /metrics",
+            clean(uri.path())
+        ),
+    )
+}
+
+async fn method_not_allowed(
+    State(st): State<Arc<CodecState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    route_error(
+        &st,
+        &headers,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on `{}`",
+            clean(method.as_str()),
+            clean(uri.path())
+        ),
+    )
+}
+
+fn route_error(
+    st: &CodecState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    outcome: &'static str,
+    reason: String,
+) -> Response {
+    let rec = Record::new(headers, "unknown");
+    let o = Outcome::error(status, outcome, reason);
+    record(st, &rec, &o);
+    (o.status, axum::Json(o.body)).into_response()
 }
 
 async fn metrics_handler(State(st): State<Arc<CodecState>>) -> Response {
     crate::serve::metrics_response(st.metrics.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = CodecMetrics::default();
+        m.requests
+            .get_or_create(&RequestLabels {
+                caller: LabelText("a\"b\\c\nd".into()),
+                namespace: "x\" outcome=\"ok".into(),
+                operation: "decode".into(),
+                outcome: "forbidden".into(),
+            })
+            .inc();
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"{caller="a\"b\\c\nd",namespace="x\" outcome=\"ok",operation="decode",outcome="forbidden"} 1"#
+            ),
+            "{text}"
+        );
+    }
 }

@@ -2,13 +2,17 @@
 //! Pure: the cross-field rules are in [`check`]; secrets and files are read by `crate::codec`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::load::Finding;
-use super::types::{NamespaceName, SecretRef};
+use super::load::{ConfigErrors, ConfigIssue, Finding, LoadedConfig};
+use super::locate::PathIndex;
+use super::types::{HumanDuration, NamespaceName, SecretRef};
+
+/// Shortest static bearer token accepted (characters of the resolved value).
+pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// The codec server (`temporal-bootstrap codec-server`). See docs/payload-encryption.md.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -29,6 +33,64 @@ pub struct CodecConfig {
     pub keys: Vec<CodecKeyConfig>,
     /// Who may encode and decode which namespaces. Deny by default.
     pub access: CodecAccessConfig,
+    /// Resource limits against slow or abusive clients. Every field has a default.
+    #[serde(default)]
+    pub limits: CodecLimits,
+}
+
+/// `codec.limits`: what one client can make the server hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodecLimits {
+    /// Largest request body in bytes (default 33554432 = 32 MiB; 1024 to 1073741824). Larger
+    /// bodies get 413; a body is read only after the caller is authenticated and authorised.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Connections served at once (default 256; 1 to 65536). Further connections wait in the
+    /// listen backlog until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Time a client has to send the request headers, counted from the connection's start or the
+    /// end of its previous request; also bounds the TLS handshake and idle keep-alive
+    /// connections (default 10s; 100ms to 5m).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// Time a client has to send the whole request body after its headers (default 60s; 100ms
+    /// to 1h). Exceeded: 408 and the connection is closed.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: HumanDuration,
+    /// Time a write of the answer may make no progress because the client does not read it
+    /// (default 60s; 100ms to 1h). Exceeded: the connection is closed.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: HumanDuration,
+}
+
+fn default_max_body_bytes() -> u64 {
+    32 * 1024 * 1024
+}
+fn default_max_connections() -> u32 {
+    256
+}
+fn default_header_read_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_body_read_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_write_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+impl Default for CodecLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            write_timeout: default_write_timeout(),
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -170,7 +232,20 @@ pub fn check(c: &CodecConfig) -> Vec<Finding> {
         );
     }
     let mut names = std::collections::BTreeSet::new();
+    let mut refs: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for (i, t) in a.tokens.iter().enumerate() {
+        // Two callers reading the same reference share one token: neither audit lines nor
+        // rights could tell them apart. (Equal values behind different references are refused
+        // when the server resolves them.) The reference is a name, not the secret.
+        if let Some(first) = refs.insert(t.token.to_string(), i) {
+            err(
+                format!("access.tokens[{i}].token"),
+                format!(
+                    "`{}` is also the token of access.tokens[{first}]; each caller needs its own token",
+                    t.token
+                ),
+            );
+        }
         if t.name.trim().is_empty() || t.name.len() > 128 {
             err(
                 format!("access.tokens[{i}].name"),
@@ -212,7 +287,56 @@ pub fn check(c: &CodecConfig) -> Vec<Finding> {
             );
         }
     }
+    check_limits(&c.limits, &mut err);
     out
+}
+
+fn check_limits(l: &CodecLimits, err: &mut impl FnMut(String, String)) {
+    if !(1024..=1024 * 1024 * 1024).contains(&l.max_body_bytes) {
+        err(
+            "limits.max_body_bytes".into(),
+            format!(
+                "{} is out of range; expected 1024 to 1073741824 bytes (default 33554432, 32 MiB)",
+                l.max_body_bytes
+            ),
+        );
+    }
+    if !(1..=65536).contains(&l.max_connections) {
+        err(
+            "limits.max_connections".into(),
+            format!(
+                "{} is out of range; expected 1 to 65536 (default 256)",
+                l.max_connections
+            ),
+        );
+    }
+    for (field, value, max, default) in [
+        (
+            "header_read_timeout",
+            l.header_read_timeout,
+            HumanDuration::from_secs(300),
+            "10s",
+        ),
+        (
+            "body_read_timeout",
+            l.body_read_timeout,
+            HumanDuration::from_secs(3600),
+            "60s",
+        ),
+        (
+            "write_timeout",
+            l.write_timeout,
+            HumanDuration::from_secs(3600),
+            "60s",
+        ),
+    ] {
+        if value < HumanDuration::from_millis(100) || value > max {
+            err(
+                format!("limits.{field}"),
+                format!("{value} is out of range; expected 100ms to {max} (default {default})"),
+            );
+        }
+    }
 }
 
 fn check_rights(
@@ -231,6 +355,140 @@ fn check_rights(
             }
         }
     }
+}
+
+/// What `codec-server` needs from its file: the `codec:` section and the namespaces the file
+/// declares (metrics label them by name; others are counted as `_other`).
+#[derive(Debug, Clone)]
+pub struct CodecFile {
+    /// `None` when a complete platform.yaml has no `codec:` section.
+    pub codec: Option<CodecConfig>,
+    /// `namespaces[].name` of a complete platform.yaml; empty for a codec-only file.
+    pub namespaces: Vec<String>,
+    pub path: PathBuf,
+    pub warnings: Vec<ConfigIssue>,
+}
+
+/// Top-level sections that make a file a complete platform.yaml.
+const PLATFORM_SECTIONS: &[&str] = &[
+    "cluster",
+    "capacity",
+    "persistence",
+    "visibility",
+    "namespaces",
+];
+
+/// A file holding only `codec:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodecOnly {
+    codec: CodecConfig,
+}
+
+/// Loads the file `codec-server` is given: either a complete platform.yaml (validated as a
+/// whole, as every other command does) or a file with only the `codec:` section (validated on
+/// its own). Errors are `FILE:LINE:COL: field.path: message` either way and never echo secrets.
+pub fn load_codec_file(path: &Path) -> Result<CodecFile, ConfigErrors> {
+    let file = path.display().to_string();
+    let issue = |line: usize, col: usize, path: String, message: String| ConfigErrors {
+        issues: vec![ConfigIssue {
+            file: file.clone(),
+            line,
+            col,
+            path,
+            message,
+        }],
+    };
+    // Issue 16 item 6 bounds this read (crate::fsutil::read_limited) where load_file reads.
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        issue(
+            0,
+            0,
+            String::new(),
+            format!("cannot read the configuration file: {e}; pass an existing file with -f"),
+        )
+    })?;
+    let tree: Option<serde_json::Value> = serde_saphyr::from_str(&text).ok();
+    let codec_only = tree
+        .as_ref()
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|m| {
+            m.contains_key("codec") && !PLATFORM_SECTIONS.iter().any(|k| m.contains_key(*k))
+        });
+    let Some(tree) = tree.filter(|_| codec_only) else {
+        // A complete platform.yaml (or one the full loader explains best, syntax errors included).
+        let loaded: LoadedConfig = super::load::load_file(path)?;
+        return Ok(CodecFile {
+            namespaces: loaded
+                .config
+                .namespaces
+                .iter()
+                .map(|n| n.name.as_str().to_string())
+                .collect(),
+            codec: loaded.config.codec,
+            path: loaded.path,
+            warnings: loaded.warnings,
+        });
+    };
+    let index = PathIndex::build(&text);
+    let parsed: CodecOnly = serde_path_to_error::deserialize(&tree).map_err(|e| {
+        let path = field_path(e.path());
+        let last = path.rsplit(['.', '[']).next().unwrap_or("");
+        let mut message = e.inner().to_string();
+        if matches!(last, "token" | "secret") && !message.contains("secret reference") {
+            message = "expected a secret reference `env:NAME` or `file:PATH`; inline secret values are not accepted".into();
+        }
+        if !path.contains(['.', '[']) && path != "codec" && message.starts_with("unknown field") {
+            message = format!(
+                "{message} (a codec-only file holds `codec:` alone; give the complete platform.yaml otherwise)"
+            );
+        }
+        let pos = index.find(&path);
+        issue(pos.line, pos.col, path, message)
+    })?;
+    let findings = check(&parsed.codec);
+    if !findings.is_empty() {
+        return Err(ConfigErrors {
+            issues: findings
+                .into_iter()
+                .map(|f| {
+                    let pos = index.find(&f.path);
+                    ConfigIssue {
+                        file: file.clone(),
+                        line: pos.line,
+                        col: pos.col,
+                        path: f.path,
+                        message: f.message,
+                    }
+                })
+                .collect(),
+        });
+    }
+    Ok(CodecFile {
+        codec: Some(parsed.codec),
+        namespaces: Vec::new(),
+        path: path.to_path_buf(),
+        warnings: Vec::new(),
+    })
+}
+
+/// `codec.access.tokens[0].token` from a serde_path_to_error path.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
 }
 
 /// Key ids travel in payload metadata; keep them short and printable.
@@ -306,6 +564,109 @@ mod tests {
         let mut c = base();
         c.access.tokens.clear();
         assert!(check(&c)[0].message.contains("nobody could call"));
+    }
+
+    #[test]
+    fn limits_default_and_out_of_range_values_name_the_field() {
+        let c = base();
+        assert_eq!(c.limits, CodecLimits::default());
+        assert_eq!(c.limits.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(c.limits.max_connections, 256);
+        assert_eq!(c.limits.header_read_timeout, HumanDuration::from_secs(10));
+        assert_eq!(c.limits.body_read_timeout, HumanDuration::from_secs(60));
+        assert_eq!(c.limits.write_timeout, HumanDuration::from_secs(60));
+        let c: CodecConfig = serde_json::from_value(serde_json::json!({
+            "keys": [{"id": "k1", "secret": "env:K1", "current": true}],
+            "access": {"tokens": [{"name": "ops", "token": "env:T", "decode": ["payments"]}]},
+            "limits": {"max_body_bytes": 10, "max_connections": 0,
+                       "header_read_timeout": "10ms", "body_read_timeout": "2h",
+                       "write_timeout": "0s"}
+        }))
+        .unwrap();
+        let f = check(&c);
+        let paths: Vec<&str> = f.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "codec.limits.max_body_bytes",
+                "codec.limits.max_connections",
+                "codec.limits.header_read_timeout",
+                "codec.limits.body_read_timeout",
+                "codec.limits.write_timeout"
+            ],
+            "{f:?}"
+        );
+        assert!(f[2].message.contains("expected 100ms to 5m"), "{f:?}");
+        let r: Result<CodecConfig, _> = serde_json::from_value(serde_json::json!({
+            "keys": [], "access": {}, "limits": {"max_body": 1}
+        }));
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn two_callers_with_one_token_reference_are_refused() {
+        let mut c = base();
+        let mut second = c.access.tokens[0].clone();
+        second.name = "ops-2".into();
+        c.access.tokens.push(second);
+        let f = check(&c);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].path, "codec.access.tokens[1].token");
+        assert!(
+            f[0].message
+                .contains("`env:T` is also the token of access.tokens[0]"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_codec_only_file_loads_on_its_own_with_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("codec.yaml");
+        std::fs::write(
+            &p,
+            "codec:\n  keys:\n    - { id: k1, secret: env:K1, current: true }\n  access:\n    tokens:\n      - { name: ops, token: env:T, decode: [payments] }\n  limits: { max_connections: 8 }\n",
+        )
+        .unwrap();
+        let f = load_codec_file(&p).unwrap();
+        let c = f.codec.unwrap();
+        assert_eq!(c.limits.max_connections, 8);
+        assert!(f.namespaces.is_empty());
+        // Cross-field errors keep FILE:LINE:COL and the field path.
+        std::fs::write(
+            &p,
+            "codec:\n  keys:\n    - { id: k1, secret: env:K1, current: true }\n  access:\n    tokens:\n      - { name: ops, token: env:T, decode: [payments] }\n      - { name: ops2, token: env:T, decode: [payments] }\n",
+        )
+        .unwrap();
+        let e = load_codec_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("codec.yaml:7:23: codec.access.tokens[1].token:"),
+            "{e}"
+        );
+        // Inline secrets are refused without echoing them.
+        std::fs::write(
+            &p,
+            "codec:\n  keys:\n    - { id: k1, secret: c2VjcmV0LXZhbHVl, current: true }\n  access: {}\n",
+        )
+        .unwrap();
+        let e = load_codec_file(&p).unwrap_err().to_string();
+        assert!(e.contains("codec.keys[0].secret"), "{e}");
+        assert!(!e.contains("c2VjcmV0LXZhbHVl"), "{e}");
+        // Another top-level key beside `codec:` only.
+        std::fs::write(&p, "codec: { keys: [], access: {} }\ncodex: 1\n").unwrap();
+        let e = load_codec_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `codex`") && e.contains("codec-only"),
+            "{e}"
+        );
+        // A complete platform.yaml is validated as a whole (its errors name other sections).
+        std::fs::write(
+            &p,
+            "cluster: { name: x }\ncodec: { keys: [], access: {} }\n",
+        )
+        .unwrap();
+        let e = load_codec_file(&p).unwrap_err().to_string();
+        assert!(e.contains("cluster"), "{e}");
     }
 
     #[test]
