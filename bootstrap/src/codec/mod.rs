@@ -164,12 +164,8 @@ pub fn build_state(
     }
     if let Some(j) = &c.access.jwt {
         let path = resolve_path(base, &j.jwks_file);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            CodecError::Invalid(format!(
-                "codec.access.jwt.jwks_file: cannot read `{}`: {e}",
-                path.display()
-            ))
-        })?;
+        let text = crate::fsutil::read_limited_string(&path, crate::fsutil::FileKind::Pem)
+            .map_err(|e| CodecError::Invalid(format!("codec.access.jwt.jwks_file: {e}")))?;
         let rules = j
             .rules
             .iter()

@@ -399,15 +399,19 @@ pub fn load_codec_file(path: &Path) -> Result<CodecFile, ConfigErrors> {
             message,
         }],
     };
-    // Issue 16 item 6 bounds this read (crate::fsutil::read_limited) where load_file reads.
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        issue(
-            0,
-            0,
-            String::new(),
-            format!("cannot read the configuration file: {e}; pass an existing file with -f"),
-        )
-    })?;
+    // The same bounded read as load_file (regular files only, size limit); a file that is not
+    // UTF-8 goes to load_file below, which reports the position.
+    let text = match crate::fsutil::read_limited(path, crate::fsutil::FileKind::Config) {
+        Ok(bytes) => String::from_utf8(bytes).unwrap_or_default(),
+        Err(e) => {
+            return Err(issue(
+                1,
+                1,
+                String::new(),
+                format!("{e}; pass an existing platform.yaml with -f"),
+            ));
+        }
+    };
     let tree: Option<serde_json::Value> = serde_saphyr::from_str(&text).ok();
     let codec_only = tree
         .as_ref()
@@ -432,12 +436,7 @@ pub fn load_codec_file(path: &Path) -> Result<CodecFile, ConfigErrors> {
     };
     let index = PathIndex::build(&text);
     let parsed: CodecOnly = serde_path_to_error::deserialize(&tree).map_err(|e| {
-        let path = field_path(e.path());
-        let last = path.rsplit(['.', '[']).next().unwrap_or("");
-        let mut message = e.inner().to_string();
-        if matches!(last, "token" | "secret") && !message.contains("secret reference") {
-            message = "expected a secret reference `env:NAME` or `file:PATH`; inline secret values are not accepted".into();
-        }
+        let (path, mut message) = super::load::describe_type_error(&e);
         if !path.contains(['.', '[']) && path != "codec" && message.starts_with("unknown field") {
             message = format!(
                 "{message} (a codec-only file holds `codec:` alone; give the complete platform.yaml otherwise)"
@@ -470,25 +469,6 @@ pub fn load_codec_file(path: &Path) -> Result<CodecFile, ConfigErrors> {
         path: path.to_path_buf(),
         warnings: Vec::new(),
     })
-}
-
-/// `codec.access.tokens[0].token` from a serde_path_to_error path.
-fn field_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for segment in path {
-        match segment {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            Segment::Unknown => {}
-        }
-    }
-    out
 }
 
 /// Key ids travel in payload metadata; keep them short and printable.

@@ -185,14 +185,8 @@ pub fn load_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigErrors> {
     let config: PlatformConfig = match serde_path_to_error::deserialize(&tree) {
         Ok(c) => c,
         Err(e) => {
-            let path = render_path(e.path());
-            let mut message = e.inner().to_string();
-            let last = path.rsplit(['.', '[']).next().unwrap_or("");
-            if SECRET_FIELDS.contains(&last) && !message.contains("secret reference") {
-                message = "expected a secret reference `env:NAME` or `file:PATH`; inline secret values are not accepted".into();
-            }
+            let (path, message) = describe_type_error(&e);
             let pos = index.find(&path);
-            let message = humanize_serde(&message, &path);
             return Err(one(pos.line, pos.col, path, message));
         }
     };
@@ -219,6 +213,22 @@ pub fn load_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigErrors> {
         warnings: report.warnings.into_iter().map(place).collect(),
         text: text.into(),
     })
+}
+
+/// The field path and message of a type error, secret fields never echoing what was written.
+pub(super) fn describe_type_error<E: fmt::Display>(
+    e: &serde_path_to_error::Error<E>,
+) -> (String, String) {
+    let path = render_path(e.path());
+    let last = path.rsplit(['.', '[']).next().unwrap_or("");
+    let message = if SECRET_FIELDS.contains(&last)
+        && !e.inner().to_string().contains("secret reference")
+    {
+        "expected a secret reference `env:NAME` or `file:PATH`; inline secret values are not accepted".into()
+    } else {
+        humanize_serde(&e.inner().to_string(), &path)
+    };
+    (path, message)
 }
 
 fn render_path(path: &serde_path_to_error::Path) -> String {
