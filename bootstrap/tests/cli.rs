@@ -368,3 +368,35 @@ fn validate_and_plan_report_the_same_warnings() {
         "{stdout}"
     );
 }
+
+/// Issue 16 #13: `init --profile production` is documented as showing every section: every
+/// top-level section of the JSON schema, and the optional subsections users ask about.
+#[test]
+fn init_production_shows_every_section() {
+    let out = run(&["init", "--profile", "production"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/platform.schema.json")).unwrap(),
+    )
+    .unwrap();
+    for section in schema["properties"].as_object().unwrap().keys() {
+        assert!(
+            doc.get(section).is_some(),
+            "init --profile production lacks `{section}`"
+        );
+    }
+    for (section, sub) in [
+        ("capacity", "overrides"),
+        ("observability", "alert_thresholds"),
+        ("pki", "kubernetes_secrets"),
+        ("codec", "limits"),
+        ("codec", "tls"),
+    ] {
+        assert!(
+            doc[section].get(sub).is_some(),
+            "init --profile production lacks `{section}.{sub}`"
+        );
+    }
+}
