@@ -214,12 +214,17 @@ pub const REWRITING_VISIBILITY_VERSIONS: &[SchemaVersion] = &[
     SchemaVersion::new(1, 14),
 ];
 
-/// Releases with known defects that must not be deployed; use the next patch.
+/// Releases with known defects, or retracted by the server module (`retract` in its go.mod:
+/// 1.26.0 published by accident, 1.26.1 carrying only the retraction, 1.30.0), that must not be
+/// deployed; use the next patch.
 pub const KNOWN_BROKEN: &[TemporalVersion] = &[
     TemporalVersion::new(1, 21, 0),
     TemporalVersion::new(1, 21, 1),
     TemporalVersion::new(1, 24, 0),
+    TemporalVersion::new(1, 26, 0),
+    TemporalVersion::new(1, 26, 1),
     TemporalVersion::new(1, 27, 0),
+    TemporalVersion::new(1, 30, 0),
 ];
 
 /// PostgreSQL major versions the bundle is tested against.
@@ -283,7 +288,7 @@ pub fn schemas_for(v: TemporalVersion) -> Option<&'static ReleaseSchemas> {
 pub fn check_target(v: TemporalVersion) -> Result<(), String> {
     if KNOWN_BROKEN.contains(&v) {
         return Err(format!(
-            "{v} is a known-broken release; use a later patch of 1.{} instead",
+            "{v} is a known-broken or retracted release; use a later patch of 1.{} instead",
             v.minor
         ));
     }

@@ -38,8 +38,8 @@ fn every_invalid_config_exits_2_with_line_and_field_path() {
         .collect();
     files.sort();
     assert!(
-        files.len() >= 40,
-        "the corpus has {} configs, expected at least 40",
+        files.len() >= 150,
+        "the corpus has {} configs, expected at least 150",
         files.len()
     );
     let mut failures = Vec::new();
@@ -68,8 +68,14 @@ fn every_invalid_config_exits_2_with_line_and_field_path() {
             path.clone()
         };
         let want = format!("{}:{line}:", f.display());
+        // FILE:LINE:COL: a column number follows the line.
+        let has_col = first.split_once(&want).is_some_and(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            !digits.is_empty() && rest[digits.len()..].starts_with(": ")
+        });
         if out.status.code() != Some(2)
             || !first.contains(&want)
+            || !has_col
             || !first.contains(&format!(": {shown_path}: "))
         {
             failures.push(format!(
@@ -94,6 +100,32 @@ fn every_invalid_config_exits_2_with_line_and_field_path() {
         }
         if !out.stdout.is_empty() {
             failures.push(format!("{}: wrote to stdout on failure", f.display()));
+        }
+        if stderr.contains("panicked") || stderr.contains("RUST_BACKTRACE") {
+            failures.push(format!("{}: panicked: {stderr}", f.display()));
+        }
+        // No write: `apply` on the same file in an empty directory refuses it (exit 2) and leaves
+        // the directory as it was (no pki/, no rendered file, no state file).
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("platform.yaml");
+        std::fs::write(&copy, &content).unwrap();
+        let out = bin()
+            .args(["apply", "-f"])
+            .arg(&copy)
+            .env_remove("TEMPORAL_BOOTSTRAP_LOG")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        if out.status.code() != Some(2) || left != ["platform.yaml"] {
+            failures.push(format!(
+                "{}: apply exited {:?} and left {left:?}",
+                f.display(),
+                out.status.code()
+            ));
         }
     }
     assert!(
@@ -399,4 +431,87 @@ fn init_production_shows_every_section() {
             "init --profile production lacks `{section}.{sub}`"
         );
     }
+}
+
+/// Runs `cmd`, killing it after `limit` (a hang is a failure, not a stuck CI job).
+fn output_within(mut cmd: std::process::Command, limit: std::time::Duration) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 16 #6: devices, FIFOs, oversized and non-UTF-8 files are refused at once with the
+/// field or flag named, instead of growing until the kernel kills the process or blocking.
+#[test]
+fn special_oversized_and_binary_files_are_refused_promptly() {
+    let limit = std::time::Duration::from_secs(20);
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("platform.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = tmp.path().join("big.yaml");
+    std::fs::write(&big, "#".repeat(16 * 1024 * 1024 + 1)).unwrap();
+    let binary = tmp.path().join("binary.yaml");
+    std::fs::write(&binary, b"cluster:\n  name: caf\xe9\n").unwrap();
+    for (file, needle) in [
+        (
+            std::path::PathBuf::from("/dev/zero"),
+            "is a character device, not a regular file",
+        ),
+        (fifo.clone(), "is a FIFO, not a regular file"),
+        (big.clone(), "larger than 16777216 bytes"),
+        (
+            binary.clone(),
+            "binary.yaml:2:12: (document): the file is not UTF-8 text",
+        ),
+    ] {
+        let mut cmd = bin();
+        cmd.args(["validate", "-f"]).arg(&file);
+        let out = output_within(cmd, limit);
+        assert_eq!(out.status.code(), Some(2), "{file:?}: {}", text(&out));
+        assert!(text(&out).contains(needle), "{file:?}: {}", text(&out));
+    }
+
+    // Secret references to a device: the field is named, the process stays small, exit 1
+    // (the configuration is valid; the environment is not what it says).
+    let cfg = tmp.path().join("platform.yaml");
+    let example = std::fs::read_to_string(repo().join("examples/small-team.yaml")).unwrap();
+    let password_line = example
+        .lines()
+        .find(|l| l.trim_start().starts_with("password: "))
+        .unwrap()
+        .to_string();
+    let indent = &password_line[..password_line.len() - password_line.trim_start().len()];
+    std::fs::write(
+        &cfg,
+        example.replacen(
+            &password_line,
+            &format!("{indent}password: file:/dev/zero"),
+            1,
+        ),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args(["plan", "--only", "persistence", "-f"]).arg(&cfg);
+    let out = output_within(cmd, limit);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "persistence.postgres.password: secret file: `/dev/zero` is a character device"
+        ),
+        "{}",
+        text(&out)
+    );
 }

@@ -181,6 +181,29 @@ pub fn load_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigErrors> {
         return Err(one(1, 1, String::new(), "the file is empty; expected the sections cluster, capacity, persistence, visibility, namespaces (run `temporal-bootstrap init` for an example)".into()));
     }
 
+    if !tree.is_object() {
+        let found = match &tree {
+            serde_json::Value::Array(_) => "a list",
+            serde_json::Value::String(_) => "a single string",
+            _ => "a single value",
+        };
+        // The document starts at its first line that is not blank, a comment or `---`.
+        let line = text
+            .lines()
+            .position(|l| {
+                let t = l.trim();
+                !(t.is_empty() || t.starts_with('#') || t == "---")
+            })
+            .map_or(1, |i| i + 1);
+        return Err(one(
+            line,
+            1,
+            String::new(),
+            format!(
+                "platform.yaml must be a mapping of sections (cluster, capacity, persistence, visibility, namespaces, ...); this document is {found}"
+            ),
+        ));
+    }
     let index = PathIndex::build(text);
     let config: PlatformConfig = match serde_path_to_error::deserialize(&tree) {
         Ok(c) => c,
@@ -270,6 +293,12 @@ fn humanize_yaml(msg: &str) -> String {
             .unwrap_or(rest);
         return format!(
             "duplicate key `{key}`; a key may appear only once in a mapping (merge the two entries)"
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("non-finite float ") {
+        let value = rest.split(" rejected").next().unwrap_or(rest);
+        return format!(
+            "{value} is not a finite number; every number in platform.yaml must be finite"
         );
     }
     if msg.starts_with("multiple YAML documents detected") {
