@@ -2,7 +2,10 @@
 //! SIGTERM/SIGINT and answering `/metrics`.
 
 use axum::http::{StatusCode, header};
+use std::fmt::Write as _;
+
 use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn wait_for_signal() {
@@ -44,5 +47,30 @@ pub fn metrics_response(encoded: Result<String, std::fmt::Error>) -> Response {
             format!("cannot encode metrics: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+/// A label value written with the escapes of the Prometheus text formats (`\\`, `\"`, `\n`).
+/// prometheus-client writes label values as they are, so an untrusted `"` would end the value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct LabelText(pub String);
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for LabelText {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
     }
 }

@@ -7,7 +7,6 @@
 //! rejected ones included, writes one audit line and counts in the metrics.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +17,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
+
+pub use crate::serve::LabelText;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -66,31 +67,6 @@ impl From<&CodecLimits> for Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self::from(&CodecLimits::default())
-    }
-}
-
-/// A label value written with the escapes of the Prometheus text formats (`\\`, `\"`, `\n`).
-/// prometheus-client writes label values as they are, so an untrusted `"` would end the value.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct LabelText(pub String);
-
-impl EncodeLabelValue for LabelText {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        for c in self.0.chars() {
-            match c {
-                '\\' => encoder.write_str("\\\\")?,
-                '"' => encoder.write_str("\\\"")?,
-                '\n' => encoder.write_str("\\n")?,
-                c => encoder.write_char(c)?,
-            }
-        }
-        Ok(())
-    }
-}
-
-impl From<&str> for LabelText {
-    fn from(s: &str) -> Self {
-        Self(s.to_string())
     }
 }
 

@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::reconcile::{Action, ErrorClass, StepReport, StepStatus};
+use crate::serve::LabelText;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
@@ -26,7 +27,8 @@ pub struct FailureLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertificateLabels {
-    pub certificate: String,
+    /// A path under `pki.dir`, which the configuration names: escaped like any text.
+    pub certificate: LabelText,
 }
 
 pub struct Metrics {
@@ -149,7 +151,9 @@ impl Metrics {
     pub fn set_certificate_expiry(&self, expiry: Vec<(String, f64)>) {
         for (certificate, seconds) in expiry {
             self.certificate_expiry
-                .get_or_create(&CertificateLabels { certificate })
+                .get_or_create(&CertificateLabels {
+                    certificate: LabelText(certificate),
+                })
                 .set(seconds);
         }
     }
@@ -165,6 +169,14 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_paths_with_quotes_do_not_break_the_scrape() {
+        let m = Metrics::default();
+        m.set_certificate_expiry(vec![("pki\"x/ca.pem".into(), 10.0)]);
+        let text = m.encode().unwrap();
+        assert!(text.contains(r#"certificate="pki\"x/ca.pem""#), "{text}");
+    }
     use crate::reconcile::{Change, StepName};
 
     #[test]
