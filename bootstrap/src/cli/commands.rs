@@ -182,11 +182,14 @@ fn finish(reports: &[StepReport], ok_code: u8) -> Result<u8, CliError> {
         .any(|r| r.error_class == Some(reconcile::ErrorClass::Invalid));
     let names: Vec<&str> = failed.iter().map(|r| r.step.as_str()).collect();
     let message = format!("{} step(s) failed: {}", failed.len(), names.join(", "));
-    Err(if invalid {
+    let mut e = if invalid {
         CliError::invalid(message)
     } else {
         CliError::runtime(message)
-    })
+    };
+    // Every caller printed the step reports before calling finish.
+    e.result_printed = true;
+    Err(e)
 }
 
 fn print_reports(

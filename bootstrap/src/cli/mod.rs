@@ -27,6 +27,9 @@ pub struct CliError {
     pub message: String,
     /// The configuration problems behind it, each with its position (for `--output json`).
     pub issues: Vec<crate::config::ConfigIssue>,
+    /// The command already printed its result document (the step reports): stdout must stay
+    /// one JSON document, so the error goes to stderr only.
+    pub result_printed: bool,
 }
 
 impl CliError {
@@ -35,6 +38,7 @@ impl CliError {
             code: exit::INVALID,
             message: message.into(),
             issues: Vec::new(),
+            result_printed: false,
         }
     }
     pub fn runtime(message: impl Into<String>) -> Self {
@@ -42,6 +46,7 @@ impl CliError {
             code: exit::RUNTIME,
             message: message.into(),
             issues: Vec::new(),
+            result_printed: false,
         }
     }
 
@@ -357,7 +362,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(commands::dispatch(&cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if cli.output == OutputFormat::Json {
+            if cli.output == OutputFormat::Json && !e.result_printed {
                 println!("{}", e.to_json());
             }
             eprintln!("error: {}", e.message);

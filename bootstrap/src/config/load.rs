@@ -298,7 +298,7 @@ fn humanize_yaml(msg: &str) -> String {
     if let Some(rest) = msg.strip_prefix("non-finite float ") {
         let value = rest.split(" rejected").next().unwrap_or(rest);
         return format!(
-            "{value} is not a finite number; every number in platform.yaml must be finite"
+            "{value} is a non-finite number; every number in platform.yaml must be finite"
         );
     }
     if msg.starts_with("multiple YAML documents detected") {
