@@ -7,10 +7,11 @@
 //! TB_TEMPORAL_CLI (`scripts/dev-services env`); without them it fails when CI=true and is
 //! skipped otherwise.
 
+#[path = "common/codec_server.rs"]
+mod codec_server;
 #[path = "common/temporal_cli.rs"]
 mod temporal_cli;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -38,14 +39,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn keygen(path: &Path) {
-    let out = Command::new(BIN)
-        .args(["codec", "keygen", "--out"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
+use codec_server::keygen;
 
 /// A platform.yaml with a `codec:` section; `keys`: (id, file name, current).
 fn write_config(dir: &Path, port: u16, keys: &[(&str, &str, bool)], extra: &str) -> PathBuf {
@@ -55,23 +49,8 @@ fn write_config(dir: &Path, port: u16, keys: &[(&str, &str, bool)], extra: &str)
             format!("    - {{ id: {id}, secret: \"file:{file}\", current: {cur} }}\n")
         })
         .collect();
-    let text = format!(
-        r#"cluster:
-  name: codec-test
-  temporal_version: "1.31.2"
-  environment: development
-  frontend: {{ address: 127.0.0.1:7233 }}
-capacity:
-  peak_workflow_starts_per_second: 1
-  activities_per_workflow: 1
-  average_workflow_duration: 1m
-persistence: {{ sqlite: {{ path: dev.db }} }}
-visibility: {{ sqlite: {{ path: dev.db }} }}
-namespaces: [ {{ name: default, retention: 1d }} ]
-codec:
-  listen: 127.0.0.1:{port}
-  cors_origins: [ "{ORIGIN}" ]
-  keys:
+    let rest = format!(
+        r#"  keys:
 {keys}  access:
     tokens:
       - {{ name: oncall, token: env:CODEC_TEST_TOKEN_OK, decode: [default] }}
@@ -79,6 +58,7 @@ codec:
       - {{ name: encoder, token: env:CODEC_TEST_TOKEN_ENCODER, encode: [default] }}
 {extra}"#
     );
+    let text = codec_server::platform_yaml("codec-test", port, ORIGIN, &rest);
     let path = dir.join("platform.yaml");
     std::fs::write(&path, text).unwrap();
     path
@@ -107,27 +87,14 @@ impl Server {
             .unwrap()
             .parse()
             .unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--log-format", "json", "codec-server", "-f"])
-            .arg(config)
-            .env("CODEC_TEST_TOKEN_OK", TOKEN_OK)
-            .env("CODEC_TEST_TOKEN_OTHER", TOKEN_OTHER)
-            .env("CODEC_TEST_TOKEN_ENCODER", TOKEN_ENCODER)
-            .env_remove("TEMPORAL_BOOTSTRAP_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let (mut child, stderr) = codec_server::spawn_capturing_stderr(
+            Command::new(BIN)
+                .args(["--log-format", "json", "codec-server", "-f"])
+                .arg(config)
+                .env("CODEC_TEST_TOKEN_OK", TOKEN_OK)
+                .env("CODEC_TEST_TOKEN_OTHER", TOKEN_OTHER)
+                .env("CODEC_TEST_TOKEN_ENCODER", TOKEN_ENCODER),
+        );
         let base = format!("{scheme}://localhost:{port}");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

@@ -16,6 +16,9 @@
 //! Waits are bounded (deadlines of a few seconds over the configured timeouts); no assertion is
 //! about speed.
 
+#[path = "common/codec_server.rs"]
+mod codec_server;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
@@ -61,35 +64,15 @@ impl Drop for Server {
 /// (flow style) or empty for the defaults; `log_format` is `text` or `json`.
 fn start(limits: &str, log_format: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["codec", "keygen", "--out"])
-        .arg(dir.path().join("k1.key"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    codec_server::keygen(&dir.path().join("k1.key"));
     let port = free_port();
     let limits = if limits.is_empty() {
         String::new()
     } else {
         format!("  limits: {limits}\n")
     };
-    let text = format!(
-        r#"cluster:
-  name: codec-abuse
-  temporal_version: "1.31.2"
-  environment: development
-  frontend: {{ address: 127.0.0.1:7233 }}
-capacity:
-  peak_workflow_starts_per_second: 1
-  activities_per_workflow: 1
-  average_workflow_duration: 1m
-persistence: {{ sqlite: {{ path: dev.db }} }}
-visibility: {{ sqlite: {{ path: dev.db }} }}
-namespaces: [ {{ name: default, retention: 1d }} ]
-codec:
-  listen: 127.0.0.1:{port}
-  cors_origins: [ "{ORIGIN}" ]
-  keys:
+    let rest = format!(
+        r#"  keys:
     - {{ id: k1, secret: "file:k1.key", current: true }}
   access:
     tokens:
@@ -97,28 +80,16 @@ codec:
       - {{ name: '{QUOTED_CALLER}', token: env:ABUSE_TOKEN_QUOTED, decode: [orders] }}
 {limits}"#
     );
+    let text = codec_server::platform_yaml("codec-abuse", port, ORIGIN, &rest);
     let cfg = dir.path().join("platform.yaml");
     std::fs::write(&cfg, text).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--log-format", log_format, "codec-server", "-f"])
-        .arg(&cfg)
-        .env("ABUSE_TOKEN_OK", TOKEN_OK)
-        .env("ABUSE_TOKEN_QUOTED", TOKEN_QUOTED)
-        .env_remove("TEMPORAL_BOOTSTRAP_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = stderr.clone();
-    let pipe = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
+    let (child, stderr) = codec_server::spawn_capturing_stderr(
+        Command::new(BIN)
+            .args(["--log-format", log_format, "codec-server", "-f"])
+            .arg(&cfg)
+            .env("ABUSE_TOKEN_OK", TOKEN_OK)
+            .env("ABUSE_TOKEN_QUOTED", TOKEN_QUOTED),
+    );
     let mut s = Server {
         child,
         port,

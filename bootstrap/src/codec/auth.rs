@@ -469,17 +469,17 @@ mod tests {
         assert!(!c.rights.allows(Operation::Decode, "orders"));
     }
 
+    /// `claims` signed by `iss` with ES256 under kid `k1`, presented to `a` at NOW.
+    fn signed_es256(a: &Authenticator, iss: &Issuer, claims: Value) -> Result<Caller, AuthError> {
+        let h = json!({"alg": "ES256", "kid": "k1"});
+        a.authenticate(Some(&format!("Bearer {}", iss.sign(h, claims))), NOW)
+    }
+
     #[test]
     fn jwt_claims_are_enforced() {
         let iss = Issuer::new();
         let a = verifier(&iss.jwks("k1"));
-        let h = json!({"alg": "ES256", "kid": "k1"});
-        let check = |claims: Value| {
-            a.authenticate(
-                Some(&format!("Bearer {}", iss.sign(h.clone(), claims))),
-                NOW,
-            )
-        };
+        let check = |claims: Value| signed_es256(&a, &iss, claims);
         let mut c = claims();
         c["exp"] = json!(NOW - 61);
         assert_eq!(check(c), Err(AuthError::Jwt("expired")));
@@ -503,13 +503,7 @@ mod tests {
     fn out_of_range_dates_are_refused_with_the_claim_name() {
         let iss = Issuer::new();
         let a = verifier(&iss.jwks("k1"));
-        let h = json!({"alg": "ES256", "kid": "k1"});
-        let check = |claims: Value| {
-            a.authenticate(
-                Some(&format!("Bearer {}", iss.sign(h.clone(), claims))),
-                NOW,
-            )
-        };
+        let check = |claims: Value| signed_es256(&a, &iss, claims);
         for (claim, value) in [
             ("exp", json!(1e30)),
             ("exp", json!(i64::MAX)),
