@@ -173,21 +173,31 @@ pub fn read_manifest(dir: &VersionDir) -> Result<Manifest, SchemaError> {
         path: display(&path),
         reason: e.to_string(),
     })?;
+    parse_manifest(&bytes, &display(&path), dir.version)
+}
+
+/// Parses and checks the bytes of the `manifest.json` of the version folder `folder`. Pure;
+/// `path` is used in messages only.
+pub fn parse_manifest(
+    bytes: &[u8],
+    path: &str,
+    folder: SchemaVersion,
+) -> Result<Manifest, SchemaError> {
     let bad = |reason: String| SchemaError::Manifest {
-        path: display(&path),
+        path: path.to_string(),
         reason,
     };
     let raw: RawManifest =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let curr = raw
         .curr_version
         .ok_or_else(|| bad("CurrVersion is missing".into()))?;
     let curr_version: SchemaVersion = curr.parse().map_err(|e| bad(format!("CurrVersion: {e}")))?;
-    if curr_version != dir.version {
+    if curr_version != folder {
         return Err(SchemaError::VersionMismatch {
-            path: display(&path),
+            path: path.to_string(),
             manifest: curr,
-            folder: dir.version.to_string(),
+            folder: folder.to_string(),
         });
     }
     let min = raw
@@ -201,7 +211,7 @@ pub fn read_manifest(dir: &VersionDir) -> Result<Manifest, SchemaError> {
             "SchemaUpdateCqlFiles is empty; list the .sql files, or set AllowNoCqlFiles: true for a version without statements".into(),
         ));
     }
-    let md5 = Md5::digest(&bytes)
+    let md5 = Md5::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<String>();
