@@ -10,7 +10,8 @@
 //!   removal never changes how the rest is read);
 //! - `is_allowed` agrees with `keyword` and `ALLOWED_KEYWORDS`; `rewritten_table` does not panic.
 //!
-//! On inputs that do not split, the error's line is inside the input.
+//! Inputs split exactly when every quote and comment is closed (by the same reading); a refusal's
+//! line is inside the input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let lines = script.matches('\n').count() + 1;
+    let reference = reference_tokens(script);
     let statements = match sql::split(script) {
         Ok(s) => s,
         Err(e) => {
@@ -28,6 +30,10 @@ fuzz_target!(|data: &[u8]| {
                 (1..=lines).contains(&e.line),
                 "error line {} outside 1..={lines}",
                 e.line
+            );
+            assert!(
+                reference.is_none(),
+                "refused ({e}), but every quote and comment is closed"
             );
             return;
         }
@@ -55,11 +61,12 @@ fuzz_target!(|data: &[u8]| {
         .flat_map(|s| s.text.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    if let Some(expected) = reference_tokens(script) {
-        assert_eq!(
+    match reference {
+        Some(expected) => assert_eq!(
             kept, expected,
             "split lost or invented text outside comments"
-        );
+        ),
+        None => panic!("split accepted a script with an open quote or comment"),
     }
 
     let joined = statements
