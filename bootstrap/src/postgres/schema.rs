@@ -176,21 +176,31 @@ pub fn read_manifest(dir: &VersionDir) -> Result<Manifest, SchemaError> {
                 reason: e.to_string(),
             }
         })?;
+    parse_manifest(&bytes, &display(&path), dir.version)
+}
+
+/// Parses and checks the bytes of the `manifest.json` of the version folder `folder`. Pure;
+/// `path` is used in messages only.
+pub fn parse_manifest(
+    bytes: &[u8],
+    path: &str,
+    folder: SchemaVersion,
+) -> Result<Manifest, SchemaError> {
     let bad = |reason: String| SchemaError::Manifest {
-        path: display(&path),
+        path: path.to_string(),
         reason,
     };
     let raw: RawManifest =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let curr = raw
         .curr_version
         .ok_or_else(|| bad("CurrVersion is missing".into()))?;
     let curr_version: SchemaVersion = curr.parse().map_err(|e| bad(format!("CurrVersion: {e}")))?;
-    if curr_version != dir.version {
+    if curr_version != folder {
         return Err(SchemaError::VersionMismatch {
-            path: display(&path),
+            path: path.to_string(),
             manifest: curr,
-            folder: dir.version.to_string(),
+            folder: folder.to_string(),
         });
     }
     let min = raw
@@ -204,7 +214,7 @@ pub fn read_manifest(dir: &VersionDir) -> Result<Manifest, SchemaError> {
             "SchemaUpdateCqlFiles is empty; list the .sql files, or set AllowNoCqlFiles: true for a version without statements".into(),
         ));
     }
-    let md5 = Md5::digest(&bytes)
+    let md5 = Md5::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<String>();
@@ -265,7 +275,9 @@ pub fn load_version(dir: &VersionDir) -> Result<PendingVersion, SchemaError> {
 
 /// Whether `b` directly follows `a` (next minor, or next major at minor 0).
 fn follows(a: SchemaVersion, b: SchemaVersion) -> bool {
-    (b.major == a.major && b.minor == a.minor + 1) || (b.major == a.major + 1 && b.minor == 0)
+    // Checked: the numbers come from folder names (`v1.4294967295` must not overflow).
+    (b.major == a.major && a.minor.checked_add(1) == Some(b.minor))
+        || (a.major.checked_add(1) == Some(b.major) && b.minor == 0)
 }
 
 /// The versions to apply to go from `current` to `target`, fully loaded and checked.
@@ -316,6 +328,15 @@ pub fn pending(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn follows_does_not_overflow_on_huge_folder_versions() {
+        let max = SchemaVersion::new(1, u32::MAX);
+        assert!(!follows(max, SchemaVersion::new(1, 0)));
+        assert!(follows(max, SchemaVersion::new(2, 0)));
+        assert!(!follows(SchemaVersion::new(u32::MAX, 3), SchemaVersion::new(0, 0)));
+        assert!(follows(SchemaVersion::new(1, 4), SchemaVersion::new(1, 5)));
+    }
 
     fn write(dir: &Path, rel: &str, body: &str) {
         let p = dir.join(rel);

@@ -1,0 +1,4 @@
+-- header; not a statement
+CREATE TABLE a (x INT) /* a; /* nested; */ still */;
+-/**/-x;
+/* tail */

@@ -1,0 +1,2 @@
+CREATE TABLE "ünï" (é INT); INSERT INTO "ünï" VALUES ('€;');
+DROP TABLE x
