@@ -330,15 +330,24 @@ fn secret_values_never_reach_output_or_logs() {
 /// peer closed can never kill the process without a word.
 #[test]
 fn a_closed_stdout_ends_the_cli_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
     use std::process::Stdio;
-    let mut child = bin()
+    // A pipe whose reading end is closed before the CLI starts: its first write fails (EPIPE)
+    // whatever the timing (closing it after spawn raced with a fast child).
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fds[0] and fds[1] are open descriptors this test owns; each is used once.
+    let write_end = unsafe {
+        libc::close(fds[0]);
+        OwnedFd::from_raw_fd(fds[1])
+    };
+    let out = bin()
         .args(["init", "--profile", "production"])
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(write_end))
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .expect("binary runs");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
