@@ -334,7 +334,10 @@ mod tests {
         let max = SchemaVersion::new(1, u32::MAX);
         assert!(!follows(max, SchemaVersion::new(1, 0)));
         assert!(follows(max, SchemaVersion::new(2, 0)));
-        assert!(!follows(SchemaVersion::new(u32::MAX, 3), SchemaVersion::new(0, 0)));
+        assert!(!follows(
+            SchemaVersion::new(u32::MAX, 3),
+            SchemaVersion::new(0, 0)
+        ));
         assert!(follows(SchemaVersion::new(1, 4), SchemaVersion::new(1, 5)));
     }
 
