@@ -15,6 +15,8 @@
 //! (the fixture's own PKI is issued, checked and left out of the connection). Tests run in
 //! parallel.
 
+#[path = "common/attribute_lock.rs"]
+mod attribute_lock;
 #[path = "common/temporal_cli.rs"]
 mod temporal_cli;
 
@@ -104,6 +106,9 @@ struct Fixture {
     index: String,
     role: String,
     namespaces: [String; 2],
+    /// Every apply may add examples/local.yaml's search attributes to the shared cluster; one
+    /// fixture at a time per machine (and none while another test adds attributes).
+    _attributes: attribute_lock::AttributeWriter,
 }
 
 impl Fixture {
@@ -126,6 +131,7 @@ impl Fixture {
             index: format!("temporal_visibility_v1_{p}"),
             role: format!("{p}_app"),
             namespaces: [format!("{ns}-a"), format!("{ns}-b")],
+            _attributes: attribute_lock::attribute_writer(),
         };
         f.write_config(env.pg_port, &env.temporal_address, "config.yaml");
         f

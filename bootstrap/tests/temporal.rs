@@ -14,6 +14,8 @@
 //! `temporal workflow list --query` that filters on it. Without the variables the tests print
 //! "skipped" and pass, except with CI=true where they fail.
 
+#[path = "common/attribute_lock.rs"]
+mod attribute_lock;
 #[path = "common/temporal_cli.rs"]
 mod temporal_cli;
 
@@ -328,6 +330,7 @@ fn context(path: &Path) -> Context {
 
 async fn run(path: &Path, mode: Mode) -> Vec<StepReport> {
     install_crypto();
+    let _writer = (mode == Mode::Apply).then(attribute_lock::attribute_writer);
     reconcile::run(&context(path), mode, &STEPS).await
 }
 
@@ -367,6 +370,7 @@ fn assert_converged(reports: &[StepReport], step: StepName, ours: &[&str]) {
 }
 
 fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let _writer = (args.first() == Some(&"apply")).then(attribute_lock::attribute_writer);
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("HTTPS_PROXY")
@@ -622,6 +626,7 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
         "--retention",
         "72h",
     ]);
+    let writer = attribute_lock::attribute_writer();
     srv.temporal_ok(&[
         "operator",
         "search-attribute",
@@ -633,6 +638,7 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
         "--type",
         "Keyword",
     ]);
+    drop(writer);
     let case = Case::new();
     let cfg = case.write(
         "platform.yaml",

@@ -19,8 +19,11 @@
 //! namespace (Bool 3, Datetime 3, Double 3, Int 3, Keyword 10, KeywordList 3, Text 3), counting
 //! the attributes already in the cluster.
 //!
-//! Caveats: another process adding attributes to the same namespace at the same moment can
-//! still race with us (the lock is per process); the final poll detects a lost update.
+//! Caveats: another process adding attributes at the same moment can still race with us (the
+//! lock is per process). With Elasticsearch visibility the server (1.32.2) saves the list it
+//! read before updating the mapping, so of two overlapping adds only the last one's view
+//! survives: the final poll catches a loss that happens before it ends, not one that happens
+//! after; the next run (or the daemon's next pass) adds what is missing again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
