@@ -283,10 +283,13 @@ fn looks_like_certificate_problem(msg: &str) -> bool {
 }
 
 /// A TLS 1.3 server that refuses the client certificate sends its alert after the client has
-/// finished the handshake: the client only sees the connection end.
+/// finished the handshake: the client only sees the connection end, as a close or reset when
+/// it was reading, or as a broken pipe when it was still writing the HTTP/2 preface.
 fn closed_after_handshake(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("connection closed") || m.contains("connection reset")
+    ["connection closed", "connection reset", "broken pipe"]
+        .iter()
+        .any(|k| m.contains(k))
 }
 
 fn status_text(s: &Status) -> String {
@@ -786,6 +789,9 @@ mod tests {
         );
         // Plaintext: no TLS hint.
         assert_eq!(tls_hint(raw, false), raw);
+        // The same refusal while the client was still writing (seen on the real frontend).
+        let raw = "GetSystemInfo: Unknown: transport error: transport error: connection error: stream closed because of a broken pipe";
+        assert!(tls_hint(raw, true).contains("cluster.frontend.tls.cert"));
     }
 
     #[test]
