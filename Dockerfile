@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # temporal-bootstrap image: multi-stage Rust build, then a slim non-root runtime.
 #checkov:skip=CKV_DOCKER_2:Runs under Kubernetes, which ignores HEALTHCHECK; the chart probes /healthz and /readyz on the daemon port
-ARG RUST_VERSION=1.88
+ARG RUST_VERSION=1.94
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
