@@ -331,7 +331,7 @@ fn context(path: &Path) -> Context {
 async fn run(path: &Path, mode: Mode) -> Vec<StepReport> {
     install_crypto();
     let _writer = (mode == Mode::Apply).then(attribute_lock::attribute_writer);
-    reconcile::run(&context(path), mode, &STEPS).await
+    temporal_bootstrap::steps::run(&context(path), mode, &STEPS).await
 }
 
 fn report(reports: &[StepReport], step: StepName) -> &StepReport {
@@ -670,7 +670,9 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
     );
 
     // The same through the library: Invalid class, no mutating call.
-    let reports = reconcile::run(&context(&cfg), Mode::Apply, &[StepName::SearchAttributes]).await;
+    let reports =
+        temporal_bootstrap::steps::run(&context(&cfg), Mode::Apply, &[StepName::SearchAttributes])
+            .await;
     let r = report(&reports, StepName::SearchAttributes);
     assert_eq!(
         (r.status, r.error_class),
@@ -716,7 +718,9 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
         &srv.config(&format!("  - name: {ns}\n    retention: 3d\n    search_attributes: {{ Priority: Int, Region: Keyword }}\n")),
     );
     install_crypto();
-    let reports = reconcile::run(&context(&cfg), Mode::Apply, &[StepName::SearchAttributes]).await;
+    let reports =
+        temporal_bootstrap::steps::run(&context(&cfg), Mode::Apply, &[StepName::SearchAttributes])
+            .await;
     let r = report(&reports, StepName::SearchAttributes);
     assert_eq!(
         (r.status, r.error_class),

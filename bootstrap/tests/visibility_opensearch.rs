@@ -48,9 +48,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use temporal_bootstrap::config::{VisibilityConfig, load_str};
-use temporal_bootstrap::reconcile::{
-    self, Action, Change, Context, Mode, Step, StepName, StepStatus,
-};
+use temporal_bootstrap::reconcile::{Action, Change, Context, Mode, Step, StepName, StepStatus};
 use temporal_bootstrap::search::{self, IndexSizing, SearchVisibilityStep, schema};
 
 const TEMPLATE: &str = "temporal_visibility_v1_template";
@@ -454,7 +452,7 @@ async fn shared_stack_plan_is_empty_and_records_the_release_schema_version() {
     };
 
     // The production runner's plan, as `temporal-bootstrap plan --only visibility`.
-    let reports = reconcile::run(&ctx, Mode::Plan, &[StepName::Visibility]).await;
+    let reports = temporal_bootstrap::steps::run(&ctx, Mode::Plan, &[StepName::Visibility]).await;
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(
         reports[0].status,

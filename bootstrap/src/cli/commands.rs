@@ -136,7 +136,7 @@ async fn plan(cli: &Cli, a: &PlanArgs) -> Result<u8, CliError> {
     let sizing = capacity::plan(&loaded.config)
         .map_err(|e| CliError::invalid(format!("{}: {e}", a.config.file.display())))?;
     let ctx = context(loaded, a.offline);
-    let reports = reconcile::run(&ctx, Mode::Plan, &only).await;
+    let reports = crate::steps::run(&ctx, Mode::Plan, &only).await;
     print_reports(cli, "plan", &reports, Some(&sizing));
     let pending = reports.iter().any(|r| r.status == StepStatus::Pending);
     finish(
@@ -154,7 +154,7 @@ async fn apply(cli: &Cli, a: &ApplyArgs) -> Result<u8, CliError> {
     let only = parse_only(&a.only)?;
     let ctx = context_with(loaded, false, a.force);
     let mode = if a.dry_run { Mode::Plan } else { Mode::Apply };
-    let reports = reconcile::run(&ctx, mode, &only).await;
+    let reports = crate::steps::run(&ctx, mode, &only).await;
     print_reports(
         cli,
         if a.dry_run {
@@ -526,7 +526,7 @@ async fn run_daemon(a: &RunArgs) -> Result<u8, CliError> {
 async fn status(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
     let loaded = load(file)?;
     let ctx = context(loaded, false);
-    let reports = reconcile::run(&ctx, Mode::Plan, &[]).await;
+    let reports = crate::steps::run(&ctx, Mode::Plan, &[]).await;
     let health = |r: &StepReport| match r.status {
         StepStatus::UpToDate => "ok",
         StepStatus::Drift => "drift",
@@ -619,11 +619,7 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
 }
 
 fn codec_error(e: crate::codec::CodecError) -> CliError {
-    if e.is_invalid() {
-        CliError::invalid(e.to_string())
-    } else {
-        CliError::runtime(e.to_string())
-    }
+    CliError::of_kind(e.kind(), e.to_string())
 }
 
 async fn codec_server(file: &std::path::Path) -> Result<u8, CliError> {

@@ -49,6 +49,13 @@ impl CliError {
             result_printed: false,
         }
     }
+    /// Exit 2 or 1 as the kind's class says.
+    pub fn of_kind(kind: crate::error::ErrorKind, message: impl Into<String>) -> Self {
+        match kind.class() {
+            crate::error::ErrorClass::Invalid => Self::invalid(message),
+            crate::error::ErrorClass::Runtime => Self::runtime(message),
+        }
+    }
 
     /// The error as one JSON document, printed on stdout with `--output json` so a pipeline
     /// gets a structured result whatever failed.

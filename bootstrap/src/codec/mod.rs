@@ -36,6 +36,7 @@ use base64::Engine;
 
 use crate::config::codec::{CodecConfig, MIN_TOKEN_CHARS};
 use crate::config::types::SecretRef;
+use crate::error::ErrorKind;
 use auth::{Authenticator, Caller, JwtRule, JwtVerifier, Rights};
 use crypto::Keyring;
 use server::{CodecMetrics, CodecState, Limits};
@@ -64,24 +65,13 @@ pub enum CodecError {
 }
 
 impl CodecError {
-    /// Maps to the step error classes: invalid input (exit 2) or runtime failure (exit 1).
-    pub fn is_invalid(&self) -> bool {
-        matches!(
-            self,
-            CodecError::NotConfigured
-                | CodecError::Invalid(_)
-                | CodecError::Exists(_)
-                | CodecError::Listen { .. }
-        )
-    }
-}
-
-impl From<CodecError> for crate::reconcile::StepError {
-    fn from(e: CodecError) -> Self {
-        if e.is_invalid() {
-            crate::reconcile::StepError::invalid(e.to_string())
-        } else {
-            crate::reconcile::StepError::runtime(e.to_string())
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CodecError::NotConfigured | CodecError::Invalid(_) | CodecError::Listen { .. } => {
+                ErrorKind::Invalid
+            }
+            CodecError::Exists(_) => ErrorKind::Refused,
+            CodecError::Write { .. } | CodecError::Serve(_) => ErrorKind::Failed,
         }
     }
 }

@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::reconcile::{Action, ErrorClass, StepReport, StepStatus};
+use crate::reconcile::{Action, ErrorKind, StepReport, StepStatus};
 use crate::serve::LabelText;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,10 +115,7 @@ impl Metrics {
                 .get_or_create(&StepLabels { step: step.clone() })
                 .observe(r.duration_ms as f64 / 1000.0);
             if r.status == StepStatus::Failed {
-                let error = match r.error_class {
-                    Some(ErrorClass::Invalid) => "invalid",
-                    _ => "runtime",
-                };
+                let error = r.error_kind.map_or("internal", ErrorKind::as_str);
                 self.failures
                     .get_or_create(&FailureLabels {
                         step: step.clone(),
@@ -189,7 +186,8 @@ mod tests {
                 changes: vec![],
                 duration_ms: 1200,
                 message: Some("down".into()),
-                error_class: Some(ErrorClass::Runtime),
+                error_class: Some(ErrorKind::Unreachable.class()),
+                error_kind: Some(ErrorKind::Unreachable),
             },
             StepReport {
                 step: StepName::Certificates,
@@ -198,6 +196,7 @@ mod tests {
                 duration_ms: 3,
                 message: None,
                 error_class: None,
+                error_kind: None,
             },
         ];
         m.record_run(&reports, Duration::from_secs(1));
@@ -206,7 +205,7 @@ mod tests {
         let text = m.encode().unwrap();
         for needle in [
             "temporal_bootstrap_reconcile_runs_total 1",
-            "temporal_bootstrap_step_failures_total{step=\"namespaces\",error=\"runtime\"} 1",
+            "temporal_bootstrap_step_failures_total{step=\"namespaces\",error=\"unreachable\"} 1",
             "temporal_bootstrap_step_duration_seconds_bucket{le=\"2.5\",step=\"namespaces\"} 1",
             "temporal_bootstrap_last_success_timestamp_seconds ",
             "temporal_bootstrap_certificate_expiry_seconds{certificate=\"frontend\"} 86400",

@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::reconcile::{self, Context, Mode, StepName, StepStatus};
+use crate::reconcile::{Context, Mode, StepName, StepStatus};
 use metrics::Metrics;
 
 /// Longest wait before retrying a failing step.
@@ -132,7 +132,7 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
         let now = Instant::now();
         let due = backoff.due_steps(now);
         let started = Instant::now();
-        let reports = reconcile::run_until(&ctx, Mode::Apply, &due, &stop).await;
+        let reports = crate::steps::run_until(&ctx, Mode::Apply, &due, &stop).await;
         state.metrics.record_run(&reports, started.elapsed());
         let mut all_ok = due.len() == StepName::ALL.len();
         for r in &reports {

@@ -23,7 +23,7 @@ mod secret;
 pub use client::{ENV_API_URL, ENV_CA_FILE, ENV_TOKEN_FILE, KubeClient, SERVICEACCOUNT_DIR, Verb};
 pub use secret::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Secret};
 
-use crate::reconcile::StepError;
+use crate::reconcile::{ErrorKind, StepError};
 
 /// Errors of the Kubernetes client, already phrased for the operator.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,9 +91,20 @@ impl std::fmt::Display for Denied {
     }
 }
 
+impl KubeError {
+    /// Every Kubernetes failure is the world's, not the configuration's: exit 1.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Config(_) | Self::Api { .. } | Self::Decode { .. } => ErrorKind::Failed,
+            Self::Transport { .. } => ErrorKind::Unreachable,
+            Self::Unauthorized { .. } | Self::Forbidden(_) => ErrorKind::Denied,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+        }
+    }
+}
+
 impl From<KubeError> for StepError {
     fn from(e: KubeError) -> Self {
-        // Every Kubernetes failure is the world's, not the configuration's: exit 1.
-        StepError::runtime(e.to_string())
+        StepError::from_error(e.kind(), e)
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::GrafanaConfig;
-use crate::reconcile::{Action, Change, Context, Step, StepError, StepFuture, StepName};
+use crate::reconcile::{Action, Change, Context, ErrorKind, Step, StepError, StepFuture, StepName};
 
 /// The dashboards we ship, embedded: file name and JSON text.
 pub const DASHBOARDS: &[(&str, &str)] = &[
@@ -71,14 +71,22 @@ pub enum GrafanaError {
     },
 }
 
-impl From<GrafanaError> for StepError {
-    fn from(e: GrafanaError) -> Self {
-        match e {
+impl GrafanaError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::BadDashboard(..) => ErrorKind::Invalid,
             // A token that cannot be resolved is the environment's fault, not the config's
             // (README: exit 1).
-            GrafanaError::BadDashboard(..) => StepError::invalid(e.to_string()),
-            _ => StepError::runtime(e.to_string()),
+            Self::Token(_) | Self::Api { .. } => ErrorKind::Failed,
+            Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::Auth { .. } => ErrorKind::Denied,
         }
+    }
+}
+
+impl From<GrafanaError> for StepError {
+    fn from(e: GrafanaError) -> Self {
+        StepError::from_error(e.kind(), e)
     }
 }
 
@@ -138,7 +146,7 @@ impl Step for DashboardsStep {
     fn name(&self) -> StepName {
         StepName::Dashboards
     }
-    fn enabled(&self, ctx: &Context) -> Result<bool, String> {
+    fn enabled(&self, ctx: &Context) -> Result<bool, StepError> {
         Ok(ctx.config.observability.grafana.is_some())
     }
     fn plan<'a>(&'a self, ctx: &'a Context) -> StepFuture<'a, Vec<Change>> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::rules::{self, RuleFile};
 use crate::config::PrometheusConfig;
-use crate::reconcile::{Action, Change, Context, Step, StepError, StepFuture, StepName};
+use crate::reconcile::{Action, Change, Context, ErrorKind, Step, StepError, StepFuture, StepName};
 
 /// How long to wait for Prometheus to report the new groups after a reload.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -45,12 +45,20 @@ pub enum PrometheusError {
     NotLoaded { missing: Vec<String>, secs: u64 },
 }
 
+impl PrometheusError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Render(_) => ErrorKind::Invalid,
+            Self::Io { .. } | Self::ReloadRejected { .. } => ErrorKind::Failed,
+            Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::NotLoaded { .. } => ErrorKind::Timeout,
+        }
+    }
+}
+
 impl From<PrometheusError> for StepError {
     fn from(e: PrometheusError) -> Self {
-        match e {
-            PrometheusError::Render(_) => StepError::invalid(e.to_string()),
-            _ => StepError::runtime(e.to_string()),
-        }
+        StepError::from_error(e.kind(), e)
     }
 }
 
@@ -58,7 +66,7 @@ impl Step for AlertRulesStep {
     fn name(&self) -> StepName {
         StepName::AlertRules
     }
-    fn enabled(&self, ctx: &Context) -> Result<bool, String> {
+    fn enabled(&self, ctx: &Context) -> Result<bool, StepError> {
         Ok(ctx.config.observability.prometheus.is_some())
     }
     fn works_offline(&self) -> bool {

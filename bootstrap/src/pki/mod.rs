@@ -27,7 +27,7 @@ pub use rotate::RotatePhase;
 pub use secrets::TLS_TYPE;
 pub use tls_config::{REFRESH_INTERVAL, render_temporal_tls};
 
-use crate::reconcile::{Action, Change, Context, Step, StepError, StepFuture, StepName};
+use crate::reconcile::{Action, Change, Context, ErrorKind, Step, StepError, StepFuture, StepName};
 
 /// Errors of the PKI adapter, already phrased for the operator; never contain key material.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,12 +40,18 @@ pub enum PkiError {
     Runtime(String),
 }
 
+impl PkiError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::Runtime(_) => ErrorKind::Failed,
+        }
+    }
+}
+
 impl From<PkiError> for StepError {
     fn from(e: PkiError) -> Self {
-        match e {
-            PkiError::Invalid(m) => StepError::invalid(m),
-            PkiError::Runtime(m) => StepError::runtime(m),
-        }
+        StepError::from_error(e.kind(), e)
     }
 }
 
@@ -130,10 +136,13 @@ impl CertificatesStep {
     fn verify_files(pki: &Pki) -> Result<(), StepError> {
         let left = pki.plan(Policy::Converge)?;
         if let Some(c) = left.iter().find(|c| c.kind != ChangeKind::Drift) {
-            return Err(StepError::runtime(format!(
-                "certificates did not converge: {} still pending ({})",
-                c.file, c.detail
-            )));
+            return Err(StepError::new(
+                ErrorKind::Failed,
+                format!(
+                    "certificates did not converge: {} still pending ({})",
+                    c.file, c.detail
+                ),
+            ));
         }
         Ok(())
     }
@@ -144,7 +153,7 @@ impl Step for CertificatesStep {
         StepName::Certificates
     }
 
-    fn enabled(&self, ctx: &Context) -> Result<bool, String> {
+    fn enabled(&self, ctx: &Context) -> Result<bool, StepError> {
         Ok(ctx.config.pki.is_some())
     }
 
@@ -214,10 +223,13 @@ impl Step for CertificatesStep {
             let fresh = sync.observe(&targets).await?;
             let left = sync.diff(&pki, &targets, &fresh, &Default::default())?;
             if let Some(c) = left.iter().find(|c| c.action != Action::Drift) {
-                return Err(StepError::runtime(format!(
-                    "certificate Secrets did not converge: {} still pending ({})",
-                    c.resource, c.detail
-                )));
+                return Err(StepError::new(
+                    ErrorKind::Failed,
+                    format!(
+                        "certificate Secrets did not converge: {} still pending ({})",
+                        c.resource, c.detail
+                    ),
+                ));
             }
             // Drift stays in the report: it needs the operator.
             done.extend(left);

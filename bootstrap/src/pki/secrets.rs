@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use crate::config::KubernetesSecretsConfig;
 use crate::kubernetes::{KubeClient, KubeError, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Secret};
-use crate::reconcile::{Action, Change, StepError};
+use crate::reconcile::{Action, Change, ErrorKind, StepError};
 
 use super::PkiError;
 use super::certinfo;
@@ -376,11 +376,14 @@ impl<'a> SecretSync<'a> {
         let mut done = Vec::new();
         for t in targets {
             let Some(want) = desired(pki, t, &Planned::new())? else {
-                return Err(StepError::runtime(format!(
-                    "{}: a file of the {} is missing after issuing",
-                    self.resource(&t.name),
-                    describe(&t.holds)
-                )));
+                return Err(StepError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "{}: a file of the {} is missing after issuing",
+                        self.resource(&t.name),
+                        describe(&t.holds)
+                    ),
+                ));
             };
             let mut have = observed.get(&t.name).cloned().flatten();
             for attempt in 0..=CONFLICT_RETRIES {
@@ -406,10 +409,10 @@ impl<'a> SecretSync<'a> {
                         if t.holds == Holds::Ca
                             && let Some(why) = self.ca_guard(pki, h, &want)?
                         {
-                            return Err(StepError::invalid(format!(
-                                "{} {why}",
-                                self.resource(&t.name)
-                            )));
+                            return Err(StepError::new(
+                                ErrorKind::Refused,
+                                format!("{} {why}", self.resource(&t.name)),
+                            ));
                         }
                         let mut s = h.clone();
                         s.labels

@@ -51,7 +51,7 @@ pub use step::{
 use crate::config::PostgresTlsMode;
 use crate::config::types::Secret;
 use crate::config::types::SecretRef;
-use crate::reconcile::{Action, Change, StepError};
+use crate::reconcile::{Action, Change, ErrorClass, ErrorKind, StepError};
 use crate::versions::SchemaVersion;
 use sql::{quote_ident, quote_literal};
 
@@ -162,31 +162,37 @@ pub enum PgError {
 }
 
 impl PgError {
-    /// Whether the input is at fault (exit 2) rather than the world (exit 1). A secret that
-    /// cannot be resolved and a password the server refuses are the world's: the configuration
-    /// is valid, the environment does not match it.
-    pub fn is_invalid(&self) -> bool {
-        matches!(
-            self,
+    /// A secret that cannot be resolved and a password the server refuses are the world's
+    /// (exit 1): the configuration is valid, the environment does not match it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
             Self::Schema(_)
-                | Self::MissingFile { .. }
-                | Self::NoDatabase { .. }
-                | Self::NeedsAdmin(_)
-                | Self::ProtectedRole { .. }
-                | Self::Invalid(_)
-                | Self::Newer { .. }
-                | Self::BadVersionRow { .. }
-        )
+            | Self::MissingFile { .. }
+            | Self::NoDatabase { .. }
+            | Self::NeedsAdmin(_)
+            | Self::Invalid(_)
+            | Self::BadVersionRow { .. } => ErrorKind::Invalid,
+            Self::ProtectedRole { .. } | Self::Newer { .. } => ErrorKind::Refused,
+            Self::Auth { .. } => ErrorKind::Denied,
+            Self::Unreachable { .. } => ErrorKind::Unreachable,
+            Self::LockTimeout { .. } => ErrorKind::Conflict,
+            Self::Secret(_)
+            | Self::Statement { .. }
+            | Self::StatementOutsideTransaction { .. }
+            | Self::Query { .. }
+            | Self::Verify(_) => ErrorKind::Failed,
+        }
+    }
+
+    /// Whether the input is at fault (exit 2) rather than the world (exit 1).
+    pub fn is_invalid(&self) -> bool {
+        self.kind().class() == ErrorClass::Invalid
     }
 }
 
 impl From<PgError> for StepError {
     fn from(e: PgError) -> Self {
-        if e.is_invalid() {
-            StepError::invalid(e.to_string())
-        } else {
-            StepError::runtime(e.to_string())
-        }
+        StepError::from_error(e.kind(), e)
     }
 }
 
@@ -1778,7 +1784,7 @@ mod tests {
             port: 5432,
             reason: "refused".into(),
         };
-        assert_eq!(StepError::from(unreachable).class, ErrorClass::Runtime);
+        assert_eq!(StepError::from(unreachable).class(), ErrorClass::Runtime);
         let newer = PgError::Newer {
             database: "temporal".into(),
             schema: "temporal",
@@ -1786,7 +1792,7 @@ mod tests {
             target: SchemaVersion::new(1, 19),
         };
         let e = StepError::from(newer);
-        assert_eq!(e.class, ErrorClass::Invalid);
+        assert_eq!(e.class(), ErrorClass::Invalid);
         assert!(e.message.contains("never downgraded"), "{}", e.message);
         let auth = PgError::Auth {
             host: "db".into(),
@@ -1795,15 +1801,15 @@ mod tests {
             reason: "password authentication failed".into(),
         };
         // The configuration is valid; the environment does not match it (README: exit 1).
-        assert_eq!(StepError::from(auth).class, ErrorClass::Runtime);
+        assert_eq!(StepError::from(auth).class(), ErrorClass::Runtime);
         let secret = PgError::Secret("persistence.postgres.password: not set".into());
-        assert_eq!(StepError::from(secret).class, ErrorClass::Runtime);
+        assert_eq!(StepError::from(secret).class(), ErrorClass::Runtime);
         let lock = PgError::LockTimeout {
             key: 1,
             database: "postgres".into(),
             waited: Duration::from_secs(2),
         };
-        assert_eq!(StepError::from(lock).class, ErrorClass::Runtime);
+        assert_eq!(StepError::from(lock).class(), ErrorClass::Runtime);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::schema::{SchemaKind, versioned_dir};
 use super::{DEFAULT_LOCK_TIMEOUT, DatabaseSpec, Login, PgError, SchemaSpec, Spec, TlsSpec};
 use crate::config::types::TemporalVersion;
 use crate::config::{PersistenceConfig, PostgresConfig, VisibilityConfig};
-use crate::reconcile::{Change, Context, Step, StepFuture, StepName};
+use crate::reconcile::{Change, Context, Step, StepError, StepFuture, StepName};
 use crate::versions::{ReleaseSchemas, SchemaVersion, schemas_for};
 
 /// Maps a release to its schema versions. Tests substitute a fake release mapping.
@@ -236,7 +236,7 @@ impl Step for PersistenceStep {
     fn name(&self) -> StepName {
         StepName::Persistence
     }
-    fn enabled(&self, ctx: &Context) -> Result<bool, String> {
+    fn enabled(&self, ctx: &Context) -> Result<bool, StepError> {
         Ok(matches!(
             ctx.config.persistence,
             PersistenceConfig::Postgres(_)
@@ -258,7 +258,7 @@ impl Step for VisibilityStep {
     fn name(&self) -> StepName {
         StepName::Visibility
     }
-    fn enabled(&self, ctx: &Context) -> Result<bool, String> {
+    fn enabled(&self, ctx: &Context) -> Result<bool, StepError> {
         Ok(
             matches!(ctx.config.visibility, VisibilityConfig::Postgres(_))
                 && matches!(ctx.config.persistence, PersistenceConfig::Postgres(_)),

@@ -1,5 +1,6 @@
-//! The reconciler: runs named steps in dependency order; each step observes, diffs, applies and
-//! verifies one part of the platform.
+//! The step shape and its runner: the leaf every adapter builds on. A step observes, diffs,
+//! applies and verifies one part of the platform; the runner takes the steps it is given (the
+//! registry lives above the adapters, in [`crate::steps`]) and runs them in dependency order.
 //!
 //! Flow: `plan` asks every selected step for its pending changes (no writes); `apply` asks again
 //! and applies what is pending, then the step verifies. A failing step marks its dependants as
@@ -8,7 +9,9 @@
 //! Guarantees: a converged step reports no change and makes no write; steps never run before the
 //! steps they depend on; the report lists every selected step exactly once, in order.
 
-mod steps;
+mod error;
+
+pub use error::{ErrorClass, ErrorKind, StepError};
 
 use std::fmt;
 use std::future::Future;
@@ -136,37 +139,6 @@ impl Change {
     }
 }
 
-/// Whether a failure is the user's input (exit 2) or the world (exit 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ErrorClass {
-    Invalid,
-    Runtime,
-}
-
-/// A step's failure, already phrased for the operator.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct StepError {
-    pub class: ErrorClass,
-    pub message: String,
-}
-
-impl StepError {
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::Invalid,
-            message: message.into(),
-        }
-    }
-    pub fn runtime(message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::Runtime,
-            message: message.into(),
-        }
-    }
-}
-
 pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StepError>> + Send + 'a>>;
 
 /// Everything a step may read.
@@ -195,7 +167,8 @@ impl Context {
 pub trait Step: Send + Sync {
     fn name(&self) -> StepName;
     /// Whether this step is configured at all (e.g. no `pki:` section means no certificates).
-    fn enabled(&self, ctx: &Context) -> Result<bool, String> {
+    /// `Err` explains why it cannot run (reported as the reason it was skipped).
+    fn enabled(&self, ctx: &Context) -> Result<bool, StepError> {
         let _ = ctx;
         Ok(true)
     }
@@ -238,6 +211,8 @@ pub struct StepReport {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_class: Option<ErrorClass>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,20 +221,25 @@ pub enum Mode {
     Apply,
 }
 
-/// Runs the selected steps (all when `only` is empty) in order.
-pub async fn run(ctx: &Context, mode: Mode, only: &[StepName]) -> Vec<StepReport> {
-    run_until(ctx, mode, only, &AtomicBool::new(false)).await
+/// Runs the selected steps of `registry` (all when `only` is empty) in order.
+pub async fn run(
+    registry: &[Box<dyn Step>],
+    ctx: &Context,
+    mode: Mode,
+    only: &[StepName],
+) -> Vec<StepReport> {
+    run_until(registry, ctx, mode, only, &AtomicBool::new(false)).await
 }
 
 /// Like [`run`], but stops before the next step once `stop` is set (a step in progress finishes:
 /// a step is never interrupted half-way). Steps not started are not reported.
 pub async fn run_until(
+    registry: &[Box<dyn Step>],
     ctx: &Context,
     mode: Mode,
     only: &[StepName],
     stop: &AtomicBool,
 ) -> Vec<StepReport> {
-    let registry = steps::registry();
     let mut reports: Vec<StepReport> = Vec::new();
     let mut blocked: std::collections::BTreeSet<StepName> = std::collections::BTreeSet::new();
     for name in StepName::ALL {
@@ -271,14 +251,16 @@ pub async fn run_until(
             break;
         }
         let started = Instant::now();
-        let report = |status, changes, message: Option<String>, error_class| StepReport {
-            step: name,
-            status,
-            changes,
-            duration_ms: started.elapsed().as_millis() as u64,
-            message,
-            error_class,
-        };
+        let report =
+            |status, changes, message: Option<String>, error: Option<ErrorKind>| StepReport {
+                step: name,
+                status,
+                changes,
+                duration_ms: started.elapsed().as_millis() as u64,
+                message,
+                error_class: error.map(ErrorKind::class),
+                error_kind: error,
+            };
         // A step whose dependency failed, or was itself skipped because of a failure upstream,
         // does not run: it would act on a platform that is known not to be ready.
         if let Some(blocker) = name.depends_on().iter().find(|d| blocked.contains(*d)) {
@@ -316,7 +298,7 @@ pub async fn run_until(
                     break;
                 }
                 Ok(false) => {}
-                Err(why) => why_not = why,
+                Err(why) => why_not = why.message,
             }
         }
         let Some(step) = chosen else {
@@ -340,7 +322,7 @@ pub async fn run_until(
                     StepStatus::Failed,
                     vec![],
                     Some(e.message),
-                    Some(e.class),
+                    Some(e.kind),
                 ));
                 blocked.insert(name);
                 continue;
@@ -366,7 +348,7 @@ pub async fn run_until(
                     StepStatus::Failed,
                     pending,
                     Some(e.message),
-                    Some(e.class),
+                    Some(e.kind),
                 ));
                 blocked.insert(name);
             }

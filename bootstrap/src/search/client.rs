@@ -352,7 +352,7 @@ mod tests {
             "{err}"
         );
         assert_eq!(
-            crate::reconcile::StepError::from(err).class,
+            crate::reconcile::StepError::from(err).class(),
             crate::reconcile::ErrorClass::Runtime
         );
     }

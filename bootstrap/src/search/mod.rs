@@ -42,7 +42,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::config::{ElasticsearchConfig, SearchFlavor, VisibilityConfig};
-use crate::reconcile::{Action, Change, Context, Step, StepError, StepFuture, StepName};
+use crate::reconcile::{Action, Change, Context, ErrorKind, Step, StepError, StepFuture, StepName};
 
 pub use client::SearchClient;
 pub use diff::{Diff, IndexState, Observed, Op};
@@ -77,14 +77,26 @@ pub enum SearchError {
     Verify(String),
 }
 
+impl SearchError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Config(_) | Self::Schema(_) | Self::Unsupported(_) => ErrorKind::Invalid,
+            Self::Transport { .. } => ErrorKind::Unreachable,
+            Self::Api { status, .. } => match status {
+                401 | 403 => ErrorKind::Denied,
+                408 | 504 => ErrorKind::Timeout,
+                409 => ErrorKind::Conflict,
+                _ => ErrorKind::Failed,
+            },
+            Self::Privileges(_) => ErrorKind::Denied,
+            Self::Secret(_) | Self::Health(_) | Self::Verify(_) => ErrorKind::Failed,
+        }
+    }
+}
+
 impl From<SearchError> for StepError {
     fn from(e: SearchError) -> Self {
-        match e {
-            SearchError::Config(_) | SearchError::Schema(_) | SearchError::Unsupported(_) => {
-                StepError::invalid(e.to_string())
-            }
-            _ => StepError::runtime(e.to_string()),
-        }
+        StepError::from_error(e.kind(), e)
     }
 }
 
@@ -673,7 +685,7 @@ impl Step for SearchVisibilityStep {
         StepName::Visibility
     }
 
-    fn enabled(&self, ctx: &Context) -> Result<bool, String> {
+    fn enabled(&self, ctx: &Context) -> Result<bool, StepError> {
         Ok(matches!(
             ctx.config.visibility,
             VisibilityConfig::Elasticsearch(_)

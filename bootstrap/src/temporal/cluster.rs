@@ -187,7 +187,7 @@ mod tests {
         let c = ctx("8");
         let step = ClusterStep::with_api(Arc::new(FakeTemporal::new(1, "sqlite")));
         let err = step.plan(&c).await.unwrap_err();
-        assert_eq!(err.class, ErrorClass::Invalid);
+        assert_eq!(err.class(), ErrorClass::Invalid);
         let c = ctx("1");
         let step = ClusterStep::with_api(Arc::new(FakeTemporal::new(1, "sqlite")));
         let changes = step.plan(&c).await.unwrap();

@@ -452,7 +452,7 @@ impl GrpcTemporal {
     fn rpc_error(&self, rpc: &'static str, (status, attempts): (Status, u32)) -> TemporalError {
         TemporalError::Rpc {
             rpc,
-            code: format!("{:?}", status.code()),
+            code: status.code(),
             message: tls_hint(&status_text(&status), self.tls),
             attempts,
         }

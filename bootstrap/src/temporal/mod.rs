@@ -38,7 +38,7 @@ pub use namespaces::NamespacesStep;
 pub use retry::RetryPolicy;
 pub use search_attributes::SearchAttributesStep;
 
-use crate::reconcile::{Context, StepError};
+use crate::reconcile::{Context, ErrorClass, ErrorKind, StepError};
 
 /// How many namespaces are registered/updated (and how many namespaces get their search
 /// attributes added) at the same time. Search attributes of ONE namespace are never added
@@ -67,10 +67,10 @@ pub enum TemporalError {
         message: String,
     },
     /// An RPC failed (after retries when the failure was transient). Exit 1.
-    #[error("{rpc} failed after {attempts} attempt(s): {code}: {message}")]
+    #[error("{rpc} failed after {attempts} attempt(s): {code:?}: {message}")]
     Rpc {
         rpc: &'static str,
-        code: String,
+        code: temporalio_client::tonic::Code,
         message: String,
         attempts: u32,
     },
@@ -86,19 +86,37 @@ pub enum TemporalError {
 }
 
 impl TemporalError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Config(_) => ErrorKind::Invalid,
+            Self::Refused(_) => ErrorKind::Refused,
+            Self::Connect { .. } => ErrorKind::Unreachable,
+            Self::Rpc { code, .. } => rpc_kind(*code),
+            Self::NamespaceNotFound(_) | Self::Verify(_) => ErrorKind::Failed,
+        }
+    }
+
     /// Whether this is the user's input or a refused change (exit 2) rather than the world (1).
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::Refused(_))
+        self.kind().class() == ErrorClass::Invalid
+    }
+}
+
+fn rpc_kind(code: temporalio_client::tonic::Code) -> ErrorKind {
+    use temporalio_client::tonic::Code;
+    match code {
+        Code::PermissionDenied | Code::Unauthenticated => ErrorKind::Denied,
+        Code::DeadlineExceeded => ErrorKind::Timeout,
+        Code::Unavailable => ErrorKind::Unreachable,
+        Code::AlreadyExists | Code::Aborted => ErrorKind::Conflict,
+        Code::InvalidArgument => ErrorKind::Invalid,
+        _ => ErrorKind::Failed,
     }
 }
 
 impl From<TemporalError> for StepError {
     fn from(e: TemporalError) -> Self {
-        if e.is_invalid() {
-            StepError::invalid(e.to_string())
-        } else {
-            StepError::runtime(e.to_string())
-        }
+        StepError::from_error(e.kind(), e)
     }
 }
 
@@ -184,21 +202,21 @@ where
 }
 
 /// Joins several failures into one step error: exit 2 if any is a refused change, else 1.
-pub(crate) fn combine_errors(errors: Vec<TemporalError>) -> StepError {
-    let invalid = errors.iter().any(TemporalError::is_invalid);
-    let message = if errors.len() == 1 {
-        errors[0].to_string()
-    } else {
-        let mut m = format!("{} problems:", errors.len());
-        for e in &errors {
-            m.push_str("\n  - ");
-            m.push_str(&e.to_string());
-        }
-        m
-    };
-    if invalid {
-        StepError::invalid(message)
-    } else {
-        StepError::runtime(message)
+pub(crate) fn combine_errors(mut errors: Vec<TemporalError>) -> StepError {
+    if errors.len() == 1 {
+        return errors.remove(0).into();
     }
+    // What the operator must fix first decides the kind (and so the exit code).
+    let kind = errors
+        .iter()
+        .map(TemporalError::kind)
+        .find(|k| k.class() == ErrorClass::Invalid)
+        .or_else(|| errors.first().map(TemporalError::kind))
+        .unwrap_or(ErrorKind::Internal);
+    let mut message = format!("{} problems:", errors.len());
+    for e in &errors {
+        message.push_str("\n  - ");
+        message.push_str(&e.to_string());
+    }
+    StepError::new(kind, message)
 }

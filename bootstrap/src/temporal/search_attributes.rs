@@ -484,7 +484,7 @@ mod tests {
         f.insert_attribute("orders", "Priority", Keyword);
         let step = SearchAttributesStep::with_api(f.clone(), Duration::from_secs(1));
         let err = step.apply(&ctx, &[]).await.unwrap_err();
-        assert_eq!(err.class, ErrorClass::Invalid);
+        assert_eq!(err.class(), ErrorClass::Invalid);
         for want in [
             "`Priority`",
             "exists as Keyword",
@@ -506,7 +506,7 @@ mod tests {
         }
         let step = SearchAttributesStep::with_api(f.clone(), Duration::from_secs(1));
         let err = step.plan(&ctx).await.unwrap_err();
-        assert_eq!(err.class, ErrorClass::Invalid);
+        assert_eq!(err.class(), ErrorClass::Invalid);
         assert!(err.message.contains("at most 3 Int"), "{}", err.message);
         assert!(err.message.contains("A1, A2, A3"), "{}", err.message);
         assert_eq!(f.writes(), 0);
@@ -583,7 +583,7 @@ mod tests {
         f.state.lock().unwrap().visible_after_lists = 1_000_000;
         let step = SearchAttributesStep::with_api(f.clone(), Duration::from_millis(300));
         let err = step.apply(&ctx, &[]).await.unwrap_err();
-        assert_eq!(err.class, ErrorClass::Runtime);
+        assert_eq!(err.class(), ErrorClass::Runtime);
         assert!(err.message.contains("not visible"), "{}", err.message);
         assert!(err.message.contains("CustomerId"), "{}", err.message);
     }

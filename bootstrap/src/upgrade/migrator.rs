@@ -18,7 +18,7 @@ pub struct PostgresMigrator {
 }
 
 fn schema_err(e: postgres::PgError) -> UpgradeError {
-    UpgradeError::Schema(e.to_string())
+    UpgradeError::Migration(e)
 }
 
 impl SchemaMigrator for PostgresMigrator {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::types::TemporalVersion;
-use crate::reconcile::StepError;
+use crate::reconcile::{ErrorClass, ErrorKind, StepError};
 use crate::versions::{Hop, SchemaVersion, UpgradeRefusal};
 
 /// Failures of `upgrade plan` / `upgrade apply`.
@@ -44,6 +44,9 @@ pub enum UpgradeError {
     #[error("cannot read the running server version from {address}: {reason}")]
     Probe { address: String, reason: String },
     /// The schema adapter failed.
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] crate::postgres::PgError),
+    /// The migration ran but the stores do not report the hop's versions.
     #[error("schema migration failed: {0}")]
     Schema(String),
     /// Rolling the services failed.
@@ -72,19 +75,28 @@ pub enum UpgradeError {
 }
 
 impl UpgradeError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Refused(_) => ErrorKind::Refused,
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::Probe { .. } => ErrorKind::Unreachable,
+            Self::Migration(e) => e.kind(),
+            Self::Schema(_) | Self::Executor(_) | Self::Regressed { .. } | Self::State { .. } => {
+                ErrorKind::Failed
+            }
+            Self::Timeout { .. } => ErrorKind::Timeout,
+        }
+    }
+
     /// Whether this is the user's input (exit 2) rather than the world (exit 1).
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Self::Refused(_) | Self::Invalid(_))
+        self.kind().class() == ErrorClass::Invalid
     }
 }
 
 impl From<UpgradeError> for StepError {
     fn from(e: UpgradeError) -> Self {
-        if e.is_invalid() {
-            StepError::invalid(e.to_string())
-        } else {
-            StepError::runtime(e.to_string())
-        }
+        StepError::from_error(e.kind(), e)
     }
 }
 

@@ -1,0 +1,42 @@
+//! Wiring: which adapter implements which step. The only module that names every adapter's
+//! step; the runner in [`crate::reconcile`] knows none of them. A step missing here is reported
+//! as "not implemented yet".
+
+use std::sync::atomic::AtomicBool;
+
+use crate::observability::{grafana::DashboardsStep, prometheus::AlertRulesStep};
+use crate::reconcile::{self, Context, Mode, Step, StepName, StepReport};
+
+/// Every built step. Several may share a name (`visibility` for Elasticsearch/OpenSearch and
+/// for PostgreSQL); the one whose `enabled` says yes for the configuration runs.
+pub fn registry() -> Vec<Box<dyn Step>> {
+    let mut steps: Vec<Box<dyn Step>> = vec![
+        Box::new(crate::pki::CertificatesStep),
+        Box::new(crate::postgres::PersistenceStep::default()),
+        Box::new(AlertRulesStep),
+        Box::new(DashboardsStep),
+        Box::new(
+            crate::search::SearchVisibilityStep::new()
+                .with_shard_hook(|ctx| crate::capacity::visibility_primary_shards(&ctx.config)),
+        ),
+        Box::new(crate::postgres::VisibilityStep::default()),
+    ];
+    // cluster, namespaces, search-attributes
+    steps.extend(crate::temporal::steps());
+    steps
+}
+
+/// Runs the selected steps of the whole platform (all when `only` is empty).
+pub async fn run(ctx: &Context, mode: Mode, only: &[StepName]) -> Vec<StepReport> {
+    reconcile::run(&registry(), ctx, mode, only).await
+}
+
+/// Like [`run`], stopping before the next step once `stop` is set.
+pub async fn run_until(
+    ctx: &Context,
+    mode: Mode,
+    only: &[StepName],
+    stop: &AtomicBool,
+) -> Vec<StepReport> {
+    reconcile::run_until(&registry(), ctx, mode, only, stop).await
+}
