@@ -262,44 +262,109 @@ pub fn latest_patch(minor: u32) -> Option<TemporalVersion> {
         .map(|r| TemporalVersion::new(1, r.minor, r.latest_patch))
 }
 
-/// The exact schema versions a release needs (patch-aware), if we know the release line.
-pub fn schema_targets(v: TemporalVersion) -> Option<SchemaTargets> {
-    if let Some((_, t)) = EARLY_PATCHES.iter().find(|(p, _)| *p == v) {
-        return Some(*t);
-    }
-    schemas_for(v).map(|r| {
-        targets(
-            (r.postgres_temporal.major, r.postgres_temporal.minor),
-            (r.postgres_visibility.major, r.postgres_visibility.minor),
-            r.elasticsearch,
-        )
-    })
+/// A release of a line this bundle knows, parsed once from a version: its exact schema
+/// versions (patch-aware) and its line's facts. Every command that needs a release's schema
+/// versions goes through this type (`plan`, `apply`, `status`, `upgrade`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedRelease {
+    version: TemporalVersion,
+    line: &'static ReleaseSchemas,
+    schemas: SchemaTargets,
 }
 
-/// Schema versions for a release, if we know its line.
-pub fn schemas_for(v: TemporalVersion) -> Option<&'static ReleaseSchemas> {
-    if v.major != 1 {
-        return None;
+impl SupportedRelease {
+    /// Any patch of a known line, known-broken ones included (a running cluster may be on one).
+    /// A patch newer than the table's newest of its line gets the line's schema versions.
+    pub fn of(v: TemporalVersion) -> Result<Self, UpgradeRefusal> {
+        let line = if v.major == 1 {
+            RELEASES.iter().find(|r| r.minor == v.minor)
+        } else {
+            None
+        };
+        let Some(line) = line else {
+            return Err(UpgradeRefusal::UnknownTarget {
+                to: v,
+                why: format!("known releases: {}", supported_range()),
+                instead: format!(
+                    "target a known release (newest: {}), or use a temporal-bootstrap release that knows {v} and its schema versions",
+                    newest_known()
+                ),
+            });
+        };
+        let schemas = EARLY_PATCHES
+            .iter()
+            .find(|(p, _)| *p == v)
+            .map(|(_, t)| *t)
+            .unwrap_or(SchemaTargets {
+                postgres_temporal: line.postgres_temporal,
+                postgres_visibility: line.postgres_visibility,
+                elasticsearch: line.elasticsearch,
+            });
+        Ok(Self {
+            version: v,
+            line,
+            schemas,
+        })
     }
-    RELEASES.iter().find(|r| r.minor == v.minor)
-}
 
-/// Whether `v` may be configured as the target release; the error says why not and what to do.
-pub fn check_target(v: TemporalVersion) -> Result<(), String> {
-    if KNOWN_BROKEN.contains(&v) {
-        return Err(format!(
-            "{v} is a known-broken or retracted release; use a later patch of 1.{} instead",
-            v.minor
-        ));
+    /// A release that may be configured as what the cluster runs: a known line, not a
+    /// known-broken or retracted patch.
+    pub fn target(v: TemporalVersion) -> Result<Self, UpgradeRefusal> {
+        let r = Self::of(v)?;
+        if r.is_known_broken() {
+            return Err(UpgradeRefusal::BrokenTarget {
+                to: v,
+                instead: r.latest_of_line(),
+            });
+        }
+        Ok(r)
     }
-    if schemas_for(v).is_none() {
-        let first = RELEASES.first().map(|r| r.minor).unwrap_or(0);
-        let last = RELEASES.last().map(|r| r.minor).unwrap_or(0);
-        return Err(format!(
-            "{v} is not a supported release; supported release lines are 1.{first}.x to 1.{last}.x"
-        ));
+
+    /// A release an upgrade may go to: [`Self::target`], and a patch the table knows (its
+    /// schema versions are facts, not the line's guess).
+    pub fn upgrade_target(v: TemporalVersion) -> Result<Self, UpgradeRefusal> {
+        let r = Self::target(v)?;
+        if r.is_newer_than_known() {
+            let latest = r.latest_of_line();
+            return Err(UpgradeRefusal::UnknownTarget {
+                to: v,
+                why: format!("the newest 1.{} patch it knows is {latest}", v.minor),
+                instead: format!(
+                    "target {latest}, or use a temporal-bootstrap release that knows {v}"
+                ),
+            });
+        }
+        Ok(r)
     }
-    Ok(())
+
+    pub fn version(&self) -> TemporalVersion {
+        self.version
+    }
+
+    /// The exact schema versions this patch ships.
+    pub fn schemas(&self) -> SchemaTargets {
+        self.schemas
+    }
+
+    /// The release line's facts (latest patch, upgrade notes).
+    pub fn line(&self) -> &'static ReleaseSchemas {
+        self.line
+    }
+
+    /// The newest patch of this release's line, e.g. 1.29.x -> 1.29.7.
+    pub fn latest_of_line(&self) -> TemporalVersion {
+        TemporalVersion::new(1, self.line.minor, self.line.latest_patch)
+    }
+
+    pub fn is_known_broken(&self) -> bool {
+        KNOWN_BROKEN.contains(&self.version)
+    }
+
+    /// A patch released after this table was written: its schema versions are assumed to be
+    /// its line's.
+    pub fn is_newer_than_known(&self) -> bool {
+        self.version.patch > self.line.latest_patch
+    }
 }
 
 /// One step of an upgrade: a single minor (or patch) move, schema first, then services.
@@ -335,7 +400,7 @@ pub enum UpgradeRefusal {
         from: TemporalVersion,
         to: TemporalVersion,
     },
-    #[error("{to} is a known-broken release; target {instead} instead")]
+    #[error("{to} is a known-broken or retracted release; target {instead} instead")]
     BrokenTarget {
         to: TemporalVersion,
         instead: TemporalVersion,
@@ -358,6 +423,13 @@ pub enum UpgradeRefusal {
     },
 }
 
+fn newest_known() -> String {
+    RELEASES
+        .last()
+        .map(|r| format!("1.{}.{}", r.minor, r.latest_patch))
+        .unwrap_or_default()
+}
+
 fn supported_range() -> String {
     match (RELEASES.first(), RELEASES.last()) {
         (Some(a), Some(b)) => format!("1.{}.x to 1.{}.{}", a.minor, b.minor, b.latest_patch),
@@ -367,45 +439,14 @@ fn supported_range() -> String {
 
 /// Whether `v` can be the target of an upgrade: a known, not known-broken patch of a known line.
 pub fn check_upgrade_target(v: TemporalVersion) -> Result<(), UpgradeRefusal> {
-    let line = if v.major == 1 {
-        RELEASES.iter().find(|r| r.minor == v.minor)
-    } else {
-        None
-    };
-    let Some(line) = line else {
-        let newest = RELEASES
-            .last()
-            .map(|r| format!("1.{}.{}", r.minor, r.latest_patch))
-            .unwrap_or_default();
-        return Err(UpgradeRefusal::UnknownTarget {
-            to: v,
-            why: format!("known releases: {}", supported_range()),
-            instead: format!(
-                "target a known release (newest: {newest}), or use a temporal-bootstrap release that knows {v} and its schema versions"
-            ),
-        });
-    };
-    let latest = TemporalVersion::new(1, line.minor, line.latest_patch);
-    if KNOWN_BROKEN.contains(&v) {
-        return Err(UpgradeRefusal::BrokenTarget {
-            to: v,
-            instead: latest,
-        });
-    }
-    if v.patch > line.latest_patch {
-        return Err(UpgradeRefusal::UnknownTarget {
-            to: v,
-            why: format!("the newest 1.{} patch it knows is {latest}", line.minor),
-            instead: format!("target {latest}, or use a temporal-bootstrap release that knows {v}"),
-        });
-    }
-    Ok(())
+    SupportedRelease::upgrade_target(v).map(|_| ())
 }
 
 fn hop(from: TemporalVersion, to: TemporalVersion) -> Option<Hop> {
-    let before = schema_targets(from)?;
-    let after = schema_targets(to)?;
-    let line = schemas_for(to)?;
+    let before = SupportedRelease::of(from).ok()?.schemas();
+    let to_release = SupportedRelease::of(to).ok()?;
+    let after = to_release.schemas();
+    let line = to_release.line();
     let mut notes: Vec<String> = if from.minor == to.minor {
         Vec::new()
     } else {
@@ -460,7 +501,7 @@ pub fn plan_hops(from: TemporalVersion, to: TemporalVersion) -> Result<Vec<Hop>,
         return Ok(Vec::new());
     }
     check_upgrade_target(to)?;
-    if from.major != 1 || schemas_for(from).is_none() {
+    if SupportedRelease::of(from).is_err() {
         return Err(UpgradeRefusal::UnsupportedSource {
             from,
             why: format!(
@@ -485,15 +526,7 @@ pub fn plan_hops(from: TemporalVersion, to: TemporalVersion) -> Result<Vec<Hop>,
                 why: format!("no release line 1.{minor} in the table"),
             })?
         };
-        // Unknown patch of a known `from` line (e.g. newer than our table): use the line values.
-        let h = hop(current, next).or_else(|| {
-            let base = TemporalVersion::new(1, current.minor, 0);
-            hop(base, next).map(|mut h| {
-                h.from = current;
-                h
-            })
-        });
-        let h = h.ok_or_else(|| UpgradeRefusal::UnsupportedSource {
+        let h = hop(current, next).ok_or_else(|| UpgradeRefusal::UnsupportedSource {
             from,
             why: format!("no schema versions known for {current} -> {next}"),
         })?;
@@ -553,23 +586,80 @@ mod tests {
 
     #[test]
     fn broken_and_unknown_releases_are_refused() {
+        let target = |v| SupportedRelease::target(v).map(|r| r.version());
         assert!(
-            check_target(TemporalVersion::new(1, 27, 0))
+            target(TemporalVersion::new(1, 27, 0))
                 .unwrap_err()
+                .to_string()
                 .contains("known-broken")
         );
-        assert!(check_target(TemporalVersion::new(1, 27, 4)).is_ok());
+        assert!(target(TemporalVersion::new(1, 27, 4)).is_ok());
         assert!(
-            check_target(TemporalVersion::new(1, 19, 0))
+            target(TemporalVersion::new(1, 19, 0))
                 .unwrap_err()
-                .contains("1.20.x to 1.32.x")
+                .to_string()
+                .contains("1.20.x to 1.32.2")
         );
         assert_eq!(
-            schemas_for(TemporalVersion::new(1, 30, 1))
+            SupportedRelease::of(TemporalVersion::new(1, 30, 1))
                 .unwrap()
+                .schemas()
                 .postgres_visibility,
             SchemaVersion::new(1, 13)
         );
+        // A patch newer than the table: configurable with its line's versions, never an
+        // upgrade target.
+        let newer = TemporalVersion::new(1, 31, 9);
+        assert!(
+            SupportedRelease::target(newer)
+                .unwrap()
+                .is_newer_than_known()
+        );
+        assert!(SupportedRelease::upgrade_target(newer).is_err());
+    }
+
+    /// Every patch of every known line: the steps (`plan`/`apply`) and the upgrade hops aim at
+    /// the same schema versions, and a patch never ships older schemas than an earlier one.
+    #[test]
+    fn every_known_patch_has_one_set_of_schema_versions() {
+        for line in RELEASES {
+            let mut previous: Option<SchemaTargets> = None;
+            for patch in 0..=line.latest_patch {
+                let v = TemporalVersion::new(1, line.minor, patch);
+                let r = SupportedRelease::of(v).unwrap();
+                let early = EARLY_PATCHES.iter().find(|(p, _)| *p == v).map(|(_, t)| *t);
+                let want = early.unwrap_or(SchemaTargets {
+                    postgres_temporal: line.postgres_temporal,
+                    postgres_visibility: line.postgres_visibility,
+                    elasticsearch: line.elasticsearch,
+                });
+                assert_eq!(r.schemas(), want, "{v}");
+                if let Some(p) = previous {
+                    assert!(
+                        want.postgres_temporal >= p.postgres_temporal
+                            && want.postgres_visibility >= p.postgres_visibility
+                            && want.elasticsearch >= p.elasticsearch,
+                        "{v} goes backwards"
+                    );
+                }
+                previous = Some(want);
+                assert_eq!(
+                    SupportedRelease::target(v).is_ok(),
+                    !KNOWN_BROKEN.contains(&v)
+                );
+                if line.minor > RELEASES[0].minor && !KNOWN_BROKEN.contains(&v) {
+                    let from = latest_patch(line.minor - 1).unwrap();
+                    let hops = plan_hops(from, v).unwrap();
+                    assert_eq!(hops.last().unwrap().schemas, r.schemas(), "{from} -> {v}");
+                }
+            }
+        }
+        // The two releases the old line-based lookup got wrong.
+        for (v, vis, es) in [("1.26.0", (1, 6), 7), ("1.26.1", (1, 6), 7)] {
+            let s = SupportedRelease::of(v.parse().unwrap()).unwrap().schemas();
+            assert_eq!(s.postgres_visibility, SchemaVersion::new(vis.0, vis.1));
+            assert_eq!(s.elasticsearch, es);
+        }
     }
 
     fn v(s: &str) -> TemporalVersion {
@@ -742,16 +832,17 @@ mod tests {
 
     #[test]
     fn early_patches_and_latest_patches() {
+        let schemas = |s: &str| SupportedRelease::of(v(s)).unwrap().schemas();
         assert_eq!(
-            schema_targets(v("1.24.0")).unwrap().postgres_visibility,
+            schemas("1.24.0").postgres_visibility,
             SchemaVersion::new(1, 5)
         );
         assert_eq!(
-            schema_targets(v("1.24.3")).unwrap().postgres_visibility,
+            schemas("1.24.3").postgres_visibility,
             SchemaVersion::new(1, 6)
         );
-        assert_eq!(schema_targets(v("1.26.1")).unwrap().elasticsearch, 7);
-        assert_eq!(schema_targets(v("1.26.2")).unwrap().elasticsearch, 8);
+        assert_eq!(schemas("1.26.1").elasticsearch, 7);
+        assert_eq!(schemas("1.26.2").elasticsearch, 8);
         let latest: Vec<String> = RELEASES
             .iter()
             .map(|r| format!("1.{}.{}", r.minor, r.latest_patch))

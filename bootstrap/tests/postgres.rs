@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions};
 use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::{self, SchemaKind, SchemaState, StepOptions};
 use temporal_bootstrap::reconcile::Context;
-use temporal_bootstrap::versions::{ReleaseSchemas, SchemaVersion};
+use temporal_bootstrap::versions::{SchemaTargets, SchemaVersion};
 
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
 const APP_PASSWORD: &str = "app pass; it's \"quoted\" \\ ok";
@@ -310,13 +310,12 @@ async fn fingerprint(c: &mut PgConnection) -> String {
 }
 
 /// A fake release whose schemas are the fixture's intermediate versions (temporal 1.5,
-/// visibility 1.1); other fields come from a real release and are not used here.
-fn fake_mapping_1_5(_: TemporalVersion) -> Option<ReleaseSchemas> {
-    let base = *temporal_bootstrap::versions::schemas_for(TemporalVersion::new(1, 20, 0))?;
-    Some(ReleaseSchemas {
+/// visibility 1.1); the Elasticsearch version is not used here.
+fn fake_mapping_1_5(_: TemporalVersion) -> Option<SchemaTargets> {
+    Some(SchemaTargets {
         postgres_temporal: SchemaVersion::new(1, 5),
         postgres_visibility: SchemaVersion::new(1, 1),
-        ..base
+        elasticsearch: 4,
     })
 }
 

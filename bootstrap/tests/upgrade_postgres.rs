@@ -414,7 +414,7 @@ const PATH: [Release; 5] = [
 
 fn expected_roll(to: &str) -> Roll {
     let (_, t, vis) = PATH.iter().find(|p| p.0 == to).unwrap();
-    let targets = versions::schema_targets(v(to)).unwrap();
+    let targets = versions::SupportedRelease::of(v(to)).unwrap().schemas();
     assert_eq!(
         (targets.postgres_temporal, targets.postgres_visibility),
         (sv(t.0, t.1), sv(vis.0, vis.1)),

@@ -474,9 +474,10 @@ async fn shared_stack_plan_is_empty_and_records_the_release_schema_version() {
         .and_then(|i| i.pointer(&format!("/mappings/_meta/{}", schema::META_KEY)))
         .cloned()
         .unwrap_or_else(|| panic!("no _meta record on {}: {body:#}", es.index));
-    let expected = temporal_bootstrap::versions::schemas_for(ctx.config.cluster.temporal_version)
-        .map(|s| format!("v{}", s.elasticsearch))
-        .expect("a known release");
+    let expected =
+        temporal_bootstrap::versions::SupportedRelease::of(ctx.config.cluster.temporal_version)
+            .map(|r| format!("v{}", r.schemas().elasticsearch))
+            .expect("a known release");
     assert_eq!(
         ctx.config.cluster.temporal_version.to_string(),
         release.version,

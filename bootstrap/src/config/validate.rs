@@ -46,8 +46,8 @@ pub fn check(c: &PlatformConfig) -> Report {
 
 fn check_cluster(c: &PlatformConfig, r: &mut Report) {
     let v = c.cluster.temporal_version;
-    if let Err(why) = versions::check_target(v) {
-        r.error("cluster.temporal_version", why);
+    if let Err(why) = versions::SupportedRelease::target(v) {
+        r.error("cluster.temporal_version", why.to_string());
     }
     if let Some(tls) = &c.cluster.frontend.tls
         && tls.cert.is_some() != tls.key.is_some()

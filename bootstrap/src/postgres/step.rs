@@ -1,7 +1,7 @@
 //! The `persistence` and `visibility` (SQL) steps on top of the adapter.
 //!
 //! Flow: build a [`Spec`] from the configuration (secrets resolved, paths made absolute, target
-//! schema versions from [`crate::versions::schemas_for`]); `plan` = [`super::plan`];
+//! exact schema versions from [`crate::versions::SupportedRelease`]); `plan` = [`super::plan`];
 //! `apply` = [`super::apply`] (lock, plan again, write, verify).
 //!
 //! Guarantees: bad input (unresolvable secret, missing schema folder or CA file, unknown release)
@@ -21,13 +21,13 @@ use super::{DEFAULT_LOCK_TIMEOUT, DatabaseSpec, Login, PgError, SchemaSpec, Spec
 use crate::config::types::TemporalVersion;
 use crate::config::{PersistenceConfig, PostgresConfig, VisibilityConfig};
 use crate::reconcile::{Change, Context, Step, StepError, StepFuture, StepName};
-use crate::versions::{ReleaseSchemas, SchemaVersion, schemas_for};
+use crate::versions::{SchemaTargets, SchemaVersion, SupportedRelease};
 
 /// Maps a release to its schema versions. Tests substitute a fake release mapping.
-pub type SchemaTargetFn = fn(TemporalVersion) -> Option<ReleaseSchemas>;
+pub type SchemaTargetFn = fn(TemporalVersion) -> Option<SchemaTargets>;
 
-fn release_schemas(v: TemporalVersion) -> Option<ReleaseSchemas> {
-    schemas_for(v).copied()
+fn release_schemas(v: TemporalVersion) -> Option<SchemaTargets> {
+    SupportedRelease::of(v).ok().map(|r| r.schemas())
 }
 
 /// Knobs of the two steps; `Default` is what the CLI uses.

@@ -233,17 +233,18 @@ impl SearchVisibilityStep {
             )
         })?;
         let folder = schema::load_folder(&ctx.resolve_path(schema_dir))?;
-        if let Some(expected) = crate::versions::schemas_for(ctx.config.cluster.temporal_version)
+        if let Ok(release) =
+            crate::versions::SupportedRelease::of(ctx.config.cluster.temporal_version)
             && let Some(found) = folder
                 .schema_version
                 .as_deref()
                 .and_then(schema::version_number)
-            && found != expected.elasticsearch
+            && found != release.schemas().elasticsearch
         {
             tracing::warn!(
                 "schema folder holds Elasticsearch schema v{found} but Temporal {} expects v{}; check visibility.elasticsearch.schema_dir",
                 ctx.config.cluster.temporal_version,
-                expected.elasticsearch
+                release.schemas().elasticsearch
             );
         }
         let sizing = IndexSizing {

@@ -417,7 +417,9 @@ mod tests_with_in_memory_fakes {
             {
                 let mut w = f.0.lock().unwrap();
                 let ver = v(version);
-                let t = crate::versions::schema_targets(ver).unwrap();
+                let t = crate::versions::SupportedRelease::of(ver)
+                    .unwrap()
+                    .schemas();
                 w.version = Some(ver);
                 w.schema = CurrentSchemas {
                     postgres_temporal: Some(t.postgres_temporal),
@@ -506,7 +508,9 @@ mod tests_with_in_memory_fakes {
             if w.crash_on_roll == Some(w.roll_calls) {
                 return Err(UpgradeError::Executor("process killed".into()));
             }
-            let needs = crate::versions::schema_targets(hop.to).unwrap();
+            let needs = crate::versions::SupportedRelease::of(hop.to)
+                .unwrap()
+                .schemas();
             assert!(
                 w.schema.postgres_temporal >= Some(needs.postgres_temporal)
                     && w.schema.postgres_visibility >= Some(needs.postgres_visibility),
