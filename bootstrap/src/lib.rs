@@ -1,12 +1,19 @@
 //! temporal-bootstrap: provisions and keeps converged a self-hosted Temporal platform.
 //!
-//! Modules by dependency direction (pure modules never import adapters):
-//! - pure: [`config`], [`capacity`], [`versions`], [`observability::rules`];
-//! - adapters (one per real system): [`pki`] (files), [`postgres`] (databases, role, versioned
-//!   schema), [`search`] (Elasticsearch/OpenSearch REST),
+//! Layers; imports point down only (`tests/layers.rs` fails otherwise):
+//! - leaf: the pure modules [`config`], [`capacity`], [`versions`], [`observability::rules`],
+//!   [`error`] (failure kinds) and [`reconcile`] (the step shape and its runner), plus the small
+//!   utilities [`fsutil`] and [`serve`];
+//! - adapters, one per real system: [`pki`] (files, and Secrets through [`kubernetes`]),
+//!   [`postgres`] (role, databases, versioned schema), [`search`] (Elasticsearch/OpenSearch),
 //!   [`temporal`] (gRPC: cluster facts, namespaces, search attributes), [`observability`]
-//!   (Prometheus, Grafana);
-//! - drivers: [`reconcile`] (steps in dependency order), [`daemon`], [`render`], [`upgrade`], [`cli`].
+//!   (Prometheus rules, Grafana dashboards), [`kubernetes`] (Secrets), [`codec`] (the payload
+//!   codec server);
+//! - drivers: [`steps`] (which adapter implements which step), [`daemon`], [`render`],
+//!   [`upgrade`];
+//! - edge: [`cli`] (flags, output, exit codes) and `main`.
+//!
+//! docs/architecture.md describes the same on one page.
 
 pub mod capacity;
 pub mod cli;

@@ -29,7 +29,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::{self, SchemaKind};
-use temporal_bootstrap::reconcile::{Context, ErrorClass, StepError};
+use temporal_bootstrap::reconcile::{Context, ErrorClass};
 use temporal_bootstrap::upgrade::apply::{self, ApplyReport, ApplyRequest};
 use temporal_bootstrap::upgrade::migrator::PostgresMigrator;
 use temporal_bootstrap::upgrade::plan::VisibilityStore;
@@ -542,7 +542,7 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
     let err = upgrade(&case, &cluster, "1.31.2").await.unwrap_err();
     assert!(matches!(err, UpgradeError::Executor(_)), "{err}");
     assert!(!err.is_invalid());
-    assert_eq!(StepError::from(err).class(), ErrorClass::Runtime);
+    assert_eq!(err.kind().class(), ErrorClass::Runtime);
 
     // Hop 1 finished; hop 2's schema (1.18 / 1.9) is in, its roll died.
     let st = state::load(&case.request("1.31.2").state_path)
@@ -623,7 +623,7 @@ async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
         "{err}"
     );
     assert!(err.is_invalid());
-    assert_eq!(StepError::from(err).class(), ErrorClass::Invalid);
+    assert_eq!(err.kind().class(), ErrorClass::Invalid);
 
     // Library: the cluster runs 1.27.4 (the databases' level); 1.26.3 is a downgrade.
     let cluster = FakeCluster::new(case.context(), "1.27.4");
@@ -633,7 +633,7 @@ async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
         "{err}"
     );
     assert!(err.to_string().contains("downgrades are refused"), "{err}");
-    assert_eq!(StepError::from(err).class(), ErrorClass::Invalid);
+    assert_eq!(err.kind().class(), ErrorClass::Invalid);
     // ... and so is 1.27.0 from there (older than the running 1.27.4).
     let err = upgrade(&case, &cluster, "1.27.0").await.unwrap_err();
     assert!(err.is_invalid(), "{err}");

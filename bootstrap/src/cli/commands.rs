@@ -53,7 +53,7 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
             };
-            crate::upgrade::cmd::run(cli.output, action, load(file)?).await
+            super::upgrade::run(cli.output, action, load(file)?).await
         }
     }
 }

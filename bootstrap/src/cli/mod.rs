@@ -6,6 +6,7 @@
 
 mod commands;
 pub mod output;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

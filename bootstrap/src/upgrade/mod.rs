@@ -7,15 +7,12 @@
 //! - [`ClusterProbe`]: the version the cluster reports. Implemented for real by
 //!   [`probe::HttpClusterProbe`] (frontend HTTP API, `GET /api/v1/system-info`); the gRPC adapter
 //!   can implement it too once merged.
-//! - [`SchemaMigrator`]: current schema versions and migration to a release's exact versions.
-//!   No implementation ships in this module: the PostgreSQL schema runner (and the
-//!   Elasticsearch adapter) implement it. Until they are wired, `upgrade apply` refuses to run
-//!   without `--dry-run` (exit 1) instead of pretending.
+//! - [`SchemaMigrator`]: current schema versions and migration to a release's exact versions
+//!   ([`migrator::PostgresMigrator`]: the PostgreSQL schema runner of the steps).
 //! - [`Executor`]: rolls the services to a hop's release ([`executor::Manual`],
 //!   [`executor::Helm`], [`executor::K3s`]).
 
 pub mod apply;
-pub mod cmd;
 pub mod executor;
 pub mod migrator;
 pub mod plan;
@@ -28,7 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::types::TemporalVersion;
-use crate::reconcile::{ErrorClass, ErrorKind, StepError};
+use crate::error::{ErrorClass, ErrorKind};
 use crate::versions::{Hop, SchemaVersion, UpgradeRefusal};
 
 /// Failures of `upgrade plan` / `upgrade apply`.
@@ -91,12 +88,6 @@ impl UpgradeError {
     /// Whether this is the user's input (exit 2) rather than the world (exit 1).
     pub fn is_invalid(&self) -> bool {
         self.kind().class() == ErrorClass::Invalid
-    }
-}
-
-impl From<UpgradeError> for StepError {
-    fn from(e: UpgradeError) -> Self {
-        StepError::from_error(e.kind(), e)
     }
 }
 

@@ -1,4 +1,5 @@
-//! `temporal-bootstrap upgrade plan|apply`: flags -> plan -> output and exit code.
+//! `temporal-bootstrap upgrade plan|apply`: flags -> plan -> output and exit code (the edge of
+//! [`crate::upgrade`], which returns typed results).
 //!
 //! Exit codes: 0 planned / applied / nothing to do; 1 a system failed (cluster unreachable,
 //! schema or roll failure, timeout, schema adapter not wired); 2 refused (downgrade, unknown or
@@ -7,24 +8,25 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::apply::{self, ApplyReport, ApplyRequest};
-use super::executor::{ExecutorKind, Helm, K3s, Manual};
-use super::plan::{self, FromSource, UpgradePlan, VisibilityStore};
-use super::probe::HttpClusterProbe;
-use super::{ClusterProbe, SchemaMigrator, SystemClock, UpgradeError};
-use crate::cli::{CliError, OutputFormat, UpgradeAction, UpgradeArgs, exit};
+use super::output::Table;
+use super::{CliError, OutputFormat, UpgradeAction, UpgradeArgs, exit};
 use crate::config::LoadedConfig;
 use crate::config::types::{HumanDuration, TemporalVersion};
+use crate::upgrade::apply::{self, ApplyReport, ApplyRequest};
+use crate::upgrade::executor::{ExecutorKind, Helm, K3s, Manual};
+use crate::upgrade::plan::{
+    self, CheckStatus, FromSource, SCHEMA_AND_ROLL_MINUTES, UpgradePlan, VisibilityStore,
+};
+use crate::upgrade::probe::HttpClusterProbe;
+use crate::upgrade::{
+    ClusterProbe, SchemaMigrator, SystemClock, UpgradeError, VisibilityTarget, migrator, state,
+};
 
 /// Poll interval while waiting for a version and during the soak.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 fn to_cli(e: UpgradeError) -> CliError {
-    if e.is_invalid() {
-        CliError::invalid(e.to_string())
-    } else {
-        CliError::runtime(e.to_string())
-    }
+    CliError::of_kind(e.kind(), e.to_string())
 }
 
 fn version(flag: &str, raw: &str) -> Result<TemporalVersion, CliError> {
@@ -72,7 +74,7 @@ fn print_plan(output: OutputFormat, p: &UpgradePlan, dry_run: bool) {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Table => {
-            print!("{}", plan::render_table(p));
+            print!("{}", render_table(p));
             if dry_run {
                 println!("Dry run: nothing was changed.");
             }
@@ -122,13 +124,13 @@ pub async fn run(
                 offline: false,
                 force: false,
             };
-            let migrator = super::migrator::PostgresMigrator { ctx };
+            let migrator = migrator::PostgresMigrator { ctx };
             apply_with(output, a, &loaded, &migrator).await
         }
     }
 }
 
-/// `upgrade apply` with a schema adapter: for the lead to call once the adapters are merged.
+/// `upgrade apply` with a given schema adapter (the real one from [`run`], a fake in tests).
 pub async fn apply_with<M: SchemaMigrator>(
     output: OutputFormat,
     a: &UpgradeArgs,
@@ -153,7 +155,7 @@ pub async fn apply_with<M: SchemaMigrator>(
         state_path: a
             .state
             .clone()
-            .unwrap_or_else(|| super::state::default_path(&loaded.path)),
+            .unwrap_or_else(|| state::default_path(&loaded.path)),
     };
     let clock = SystemClock;
     let report = match a.executor {
@@ -199,4 +201,134 @@ fn print_apply(output: OutputFormat, r: &ApplyReport) {
             );
         }
     }
+}
+
+fn status_str(s: CheckStatus) -> &'static str {
+    match s {
+        CheckStatus::Pass => "pass",
+        CheckStatus::Warn => "warn",
+        CheckStatus::Fail => "FAIL",
+        CheckStatus::NotEvaluated => "not evaluated",
+    }
+}
+
+fn vis_str(t: VisibilityTarget) -> String {
+    match t {
+        VisibilityTarget::Postgres(v) => format!("pg {v}"),
+        VisibilityTarget::Elasticsearch(v) => format!("es v{v}"),
+        VisibilityTarget::Sqlite => "sqlite (server)".into(),
+    }
+}
+
+/// The plan as text tables (stdout of `upgrade plan`).
+pub fn render_table(plan: &UpgradePlan) -> String {
+    let mut out = String::new();
+    let source = match &plan.from_source {
+        FromSource::Flag => "--from".to_string(),
+        FromSource::Cluster(url) => url.clone(),
+    };
+    out.push_str(&format!(
+        "Upgrade plan for cluster {}: {} -> {} (running version from {source}; visibility store: {})\n",
+        plan.cluster,
+        plan.from,
+        plan.to,
+        serde_json::to_value(plan.visibility_store)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    ));
+    if plan.hops.is_empty() {
+        out.push_str("Nothing to do: the cluster already runs the target release.\n");
+        return out;
+    }
+    out.push('\n');
+    let mut t = Table::new([
+        "hop",
+        "from",
+        "to",
+        "pg temporal",
+        "pg visibility",
+        "es",
+        "this platform",
+        "server image",
+        "admin-tools image",
+        "estimate",
+    ]);
+    for h in &plan.hops {
+        t.row([
+            h.index.to_string(),
+            h.hop.from.to_string(),
+            h.hop.to.to_string(),
+            format!(
+                "{} -> {}",
+                h.hop.schemas_before.postgres_temporal, h.hop.schemas.postgres_temporal
+            ),
+            format!(
+                "{} -> {}",
+                h.hop.schemas_before.postgres_visibility, h.hop.schemas.postgres_visibility
+            ),
+            format!(
+                "v{} -> v{}",
+                h.hop.schemas_before.elasticsearch, h.hop.schemas.elasticsearch
+            ),
+            vis_str(h.visibility_target),
+            h.hop.server_image.clone(),
+            h.hop.admin_tools_image.clone(),
+            format!(
+                "{}{} min",
+                if h.estimate_is_lower_bound {
+                    ">= "
+                } else {
+                    "~"
+                },
+                h.estimated_minutes
+            ),
+        ]);
+    }
+    out.push_str(&t.render());
+    let any_lower = plan.hops.iter().any(|h| h.estimate_is_lower_bound);
+    out.push_str(&format!(
+        "\nEstimated total: {}{} min ({} hop(s) x ({} min schema + roll, {} min soak)){}\n",
+        if any_lower { ">= " } else { "~" },
+        plan.estimated_minutes_total,
+        plan.hops.len(),
+        SCHEMA_AND_ROLL_MINUTES,
+        plan.soak_minutes,
+        if any_lower {
+            "; table rewrites add time proportional to executions_visibility"
+        } else {
+            ""
+        }
+    ));
+    let mut notes = String::new();
+    for h in &plan.hops {
+        for n in &h.hop.notes {
+            notes.push_str(&format!("  hop {} ({}): note: {n}\n", h.index, h.hop.to));
+        }
+        for w in &h.hop.warnings {
+            notes.push_str(&format!("  hop {} ({}): WARNING: {w}\n", h.index, h.hop.to));
+        }
+    }
+    if !notes.is_empty() {
+        out.push_str("\nNotes and warnings:\n");
+        out.push_str(&notes);
+    }
+    out.push_str("\nPre-flight checks:\n");
+    let mut c = Table::new(["check", "status", "offline", "detail"]);
+    for ch in &plan.preflight {
+        c.row([
+            ch.name.to_string(),
+            status_str(ch.status).to_string(),
+            if ch.offline { "yes" } else { "no" }.to_string(),
+            ch.detail.clone(),
+        ]);
+    }
+    out.push_str(&c.render());
+    out.push_str(
+        "\nPer hop: schema to the exact versions first, then roll the services, wait for the version, soak.\n",
+    );
+    for a in &plan.afterwards {
+        out.push_str(&format!("Afterwards: {a}\n"));
+    }
+    out
 }
