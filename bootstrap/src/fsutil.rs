@@ -171,23 +171,29 @@ fn file_type_name(t: &std::fs::FileType) -> &'static str {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never a
 /// mix: a temporary file in the same directory, created with `mode`, fsynced, then renamed over
-/// `path`, then the directory fsynced.
+/// `path`, then the directory fsynced so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(
+    write_then_rename(path, bytes, mode)?;
+    sync_dir(parent_dir(path))
+}
+
+/// The atomic part of [`write_atomic`], for writers that change many files in one directory and
+/// fsync it once at the end ([`sync_dir`]).
+pub fn write_then_rename(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
+    })?;
+    let tmp = parent_dir(path).join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
         std::process::id()
     ));
+    // A temp file left by a crashed run with the same pid is stale: replace it. `create_new`
+    // below then never writes through a file or symlink someone else placed there.
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -203,16 +209,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Fsyncs a directory: renames and removals in it become durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 #[cfg(test)]

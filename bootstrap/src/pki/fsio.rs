@@ -8,9 +8,9 @@
 //! is opened with that mode), directories 0700.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub const KEY_MODE: u32 = 0o600;
@@ -88,7 +88,7 @@ impl Writer {
             }
             return Ok(());
         }
-        write_file_then_rename(path, bytes, mode)?;
+        crate::fsutil::write_then_rename(path, bytes, mode)?;
         if let Some(parent) = path.parent() {
             self.dirty.insert(parent.to_path_buf());
         }
@@ -114,7 +114,7 @@ impl Writer {
     /// Fsyncs every directory changed so far (renames and removals become durable).
     pub fn sync(&mut self) -> io::Result<()> {
         while let Some(dir) = self.dirty.pop_first() {
-            sync_dir(&dir)?;
+            crate::fsutil::sync_dir(&dir)?;
         }
         Ok(())
     }
@@ -125,55 +125,6 @@ impl Drop for Writer {
         // Best effort on error paths; the success path calls `sync` and reports its error.
         let _ = self.sync();
     }
-}
-
-/// Temp file in the same directory, opened with `mode`, written, fsynced, renamed over `path`,
-/// then the directory is fsynced so the rename itself survives a crash.
-#[cfg(test)]
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    write_file_then_rename(path, bytes, mode)?;
-    match path.parent() {
-        Some(dir) => sync_dir(dir),
-        None => Ok(()),
-    }
-}
-
-/// The atomic part of [`write_atomic`]: the directory fsync is left to the caller.
-fn write_file_then_rename(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    // A temp file left by a crashed run of the same pid (unlikely) is stale: replace it.
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have removed bits; it never adds any, but set the mode exactly anyway.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 /// Reads a certificate or key file (bounded, regular files only): `Ok(None)` when it does not
@@ -230,9 +181,9 @@ mod tests {
     fn loose_modes_are_detected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.pem");
-        write_atomic(&p, b"x", 0o644).unwrap();
+        crate::fsutil::write_atomic(&p, b"x", 0o644).unwrap();
         assert_eq!(loose_key_mode(&p), Some(0o644));
-        write_atomic(&p, b"x", 0o600).unwrap();
+        crate::fsutil::write_atomic(&p, b"x", 0o600).unwrap();
         assert_eq!(loose_key_mode(&p), None);
     }
 }
