@@ -4,6 +4,7 @@
 //! system unreachable, a step failed); 2 invalid input or a refused change; 3 `plan
 //! --detailed-exitcode` with pending changes. Results go to stdout, logs to stderr.
 
+mod capacity;
 mod commands;
 pub mod output;
 mod upgrade;
