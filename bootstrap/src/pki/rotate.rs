@@ -52,227 +52,236 @@ impl Pki {
         phase: RotatePhase,
         w: &mut Writer,
     ) -> Result<Vec<super::PkiChange>, PkiError> {
-        let ca_rel = FileName::CaCert.as_str();
-        let key_rel = FileName::CaKey.as_str();
-        if !self.check_dir()? || self.read(ca_rel)?.is_none() {
+        if !self.check_dir()? || self.read(FileName::CaCert.as_str())?.is_none() {
             return Err(PkiError::Invalid(
                 "there is no CA yet: run `temporal-bootstrap certs issue` first".into(),
             ));
         }
-        let mut changes = Vec::new();
         match phase {
-            RotatePhase::Start => {
-                if self.read(FileName::CaPreviousCert.as_str())?.is_some() {
-                    return Err(PkiError::Invalid(
-                        "a previous rotation is not finished (ca-previous.pem exists): run `certs rotate-ca finish` first".into(),
-                    ));
-                }
-                let next_rel = FileName::CaNextCert.as_str();
-                let next_key_rel = FileName::CaNextKey.as_str();
-                let next = match (self.read(next_rel)?, self.read(next_key_rel)?) {
-                    (Some(c), Some(k)) => {
-                        let key = self.parse_key(next_key_rel, &k)?;
-                        self.parse_ca(next_rel, &c, key)?
-                    }
-                    _ => {
-                        let ca = self.new_root_named(None, &self.rotated_cn())?;
-                        changes.push(self.change(
-                            ChangeKind::Create,
-                            next_key_rel,
-                            format!(
-                                "next root CA private key ({}, mode 0600)",
-                                ca.key.algorithm_name()
-                            ),
-                        ));
-                        changes.push(self.change(
-                            ChangeKind::Create,
-                            next_rel,
-                            format!(
-                                "next root CA `{}`, valid until {}",
-                                ca.info.subject_cn,
-                                certinfo::rfc3339(ca.info.not_after)
-                            ),
-                        ));
-                        self.write(w, next_key_rel, ca.key.to_pem().as_bytes(), KEY_MODE)?;
-                        self.write(w, next_rel, ca.pem.as_bytes(), CERT_MODE)?;
-                        ca
-                    }
-                };
-                if self.cfg.ca.intermediate {
-                    let i_rel = FileName::IntermediateNextCert.as_str();
-                    let ik_rel = FileName::IntermediateNextKey.as_str();
-                    let ok = match (self.read(i_rel)?, self.read(ik_rel)?) {
-                        (Some(c), Some(k)) => self
-                            .parse_key(ik_rel, &k)
-                            .and_then(|key| self.parse_ca(i_rel, &c, key))
-                            .map(|i| i.info.issued_by(&next.info))
-                            .unwrap_or(false),
-                        _ => false,
-                    };
-                    if !ok {
-                        let i = self.new_intermediate(&next, None)?;
-                        changes.push(self.change(
-                            ChangeKind::Create,
-                            i_rel,
-                            format!("next intermediate CA `{}` (+ {ik_rel})", i.info.subject_cn),
-                        ));
-                        self.write(w, ik_rel, i.key.to_pem().as_bytes(), KEY_MODE)?;
-                        self.write(w, i_rel, i.pem.as_bytes(), CERT_MODE)?;
-                    }
-                }
-                if w.dry_run() {
-                    return Ok(changes);
-                }
-                changes.extend(self.apply_pass(Policy::CreateMissing, w)?);
+            RotatePhase::Start => self.rotate_start(w),
+            RotatePhase::Promote => self.rotate_promote(w),
+            RotatePhase::Finish => self.rotate_finish(w),
+        }
+    }
+
+    /// `start`: a next root (and intermediate) beside the current one, trusted by every side, then the leaves that are missing.
+    fn rotate_start(&self, w: &mut Writer) -> Result<Vec<super::PkiChange>, PkiError> {
+        let mut changes = Vec::new();
+        if self.read(FileName::CaPreviousCert.as_str())?.is_some() {
+            return Err(PkiError::Invalid(
+                "a previous rotation is not finished (ca-previous.pem exists): run `certs rotate-ca finish` first".into(),
+            ));
+        }
+        let next_rel = FileName::CaNextCert.as_str();
+        let next_key_rel = FileName::CaNextKey.as_str();
+        let next = match (self.read(next_rel)?, self.read(next_key_rel)?) {
+            (Some(c), Some(k)) => {
+                let key = self.parse_key(next_key_rel, &k)?;
+                self.parse_ca(next_rel, &c, key)?
             }
-            RotatePhase::Promote => {
-                let next_rel = FileName::CaNextCert.as_str();
-                let next_key_rel = FileName::CaNextKey.as_str();
-                let (Some(nc), Some(nk)) = (self.read(next_rel)?, self.read(next_key_rel)?) else {
-                    if self.read(FileName::CaPreviousCert.as_str())?.is_some() {
-                        // Already promoted: only make sure every leaf is under the new CA.
-                        if w.dry_run() {
-                            return Ok(changes);
-                        }
-                        return self.apply_pass(Policy::Converge, w);
-                    }
-                    return Err(PkiError::Invalid(
-                        "no rotation in progress (no ca-next.pem): run `certs rotate-ca start` first".into(),
-                    ));
-                };
-                let next_key = self.parse_key(next_key_rel, &nk)?;
-                let next = self.parse_ca(next_rel, &nc, next_key)?;
-                let mut next_intermediate = None;
-                if self.cfg.ca.intermediate {
-                    let i_rel = FileName::IntermediateNextCert.as_str();
-                    let ik_rel = FileName::IntermediateNextKey.as_str();
-                    let (Some(ic), Some(ik)) = (self.read(i_rel)?, self.read(ik_rel)?) else {
-                        return Err(PkiError::Invalid(format!(
-                            "{i_rel} is missing: run `certs rotate-ca start` again to create it"
-                        )));
-                    };
-                    let key = self.parse_key(ik_rel, &ik)?;
-                    let i = self.parse_ca(i_rel, &ic, key)?;
-                    if !i.info.issued_by(&next.info) {
-                        return Err(PkiError::Invalid(format!(
-                            "{i_rel} is not issued by {next_rel}: delete both next intermediate files and run `certs rotate-ca start` again"
-                        )));
-                    }
-                    next_intermediate = Some((ic, ik));
-                }
-                if w.dry_run() {
-                    return Ok(changes);
-                }
-                let current = self.read(ca_rel)?.unwrap_or_default();
-                if current != nc {
-                    let chain = certinfo::parse_pem_chain(&current).map_err(|e| {
-                        PkiError::Invalid(format!("{}: {e}", self.layout.show(ca_rel)))
-                    })?;
-                    let prev = certinfo::der_to_pem(&chain[0]);
-                    changes.push(self.change(
-                        ChangeKind::Create,
-                        FileName::CaPreviousCert.as_str(),
-                        "the old root CA, still trusted (in ca-bundle.pem) until `rotate-ca finish`",
-                    ));
-                    self.write(
-                        w,
-                        FileName::CaPreviousCert.as_str(),
-                        prev.as_bytes(),
-                        CERT_MODE,
-                    )?;
-                }
-                if let Some((ic, ik)) = next_intermediate {
-                    let i_rel = FileName::IntermediateCert.as_str();
-                    let ik_rel = FileName::IntermediateKey.as_str();
-                    changes.push(self.change(
-                        ChangeKind::Replace,
-                        i_rel,
-                        "intermediate CA from intermediate-next.pem (+ key)",
-                    ));
-                    self.write(w, ik_rel, &ik, KEY_MODE)?;
-                    self.write(w, i_rel, &ic, CERT_MODE)?;
-                }
+            _ => {
+                let ca = self.new_root_named(None, &self.rotated_cn())?;
                 changes.push(self.change(
-                    ChangeKind::Replace,
-                    ca_rel,
+                    ChangeKind::Create,
+                    next_key_rel,
                     format!(
-                        "root CA is now `{}` from ca-next.pem (the old CA key is deleted)",
-                        next.info.subject_cn
+                        "next root CA private key ({}, mode 0600)",
+                        ca.key.algorithm_name()
                     ),
                 ));
-                self.write(w, key_rel, &nk, KEY_MODE)?;
-                self.write(w, ca_rel, &nc, CERT_MODE)?;
-                for f in [
-                    FileName::IntermediateNextCert,
-                    FileName::IntermediateNextKey,
-                    FileName::CaNextCert,
-                    FileName::CaNextKey,
-                ] {
-                    let p = self.layout.file(f);
-                    if p.exists() {
-                        changes.push(self.change(ChangeKind::Remove, f.as_str(), "promoted"));
-                        w.remove(&p).map_err(|e| {
-                            PkiError::Runtime(format!(
-                                "cannot remove {}: {e}",
-                                self.layout.show(f.as_str())
-                            ))
-                        })?;
-                    }
-                }
-                changes.extend(self.apply_pass(Policy::Converge, w)?);
+                changes.push(self.change(
+                    ChangeKind::Create,
+                    next_rel,
+                    format!(
+                        "next root CA `{}`, valid until {}",
+                        ca.info.subject_cn,
+                        certinfo::rfc3339(ca.info.not_after)
+                    ),
+                ));
+                self.write(w, next_key_rel, ca.key.to_pem().as_bytes(), KEY_MODE)?;
+                self.write(w, next_rel, ca.pem.as_bytes(), CERT_MODE)?;
+                ca
             }
-            RotatePhase::Finish => {
-                if self.read(FileName::CaNextCert.as_str())?.is_some() {
-                    return Err(PkiError::Invalid(
-                        "the rotation is not promoted yet (ca-next.pem exists): run `certs rotate-ca promote` first".into(),
-                    ));
-                }
-                let prev_rel = FileName::CaPreviousCert.as_str();
-                if self.read(prev_rel)?.is_some() {
-                    let root_bytes = self.read(ca_rel)?.unwrap_or_default();
-                    let trust = certinfo::parse_pem_chain(&root_bytes).map_err(|e| {
-                        PkiError::Invalid(format!("{}: {e}", self.layout.show(ca_rel)))
-                    })?;
-                    for kind in layout::leaves(&self.cfg) {
-                        let rel = kind.cert_rel();
-                        let ok = self
-                            .read(&rel)?
-                            .and_then(|b| certinfo::parse_pem_chain(&b).ok())
-                            .and_then(|chain| {
-                                certinfo::parse_der(&chain[0]).ok().map(|info| {
-                                    certinfo::verify_leaf(&chain, &info, &trust[..1], self.now)
-                                        .is_ok()
-                                })
-                            })
-                            .unwrap_or(false);
-                        if !ok {
-                            return Err(PkiError::Invalid(format!(
-                                "{} is not (validly) issued by the new CA yet: run `certs rotate-ca promote` or `certs renew` first",
-                                self.layout.show(&rel)
-                            )));
-                        }
-                    }
-                    if w.dry_run() {
-                        return Ok(changes);
-                    }
-                    changes.push(self.change(
-                        ChangeKind::Remove,
-                        prev_rel,
-                        "the old root CA is no longer trusted",
-                    ));
-                    w.remove(&self.layout.path(prev_rel)).map_err(|e| {
-                        PkiError::Runtime(format!(
-                            "cannot remove {}: {e}",
-                            self.layout.show(prev_rel)
-                        ))
-                    })?;
-                }
+        };
+        if self.cfg.ca.intermediate {
+            let i_rel = FileName::IntermediateNextCert.as_str();
+            let ik_rel = FileName::IntermediateNextKey.as_str();
+            let ok = match (self.read(i_rel)?, self.read(ik_rel)?) {
+                (Some(c), Some(k)) => self
+                    .parse_key(ik_rel, &k)
+                    .and_then(|key| self.parse_ca(i_rel, &c, key))
+                    .map(|i| i.info.issued_by(&next.info))
+                    .unwrap_or(false),
+                _ => false,
+            };
+            if !ok {
+                let i = self.new_intermediate(&next, None)?;
+                changes.push(self.change(
+                    ChangeKind::Create,
+                    i_rel,
+                    format!("next intermediate CA `{}` (+ {ik_rel})", i.info.subject_cn),
+                ));
+                self.write(w, ik_rel, i.key.to_pem().as_bytes(), KEY_MODE)?;
+                self.write(w, i_rel, i.pem.as_bytes(), CERT_MODE)?;
+            }
+        }
+        if w.dry_run() {
+            return Ok(changes);
+        }
+        changes.extend(self.apply_pass(Policy::CreateMissing, w)?);
+        Ok(changes)
+    }
+
+    /// `promote`: the next root becomes the root (the old one kept as ca-previous.pem, still trusted), then every leaf is reissued under it.
+    fn rotate_promote(&self, w: &mut Writer) -> Result<Vec<super::PkiChange>, PkiError> {
+        let mut changes = Vec::new();
+        let ca_rel = FileName::CaCert.as_str();
+        let key_rel = FileName::CaKey.as_str();
+        let next_rel = FileName::CaNextCert.as_str();
+        let next_key_rel = FileName::CaNextKey.as_str();
+        let (Some(nc), Some(nk)) = (self.read(next_rel)?, self.read(next_key_rel)?) else {
+            if self.read(FileName::CaPreviousCert.as_str())?.is_some() {
+                // Already promoted: only make sure every leaf is under the new CA.
                 if w.dry_run() {
                     return Ok(changes);
                 }
-                changes.extend(self.apply_pass(Policy::CreateMissing, w)?);
+                return self.apply_pass(Policy::Converge, w);
+            }
+            return Err(PkiError::Invalid(
+                "no rotation in progress (no ca-next.pem): run `certs rotate-ca start` first"
+                    .into(),
+            ));
+        };
+        let next_key = self.parse_key(next_key_rel, &nk)?;
+        let next = self.parse_ca(next_rel, &nc, next_key)?;
+        let mut next_intermediate = None;
+        if self.cfg.ca.intermediate {
+            let i_rel = FileName::IntermediateNextCert.as_str();
+            let ik_rel = FileName::IntermediateNextKey.as_str();
+            let (Some(ic), Some(ik)) = (self.read(i_rel)?, self.read(ik_rel)?) else {
+                return Err(PkiError::Invalid(format!(
+                    "{i_rel} is missing: run `certs rotate-ca start` again to create it"
+                )));
+            };
+            let key = self.parse_key(ik_rel, &ik)?;
+            let i = self.parse_ca(i_rel, &ic, key)?;
+            if !i.info.issued_by(&next.info) {
+                return Err(PkiError::Invalid(format!(
+                    "{i_rel} is not issued by {next_rel}: delete both next intermediate files and run `certs rotate-ca start` again"
+                )));
+            }
+            next_intermediate = Some((ic, ik));
+        }
+        if w.dry_run() {
+            return Ok(changes);
+        }
+        let current = self.read(ca_rel)?.unwrap_or_default();
+        if current != nc {
+            let chain = certinfo::parse_pem_chain(&current)
+                .map_err(|e| PkiError::Invalid(format!("{}: {e}", self.layout.show(ca_rel))))?;
+            let prev = certinfo::der_to_pem(&chain[0]);
+            changes.push(self.change(
+                ChangeKind::Create,
+                FileName::CaPreviousCert.as_str(),
+                "the old root CA, still trusted (in ca-bundle.pem) until `rotate-ca finish`",
+            ));
+            self.write(
+                w,
+                FileName::CaPreviousCert.as_str(),
+                prev.as_bytes(),
+                CERT_MODE,
+            )?;
+        }
+        if let Some((ic, ik)) = next_intermediate {
+            let i_rel = FileName::IntermediateCert.as_str();
+            let ik_rel = FileName::IntermediateKey.as_str();
+            changes.push(self.change(
+                ChangeKind::Replace,
+                i_rel,
+                "intermediate CA from intermediate-next.pem (+ key)",
+            ));
+            self.write(w, ik_rel, &ik, KEY_MODE)?;
+            self.write(w, i_rel, &ic, CERT_MODE)?;
+        }
+        changes.push(self.change(
+            ChangeKind::Replace,
+            ca_rel,
+            format!(
+                "root CA is now `{}` from ca-next.pem (the old CA key is deleted)",
+                next.info.subject_cn
+            ),
+        ));
+        self.write(w, key_rel, &nk, KEY_MODE)?;
+        self.write(w, ca_rel, &nc, CERT_MODE)?;
+        for f in [
+            FileName::IntermediateNextCert,
+            FileName::IntermediateNextKey,
+            FileName::CaNextCert,
+            FileName::CaNextKey,
+        ] {
+            let p = self.layout.file(f);
+            if p.exists() {
+                changes.push(self.change(ChangeKind::Remove, f.as_str(), "promoted"));
+                w.remove(&p).map_err(|e| {
+                    PkiError::Runtime(format!(
+                        "cannot remove {}: {e}",
+                        self.layout.show(f.as_str())
+                    ))
+                })?;
             }
         }
+        changes.extend(self.apply_pass(Policy::Converge, w)?);
+        Ok(changes)
+    }
+
+    /// `finish`: once every leaf is under the new root, the old root is no longer trusted.
+    fn rotate_finish(&self, w: &mut Writer) -> Result<Vec<super::PkiChange>, PkiError> {
+        let mut changes = Vec::new();
+        let ca_rel = FileName::CaCert.as_str();
+        if self.read(FileName::CaNextCert.as_str())?.is_some() {
+            return Err(PkiError::Invalid(
+                "the rotation is not promoted yet (ca-next.pem exists): run `certs rotate-ca promote` first".into(),
+            ));
+        }
+        let prev_rel = FileName::CaPreviousCert.as_str();
+        if self.read(prev_rel)?.is_some() {
+            let root_bytes = self.read(ca_rel)?.unwrap_or_default();
+            let trust = certinfo::parse_pem_chain(&root_bytes)
+                .map_err(|e| PkiError::Invalid(format!("{}: {e}", self.layout.show(ca_rel))))?;
+            for kind in layout::leaves(&self.cfg) {
+                let rel = kind.cert_rel();
+                let ok = self
+                    .read(&rel)?
+                    .and_then(|b| certinfo::parse_pem_chain(&b).ok())
+                    .and_then(|chain| {
+                        certinfo::parse_der(&chain[0]).ok().map(|info| {
+                            certinfo::verify_leaf(&chain, &info, &trust[..1], self.now).is_ok()
+                        })
+                    })
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(PkiError::Invalid(format!(
+                        "{} is not (validly) issued by the new CA yet: run `certs rotate-ca promote` or `certs renew` first",
+                        self.layout.show(&rel)
+                    )));
+                }
+            }
+            if w.dry_run() {
+                return Ok(changes);
+            }
+            changes.push(self.change(
+                ChangeKind::Remove,
+                prev_rel,
+                "the old root CA is no longer trusted",
+            ));
+            w.remove(&self.layout.path(prev_rel)).map_err(|e| {
+                PkiError::Runtime(format!("cannot remove {}: {e}", self.layout.show(prev_rel)))
+            })?;
+        }
+        if w.dry_run() {
+            return Ok(changes);
+        }
+        changes.extend(self.apply_pass(Policy::CreateMissing, w)?);
         Ok(changes)
     }
 }
