@@ -125,252 +125,338 @@ where
     E: Executor,
     C: Clock,
 {
-    let path = &req.state_path;
     // A missing helm/kubectl must stop us before the first schema change, not after it.
     executor.preflight()?;
-    let recorded = state::load(path)?;
-    // A resumed run may start while the frontend restarts (mid-roll): only a phase that acts on
-    // the running version needs it, and then it is checked below.
-    let first_probe = probe.server_version().await;
-    let mut report = ApplyReport {
-        cluster: req.cluster.clone(),
-        to: req.to,
-        resumed: false,
-        converged: false,
-        hops: Vec::new(),
-        state_file: path.display().to_string(),
-    };
+    Upgrade {
+        req,
+        migrator,
+        probe,
+        executor,
+        clock,
+    }
+    .run()
+    .await
+}
 
-    let (mut st, hops) = match recorded {
-        Some(s) if s.cluster != req.cluster => {
-            return Err(UpgradeError::Invalid(format!(
+/// One run of [`apply`]: the request and the four things it acts through.
+struct Upgrade<'a, M, P, E, C> {
+    req: &'a ApplyRequest,
+    migrator: &'a M,
+    probe: &'a P,
+    executor: &'a E,
+    clock: &'a C,
+}
+
+impl<M, P, E, C> Upgrade<'_, M, P, E, C>
+where
+    M: SchemaMigrator,
+    P: ClusterProbe,
+    E: Executor,
+    C: Clock,
+{
+    /// Each hop moves through its phases (schema, roll, wait for the version, soak); the state
+    /// file is saved after every phase, so a re-run continues where this one stopped.
+    async fn run(&self) -> Result<ApplyReport, UpgradeError> {
+        let path = &self.req.state_path;
+        let recorded = state::load(path)?;
+        // A resumed run may start while the frontend restarts (mid-roll): only a phase that acts
+        // on the running version needs it, and then it is checked below.
+        let first_probe = self.probe.server_version().await;
+        let mut report = ApplyReport {
+            cluster: self.req.cluster.clone(),
+            to: self.req.to,
+            resumed: false,
+            converged: false,
+            hops: Vec::new(),
+            state_file: path.display().to_string(),
+        };
+        let Some((mut st, hops)) = self.start_or_resume(recorded, &first_probe, &mut report)?
+        else {
+            report.converged = true;
+            return Ok(report);
+        };
+
+        let mut first_probe = Some(first_probe);
+        let mut running: Option<TemporalVersion> = None;
+        while let Some(i) = st.next_hop() {
+            let hop = &hops[i];
+            let mut actions = Vec::new();
+            let label = format!("hop {}/{} {} -> {}", i + 1, hops.len(), hop.from, hop.to);
+            if st.hops[i].phase <= Phase::SchemaApplied {
+                running = Some(
+                    self.running_at_hop_start(hop, &label, running, &mut first_probe)
+                        .await?,
+                );
+            }
+            if st.hops[i].phase == Phase::Pending {
+                actions.push(self.migrate_schema(hop, &label).await?);
+                self.advance(&mut st, i, Phase::SchemaApplied, self.clock.now())?;
+            }
+            if st.hops[i].phase == Phase::SchemaApplied {
+                actions.push(self.roll(hop, &label, running).await?);
+                self.advance(&mut st, i, Phase::Rolled, self.clock.now())?;
+            }
+            if st.hops[i].phase == Phase::Rolled {
+                running = Some(self.wait_for_version(hop, &label).await?);
+                actions.push(format!("cluster reports {}", hop.to));
+                let now = self.clock.now();
+                st.hops[i].version_seen_at = Some(now);
+                self.advance(&mut st, i, Phase::Soaking, now)?;
+            }
+            if st.hops[i].phase == Phase::Soaking {
+                self.soak(hop, &label, st.hops[i].version_seen_at).await?;
+                actions.push(format!("soaked {}s", self.req.soak.as_secs()));
+                self.advance(&mut st, i, Phase::Done, self.clock.now())?;
+                running = Some(hop.to);
+                log(&format!("{label}: done"));
+            }
+            report.hops.push(HopReport {
+                from: hop.from,
+                to: hop.to,
+                actions,
+            });
+        }
+        if report.hops.is_empty() {
+            report.converged = true;
+        }
+        Ok(report)
+    }
+
+    /// The state to work from: the recorded unfinished upgrade, or a new one planned from the
+    /// running version (saved before anything is changed). `None`: nothing to do.
+    fn start_or_resume(
+        &self,
+        recorded: Option<UpgradeState>,
+        first_probe: &Result<TemporalVersion, UpgradeError>,
+        report: &mut ApplyReport,
+    ) -> Result<Option<(UpgradeState, Vec<Hop>)>, UpgradeError> {
+        let req = self.req;
+        let path = &req.state_path;
+        match recorded {
+            Some(s) if s.cluster != req.cluster => Err(UpgradeError::Invalid(format!(
                 "{} records an upgrade of cluster {}, not {}: pass another --state",
                 path.display(),
                 s.cluster,
                 req.cluster
-            )));
-        }
-        Some(s) if !s.is_done() && s.to != req.to => {
-            return Err(UpgradeError::Invalid(format!(
+            ))),
+            Some(s) if !s.is_done() && s.to != req.to => Err(UpgradeError::Invalid(format!(
                 "{} records an unfinished upgrade to {}: finish it first (re-run with --to {}), or move the file away if that upgrade was abandoned",
                 path.display(),
                 s.to,
                 s.to
-            )));
-        }
-        Some(s) if !s.is_done() => {
-            let hops = hops_from_state(&s)?;
-            report.resumed = true;
-            log(&format!(
-                "resuming the upgrade to {} recorded in {} at hop {}",
-                s.to,
-                path.display(),
-                s.next_hop().map(|i| i + 1).unwrap_or(0)
-            ));
-            (s, hops)
-        }
-        done_or_none => {
-            let running = first_probe
-                .as_ref()
-                .map(|v| *v)
-                .map_err(|e| UpgradeError::Probe {
-                    address: probe.address(),
-                    reason: e.to_string(),
-                })?;
-            if let Some(from) = req.from_hint
-                && from != running
-            {
-                return Err(UpgradeError::Invalid(format!(
-                    "--from {from} but the cluster reports {running}: re-plan from the running release"
-                )));
-            }
-            let hops = versions::plan_hops(running, req.to)?;
-            if hops.is_empty() {
-                report.converged = true;
+            ))),
+            Some(s) if !s.is_done() => {
+                let hops = hops_from_state(&s)?;
+                report.resumed = true;
                 log(&format!(
-                    "the cluster already runs {}: nothing to do",
-                    req.to
-                ));
-                return Ok(report);
-            }
-            if let Some(done) = done_or_none {
-                log(&format!(
-                    "{} records a finished upgrade to {}; starting a new one",
+                    "resuming the upgrade to {} recorded in {} at hop {}",
+                    s.to,
                     path.display(),
-                    done.to
+                    s.next_hop().map(|i| i + 1).unwrap_or(0)
                 ));
+                Ok(Some((s, hops)))
             }
-            let s = UpgradeState {
-                format: UpgradeState::FORMAT,
-                cluster: req.cluster.clone(),
-                from: running,
-                to: req.to,
-                hops: hops
-                    .iter()
-                    .map(|h| HopState {
-                        from: h.from,
-                        to: h.to,
-                        phase: Phase::Pending,
-                        version_seen_at: None,
-                        updated_at: None,
-                    })
-                    .collect(),
-            };
-            state::save(path, &s)?;
-            (s, hops)
-        }
-    };
-
-    let mut first_probe = Some(first_probe);
-    let mut running: Option<TemporalVersion> = None;
-    while let Some(i) = st.next_hop() {
-        let hop = &hops[i];
-        let mut actions = Vec::new();
-        let label = format!("hop {}/{} {} -> {}", i + 1, hops.len(), hop.from, hop.to);
-
-        if st.hops[i].phase <= Phase::SchemaApplied {
-            // Schema and roll act on what runs: it must be this hop's `from` (or already `to`).
-            let now_running = match (running, first_probe.take()) {
-                (Some(v), _) => v,
-                (None, Some(Ok(v))) => v,
-                (None, Some(Err(e))) => return Err(e),
-                (None, None) => probe.server_version().await?,
-            };
-            running = Some(now_running);
-            if now_running != hop.from && now_running != hop.to {
-                return Err(UpgradeError::Invalid(format!(
-                    "{label}: the cluster reports {now_running}, expected {} (or {}); refusing to continue, since that could skip a minor release or roll a release back. Check what changed it, then re-plan",
-                    hop.from, hop.to
-                )));
-            }
-        }
-
-        if st.hops[i].phase == Phase::Pending {
-            let temporal = hop.schemas.postgres_temporal;
-            let vis = req.store.target(hop);
-            let before = migrator.current_versions().await?;
-            if at_least(&before, temporal, vis) {
-                actions.push(format!(
-                    "schema already at or above target ({})",
-                    fmt_current(&before)
-                ));
-            } else {
-                log(&format!(
-                    "{label}: schema {} -> temporal {temporal}, visibility {vis:?}",
-                    fmt_current(&before)
-                ));
-                migrator.migrate_to(temporal, vis).await?;
-                let after = migrator.current_versions().await?;
-                if !at_least(&after, temporal, vis) {
-                    return Err(UpgradeError::Schema(format!(
-                        "{label}: after migrating, the stores report {}; expected temporal {temporal}, visibility {vis:?}",
-                        fmt_current(&after)
+            done_or_none => {
+                let running =
+                    first_probe
+                        .as_ref()
+                        .map(|v| *v)
+                        .map_err(|e| UpgradeError::Probe {
+                            address: self.probe.address(),
+                            reason: e.to_string(),
+                        })?;
+                if let Some(from) = req.from_hint
+                    && from != running
+                {
+                    return Err(UpgradeError::Invalid(format!(
+                        "--from {from} but the cluster reports {running}: re-plan from the running release"
                     )));
                 }
-                actions.push(format!(
-                    "schema {} -> {}",
-                    fmt_current(&before),
-                    fmt_current(&after)
-                ));
-            }
-            st.hops[i].phase = Phase::SchemaApplied;
-            st.hops[i].updated_at = Some(clock.now());
-            state::save(path, &st)?;
-        }
-
-        if st.hops[i].phase == Phase::SchemaApplied {
-            if running == Some(hop.to) {
-                actions.push(format!("services already report {}", hop.to));
-            } else {
-                log(&format!(
-                    "{label}: rolling the services ({})",
-                    executor.name()
-                ));
-                let out = executor.roll(hop).await?;
-                actions.push(format!("rolled: {}", out.detail));
-            }
-            st.hops[i].phase = Phase::Rolled;
-            st.hops[i].updated_at = Some(clock.now());
-            state::save(path, &st)?;
-        }
-
-        if st.hops[i].phase == Phase::Rolled {
-            let budget = executor.wait_budget(req.wait_timeout).as_secs();
-            let start = clock.now();
-            let mut last: String;
-            loop {
-                match probe.server_version().await {
-                    Ok(v) if v == hop.to => {
-                        running = Some(v);
-                        break;
-                    }
-                    Ok(v) if v != hop.from => {
-                        return Err(UpgradeError::Invalid(format!(
-                            "{label}: the cluster reports {v} while rolling to {}: refusing to continue",
-                            hop.to
-                        )));
-                    }
-                    Ok(v) => last = v.to_string(),
-                    Err(e) => last = e.to_string(),
+                let hops = versions::plan_hops(running, req.to)?;
+                if hops.is_empty() {
+                    log(&format!(
+                        "the cluster already runs {}: nothing to do",
+                        req.to
+                    ));
+                    return Ok(None);
                 }
-                let waited = clock.now().saturating_sub(start);
-                if waited >= budget {
-                    return Err(UpgradeError::Timeout {
-                        expected: hop.to,
-                        waited_secs: waited,
-                        last_seen: last,
-                    });
+                if let Some(done) = done_or_none {
+                    log(&format!(
+                        "{} records a finished upgrade to {}; starting a new one",
+                        path.display(),
+                        done.to
+                    ));
                 }
-                clock.sleep(req.poll_interval).await;
+                let s = UpgradeState {
+                    format: UpgradeState::FORMAT,
+                    cluster: req.cluster.clone(),
+                    from: running,
+                    to: req.to,
+                    hops: hops
+                        .iter()
+                        .map(|h| HopState {
+                            from: h.from,
+                            to: h.to,
+                            phase: Phase::Pending,
+                            version_seen_at: None,
+                            updated_at: None,
+                        })
+                        .collect(),
+                };
+                state::save(path, &s)?;
+                Ok(Some((s, hops)))
             }
-            let now = clock.now();
-            actions.push(format!("cluster reports {}", hop.to));
-            st.hops[i].phase = Phase::Soaking;
-            st.hops[i].version_seen_at = Some(now);
-            st.hops[i].updated_at = Some(now);
-            state::save(path, &st)?;
         }
-
-        if st.hops[i].phase == Phase::Soaking {
-            let since = st.hops[i].version_seen_at.unwrap_or_else(|| clock.now());
-            let until = since + req.soak.as_secs();
-            if clock.now() < until {
-                log(&format!(
-                    "{label}: soaking {}s (history reloads its shards)",
-                    until - clock.now()
-                ));
-            }
-            while clock.now() < until {
-                let left = until - clock.now();
-                clock
-                    .sleep(req.poll_interval.min(Duration::from_secs(left)))
-                    .await;
-                if let Ok(v) = probe.server_version().await
-                    && v != hop.to
-                {
-                    return Err(UpgradeError::Regressed {
-                        expected: hop.to,
-                        seen: v,
-                    });
-                }
-            }
-            actions.push(format!("soaked {}s", req.soak.as_secs()));
-            st.hops[i].phase = Phase::Done;
-            st.hops[i].updated_at = Some(clock.now());
-            state::save(path, &st)?;
-            running = Some(hop.to);
-            log(&format!("{label}: done"));
-        }
-        report.hops.push(HopReport {
-            from: hop.from,
-            to: hop.to,
-            actions,
-        });
     }
-    if report.hops.is_empty() {
-        report.converged = true;
+
+    /// Schema and roll act on what runs: it must be this hop's `from` (or already `to`).
+    async fn running_at_hop_start(
+        &self,
+        hop: &Hop,
+        label: &str,
+        known: Option<TemporalVersion>,
+        first_probe: &mut Option<Result<TemporalVersion, UpgradeError>>,
+    ) -> Result<TemporalVersion, UpgradeError> {
+        let now_running = match (known, first_probe.take()) {
+            (Some(v), _) => v,
+            (None, Some(Ok(v))) => v,
+            (None, Some(Err(e))) => return Err(e),
+            (None, None) => self.probe.server_version().await?,
+        };
+        if now_running != hop.from && now_running != hop.to {
+            return Err(UpgradeError::Invalid(format!(
+                "{label}: the cluster reports {now_running}, expected {} (or {}); refusing to continue, since that could skip a minor release or roll a release back. Check what changed it, then re-plan",
+                hop.from, hop.to
+            )));
+        }
+        Ok(now_running)
     }
-    Ok(report)
+
+    /// The stores to the hop's exact schema versions (left alone when already there).
+    async fn migrate_schema(&self, hop: &Hop, label: &str) -> Result<String, UpgradeError> {
+        let temporal = hop.schemas.postgres_temporal;
+        let vis = self.req.store.target(hop);
+        let before = self.migrator.current_versions().await?;
+        if at_least(&before, temporal, vis) {
+            return Ok(format!(
+                "schema already at or above target ({})",
+                fmt_current(&before)
+            ));
+        }
+        log(&format!(
+            "{label}: schema {} -> temporal {temporal}, visibility {vis:?}",
+            fmt_current(&before)
+        ));
+        self.migrator.migrate_to(temporal, vis).await?;
+        let after = self.migrator.current_versions().await?;
+        if !at_least(&after, temporal, vis) {
+            return Err(UpgradeError::Schema(format!(
+                "{label}: after migrating, the stores report {}; expected temporal {temporal}, visibility {vis:?}",
+                fmt_current(&after)
+            )));
+        }
+        Ok(format!(
+            "schema {} -> {}",
+            fmt_current(&before),
+            fmt_current(&after)
+        ))
+    }
+
+    async fn roll(
+        &self,
+        hop: &Hop,
+        label: &str,
+        running: Option<TemporalVersion>,
+    ) -> Result<String, UpgradeError> {
+        if running == Some(hop.to) {
+            return Ok(format!("services already report {}", hop.to));
+        }
+        log(&format!(
+            "{label}: rolling the services ({})",
+            self.executor.name()
+        ));
+        let out = self.executor.roll(hop).await?;
+        Ok(format!("rolled: {}", out.detail))
+    }
+
+    /// Polls until the cluster reports the hop's release, within the executor's budget.
+    async fn wait_for_version(
+        &self,
+        hop: &Hop,
+        label: &str,
+    ) -> Result<TemporalVersion, UpgradeError> {
+        let budget = self.executor.wait_budget(self.req.wait_timeout).as_secs();
+        let start = self.clock.now();
+        loop {
+            let last = match self.probe.server_version().await {
+                Ok(v) if v == hop.to => return Ok(v),
+                Ok(v) if v != hop.from => {
+                    return Err(UpgradeError::Invalid(format!(
+                        "{label}: the cluster reports {v} while rolling to {}: refusing to continue",
+                        hop.to
+                    )));
+                }
+                Ok(v) => v.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let waited = self.clock.now().saturating_sub(start);
+            if waited >= budget {
+                return Err(UpgradeError::Timeout {
+                    expected: hop.to,
+                    waited_secs: waited,
+                    last_seen: last,
+                });
+            }
+            self.clock.sleep(self.req.poll_interval).await;
+        }
+    }
+
+    /// Waits out the soak from when the version was first seen; a version change during it
+    /// stops the upgrade.
+    async fn soak(
+        &self,
+        hop: &Hop,
+        label: &str,
+        version_seen_at: Option<u64>,
+    ) -> Result<(), UpgradeError> {
+        let clock = self.clock;
+        let since = version_seen_at.unwrap_or_else(|| clock.now());
+        let until = since + self.req.soak.as_secs();
+        if clock.now() < until {
+            log(&format!(
+                "{label}: soaking {}s (history reloads its shards)",
+                until - clock.now()
+            ));
+        }
+        while clock.now() < until {
+            let left = until - clock.now();
+            clock
+                .sleep(self.req.poll_interval.min(Duration::from_secs(left)))
+                .await;
+            if let Ok(v) = self.probe.server_version().await
+                && v != hop.to
+            {
+                return Err(UpgradeError::Regressed {
+                    expected: hop.to,
+                    seen: v,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that hop `i` reached `phase` at `now`, durably.
+    fn advance(
+        &self,
+        st: &mut UpgradeState,
+        i: usize,
+        phase: Phase,
+        now: u64,
+    ) -> Result<(), UpgradeError> {
+        st.hops[i].phase = phase;
+        st.hops[i].updated_at = Some(now);
+        state::save(&self.req.state_path, st)
+    }
 }
 
 /// Orchestration tests against in-memory fakes of the cluster, the schema stores and the
