@@ -11,7 +11,8 @@
 //! on create, a missing bearer token), so it checks what we send, not only what we parse.
 //!
 //! `real_api_server_*` runs against a real API server when `TB_KUBE_API_URL` is set (see its doc
-//! comment) and prints that it is skipped otherwise, even in CI (no API server exists there).
+//! comment) at build time (cfg `tb_kube_api`, see `build.rs`), and is listed as ignored
+//! otherwise, also in CI (no API server exists there).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -1360,20 +1361,19 @@ fn without_an_api_server_the_step_fails_with_a_clear_message() {
 /// `kubectl proxy --port 8001 & TB_KUBE_API_URL=http://127.0.0.1:8001 cargo test --test kubernetes real_`
 /// (or an https URL with `TB_KUBE_TOKEN_FILE` and `TB_KUBE_CA_FILE`). `TB_KUBE_NAMESPACE`
 /// (default `default`) must exist; the test writes Secrets named `tb-it-<pid>-<n>-*` there and
-/// deletes them at the end. Skipped with a printed reason otherwise, also in CI: no API server
-/// exists there. `real_scenario_against_the_fake` runs the same scenario on the fake, so the
+/// deletes them at the end. Ignored otherwise (cfg `tb_kube_api`, see `build.rs`), also in CI: no
+/// API server exists there. `real_scenario_against_the_fake` runs the same scenario on the fake, so the
 /// scenario itself is exercised on every run.
 #[tokio::test]
+#[cfg_attr(
+    not(tb_kube_api),
+    ignore = "needs a real Kubernetes API server: TB_KUBE_API_URL (none runs in CI)"
+)]
 async fn real_api_server_publish_restore_and_converge() {
-    let Some(_) = std::env::var("TB_KUBE_API_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!(
-            "skipped: real_api_server_publish_restore_and_converge needs TB_KUBE_API_URL (e.g. `kubectl proxy --port 8001` and TB_KUBE_API_URL=http://127.0.0.1:8001)"
-        );
-        return;
-    };
+    assert!(
+        std::env::var("TB_KUBE_API_URL").is_ok_and(|u| !u.is_empty()),
+        "built with TB_KUBE_API_URL (cfg tb_kube_api) but run without it: real_api_server_publish_restore_and_converge needs TB_KUBE_API_URL (e.g. `kubectl proxy --port 8001` and TB_KUBE_API_URL=http://127.0.0.1:8001)"
+    );
     let ns = std::env::var("TB_KUBE_NAMESPACE").unwrap_or_else(|_| "default".into());
     real_scenario(None, ns).await;
 }
