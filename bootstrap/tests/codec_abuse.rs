@@ -10,8 +10,9 @@
 //! built-in check of the label syntax, which needs no promtool).
 //!
 //! promtool: /usr/bin/promtool or `promtool` on PATH (the Debian package `prometheus`, installed
-//! by `scripts/dev-services start`). Missing, the promtool step fails when CI=true; elsewhere it
-//! says so and the built-in check still runs.
+//! by `scripts/dev-services start`). Missing, the promtool step fails with the dev stack or
+//! CI=true (cfg `tb_stack`, see `build.rs`); elsewhere it says so and the built-in check still
+//! runs.
 //!
 //! Waits are bounded (deadlines of a few seconds over the configured timeouts); no assertion is
 //! about speed.
@@ -382,9 +383,9 @@ fn promtool_check(scrape: &str) {
             })
         });
     let Some(promtool) = found else {
-        if std::env::var("CI").as_deref() == Ok("true") {
+        if cfg!(tb_stack) {
             panic!(
-                "promtool is required in CI (Debian package `prometheus`, installed by scripts/dev-services start)"
+                "promtool is required with the dev stack and in CI (Debian package `prometheus`, installed by scripts/dev-services start)"
             );
         }
         eprintln!("note: promtool not found; only the built-in scrape check ran");

@@ -11,18 +11,14 @@ use temporal_bootstrap::reconcile::Action;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn env_or_skip(name: &str) -> Option<String> {
+/// A variable the test needs. Only tests marked to need it call this (they are ignored without
+/// it, see `build.rs`), so a missing one is a failure.
+fn required(name: &str) -> String {
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "{name} is not set; run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
-            )
-        }
-        _ => {
-            eprintln!("skipped: {name} not set (run scripts/dev-services start)");
-            None
-        }
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set; run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
+        ),
     }
 }
 
@@ -62,13 +58,15 @@ fn config_with(dir: &Path, name: &str, observability: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 fn alert_rules_load_into_real_prometheus_idempotently_and_report_rejections() {
-    let (Some(url), Some(rules_dir)) = (
-        env_or_skip("TB_PROMETHEUS_URL"),
-        env_or_skip("TB_PROMETHEUS_RULES_DIR"),
-    ) else {
-        return;
-    };
+    let (url, rules_dir) = (
+        required("TB_PROMETHEUS_URL"),
+        required("TB_PROMETHEUS_RULES_DIR"),
+    );
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config_with(
         tmp.path(),
@@ -418,14 +416,12 @@ async fn grafana_missing_datasource_is_reported() {
 
 /// Against a real Grafana: TB_GRAFANA_URL and TB_GRAFANA_TOKEN (a service account token).
 #[tokio::test]
+#[cfg_attr(
+    not(tb_grafana),
+    ignore = "needs a real Grafana: TB_GRAFANA_URL and TB_GRAFANA_TOKEN (none runs in CI)"
+)]
 async fn real_grafana_when_configured() {
-    let (Ok(url), Ok(token)) = (
-        std::env::var("TB_GRAFANA_URL"),
-        std::env::var("TB_GRAFANA_TOKEN"),
-    ) else {
-        eprintln!("skipped: TB_GRAFANA_URL/TB_GRAFANA_TOKEN not set (no Grafana runs in CI)");
-        return;
-    };
+    let (url, token) = (required("TB_GRAFANA_URL"), required("TB_GRAFANA_TOKEN"));
     let cfg: GrafanaConfig = serde_json::from_value(
         json!({"url": url, "token": "env:TB_GRAFANA_TOKEN", "folder": "Temporal bootstrap test"}),
     )

@@ -118,20 +118,20 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Case {
-    fn new(tag: &str) -> Option<Self> {
-        let pg = pg()?;
+    fn new(tag: &str) -> Self {
+        let pg = pg();
         let names = Names::new(tag);
         let cleanup = Cleanup {
             pg: pg.clone(),
             names: vec![names.temporal(), names.visibility()],
             role: names.role(),
         };
-        Some(Self {
+        Self {
             pg,
             names,
             dir: tempfile::tempdir().unwrap(),
             _cleanup: cleanup,
-        })
+        }
     }
 
     /// A private copy of the basic fixture (optionally with the slow overlay) under the case dir.
@@ -335,10 +335,12 @@ async fn install_intermediate(config: &Path) {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn fresh_install_reaches_target_and_rerun_writes_nothing() {
-    let Some(case) = Case::new("fresh") else {
-        return;
-    };
+    let case = Case::new("fresh");
     let config = case.config(Some(&Case::basic_schema()), "");
     let out = case.run(&config, &["apply", "--only", "persistence,visibility"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -450,8 +452,12 @@ async fn fresh_install_reaches_target_and_rerun_writes_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn dry_run_on_an_empty_server_lists_everything_and_writes_nothing() {
-    let Some(case) = Case::new("dry") else { return };
+    let case = Case::new("dry");
     let config = case.config(Some(&Case::basic_schema()), "");
     let out = case.run(
         &config,
@@ -511,10 +517,12 @@ async fn dry_run_on_an_empty_server_lists_everything_and_writes_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn upgrade_from_an_intermediate_version_with_a_dry_run_first() {
-    let Some(case) = Case::new("upgrade") else {
-        return;
-    };
+    let case = Case::new("upgrade");
     let config = case.config(Some(&Case::basic_schema()), "");
     install_intermediate(&config).await;
     let (t, v) = (case.names.temporal(), case.names.visibility());
@@ -592,10 +600,12 @@ async fn upgrade_from_an_intermediate_version_with_a_dry_run_first() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn two_concurrent_runs_leave_one_correct_history() {
-    let Some(case) = Case::new("conc") else {
-        return;
-    };
+    let case = Case::new("conc");
     let schema = case.schema_copy(true);
     let config = case.config(Some(&schema), "");
     let spawn = || {
@@ -631,10 +641,12 @@ async fn two_concurrent_runs_leave_one_correct_history() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn a_run_killed_mid_version_leaves_a_clean_version_and_the_rerun_finishes() {
-    let Some(case) = Case::new("kill") else {
-        return;
-    };
+    let case = Case::new("kill");
     let schema = case.schema_copy(true);
     let config = case.config(Some(&schema), "");
     let t = case.names.temporal();
@@ -691,15 +703,16 @@ async fn a_run_killed_mid_version_leaves_a_clean_version_and_the_rerun_finishes(
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn continues_a_database_left_by_temporal_sql_tool() {
-    let Some(case) = Case::new("tool") else {
-        return;
-    };
-    if Command::new("psql").arg("--version").output().is_err() {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "psql is needed");
-        eprintln!("skipped: psql not found");
-        return;
-    }
+    let case = Case::new("tool");
+    assert!(
+        Command::new("psql").arg("--version").output().is_ok(),
+        "psql is needed (scripts/dev-services start installs the PostgreSQL client)"
+    );
     let (t, role) = (case.names.temporal(), case.names.role());
     // An operator created the role and database by hand, then ran
     // `temporal-sql-tool setup-schema -v 0.0` and `update-schema` up to 1.3.
@@ -819,10 +832,12 @@ async fn continues_a_database_left_by_temporal_sql_tool() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn a_newer_database_is_refused_never_downgraded() {
-    let Some(case) = Case::new("newer") else {
-        return;
-    };
+    let case = Case::new("newer");
     let config = case.config(Some(&Case::basic_schema()), "");
     let out = case.run(&config, &["apply", "--only", "persistence"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -844,10 +859,12 @@ async fn a_newer_database_is_refused_never_downgraded() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn role_drift_and_a_changed_password_are_reported_and_fixed() {
-    let Some(case) = Case::new("drift") else {
-        return;
-    };
+    let case = Case::new("drift");
     let role = case.names.role();
     let config = case.config(None, "");
     // The tool creates (and marks) the role and database; then someone changes them by hand.
@@ -962,10 +979,12 @@ async fn database_exists(c: &mut PgConnection, db: &str) -> bool {
 /// create. Each case is checked in `pg_roles` (pg_authid: attributes, password verifier and
 /// comment) before and after `plan` and `apply`.
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn privileged_and_foreign_roles_are_never_altered() {
-    let Some(case) = Case::new("safety") else {
-        return;
-    };
+    let case = Case::new("safety");
     let role = case.names.role();
     let mut c = case.admin("postgres").await;
 
@@ -1070,10 +1089,12 @@ async fn privileged_and_foreign_roles_are_never_altered() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn observe_reports_role_databases_and_versions() {
-    let Some(case) = Case::new("observe") else {
-        return;
-    };
+    let case = Case::new("observe");
     let config = case.config(Some(&Case::basic_schema()), "");
     install_intermediate(&config).await;
     let ctx = Case::context(&config);
@@ -1109,10 +1130,12 @@ async fn observe_reports_role_databases_and_versions() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn the_lock_wait_is_bounded_and_fails_clearly() {
-    let Some(case) = Case::new("lock") else {
-        return;
-    };
+    let case = Case::new("lock");
     let config = case.config(Some(&Case::basic_schema()), "");
     let ctx = Case::context(&config);
     let spec = postgres::spec_for(&ctx, SchemaKind::Temporal, &StepOptions::default()).unwrap();
@@ -1143,8 +1166,12 @@ async fn the_lock_wait_is_bounded_and_fails_clearly() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn bad_inputs_give_clear_errors_and_exit_codes() {
-    let Some(case) = Case::new("bad") else { return };
+    let case = Case::new("bad");
     let good_schema = Case::basic_schema();
 
     // Wrong admin password: the configuration is valid, the environment does not match it: a
@@ -1268,8 +1295,12 @@ async fn bad_inputs_give_clear_errors_and_exit_codes() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn tls_modes_are_honoured() {
-    let Some(case) = Case::new("tls") else { return };
+    let case = Case::new("tls");
     let schema = Case::basic_schema();
     let mut c = case.admin("postgres").await;
     let ssl: String = sqlx::query_scalar("SELECT current_setting('ssl')")
@@ -1314,7 +1345,7 @@ async fn tls_modes_are_honoured() {
                 assert_eq!(out.status.code(), Some(0), "{}", text(&out));
             }
             Err(_) => eprintln!(
-                "skipped verify-full success case: TB_PG_CA (CA of the server certificate) not set"
+                "note: the verify-full success case did not run: TB_PG_CA (CA of the server certificate) is not set"
             ),
         }
     } else {
@@ -1326,10 +1357,12 @@ async fn tls_modes_are_honoured() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn a_large_rewritten_table_is_sized_from_statistics() {
-    let Some(case) = Case::new("large") else {
-        return;
-    };
+    let case = Case::new("large");
     let config = case.config(Some(&Case::basic_schema()), "");
     install_intermediate(&config).await;
     let mut cv = case.admin(&case.names.visibility()).await;
@@ -1352,10 +1385,12 @@ async fn a_large_rewritten_table_is_sized_from_statistics() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn a_failing_statement_is_named_and_its_version_rolled_back() {
-    let Some(case) = Case::new("fail") else {
-        return;
-    };
+    let case = Case::new("fail");
     let schema = case.schema_copy(false);
     std::fs::write(
         schema.join("temporal/versioned/v1.6/index.sql"),
@@ -1388,10 +1423,12 @@ async fn a_failing_statement_is_named_and_its_version_rolled_back() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn upgrade_hops_migrate_to_exact_versions_and_never_back() {
-    let Some(case) = Case::new("hops") else {
-        return;
-    };
+    let case = Case::new("hops");
     let config = case.config(Some(&Case::basic_schema()), "");
     let ctx = Case::context(&config);
     assert_eq!(
@@ -1430,12 +1467,14 @@ async fn upgrade_hops_migrate_to_exact_versions_and_never_back() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn a_concurrently_built_index_runs_outside_a_transaction_and_a_rerun_finishes() {
     // Temporal's own visibility v1.13 (release 1.31) uses CREATE INDEX CONCURRENTLY, which
     // PostgreSQL refuses inside a transaction block.
-    let Some(case) = Case::new("conc") else {
-        return;
-    };
+    let case = Case::new("conc");
     let schema = case.schema_copy(false);
     let index_sql = schema.join("temporal/versioned/v1.6/index.sql");
     std::fs::write(

@@ -11,8 +11,9 @@
 //! On OpenSearch, custom search attributes are cluster-wide: each test uses attribute names of its
 //! own with the same type in every run, or names unique to the run, so tests run in parallel and
 //! can be re-run without cleaning up. Every attribute the tests add is proven usable by a
-//! `temporal workflow list --query` that filters on it. Without the variables the tests print
-//! "skipped" and pass, except with CI=true where they fail.
+//! `temporal workflow list --query` that filters on it. The tests that need the stack are ignored
+//! unless it is meant to be there (`TB_REPO_LOCAL` or `CI=true` at build time, see `build.rs`);
+//! when they run, a missing variable is a failure.
 
 #[path = "common/attribute_lock.rs"]
 mod attribute_lock;
@@ -43,20 +44,14 @@ const STEPS: [StepName; 3] = [
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-fn required(name: &str) -> Option<String> {
+/// A variable of `scripts/dev-services env`. Only tests marked to need the stack call it (they
+/// are ignored without it, see `build.rs`), so a missing one is a failure.
+fn required(name: &str) -> String {
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "{name} is not set; run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipped: {name} is not set (run scripts/dev-services start, then eval \"$(scripts/dev-services env)\")"
-            );
-            None
-        }
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set; run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
+        ),
     }
 }
 
@@ -113,25 +108,25 @@ struct Server {
 }
 
 /// The stack's real server over mTLS.
-fn real_server() -> Option<Server> {
-    let address = required("TB_TEMPORAL_ADDRESS")?;
+fn real_server() -> Server {
+    let address = required("TB_TEMPORAL_ADDRESS");
     let tls = [
-        required("TB_TEMPORAL_TLS_CA")?,
-        required("TB_TEMPORAL_TLS_CERT")?,
-        required("TB_TEMPORAL_TLS_KEY")?,
+        required("TB_TEMPORAL_TLS_CA"),
+        required("TB_TEMPORAL_TLS_CERT"),
+        required("TB_TEMPORAL_TLS_KEY"),
     ];
-    Some(Server::ask(address, Some(tls)))
+    Server::ask(address, Some(tls))
 }
 
 /// The stack's second real server, on PostgreSQL visibility (SQL's per-namespace caps), over mTLS.
-fn sql_server() -> Option<Server> {
-    let address = required("TB_TEMPORAL_SQL_ADDRESS")?;
+fn sql_server() -> Server {
+    let address = required("TB_TEMPORAL_SQL_ADDRESS");
     let tls = [
-        required("TB_TEMPORAL_SQL_TLS_CA")?,
-        required("TB_TEMPORAL_SQL_TLS_CERT")?,
-        required("TB_TEMPORAL_SQL_TLS_KEY")?,
+        required("TB_TEMPORAL_SQL_TLS_CA"),
+        required("TB_TEMPORAL_SQL_TLS_CERT"),
+        required("TB_TEMPORAL_SQL_TLS_KEY"),
     ];
-    Some(Server::ask(address, Some(tls)))
+    Server::ask(address, Some(tls))
 }
 
 impl Server {
@@ -149,8 +144,7 @@ impl Server {
         s.shards = v["historyShardCount"].as_u64().unwrap();
         s.cluster_wide = v["visibilityStore"] == "elasticsearch";
         if s.cluster_wide {
-            let url =
-                required("TB_OPENSEARCH_URL").unwrap_or_else(|| "http://127.0.0.1:59200".into());
+            let url = required("TB_OPENSEARCH_URL");
             s.visibility = format!(
                 "elasticsearch: {{ url: \"{url}\", flavor: opensearch, index: temporal_visibility_v1_dev }}"
             );
@@ -426,10 +420,12 @@ fn retention_secs(desc: &serde_json::Value) -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn fresh_registration_then_second_run_writes_nothing() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     let (a, b) = (unique("fresh-a"), unique("fresh-b"));
     // Attribute names of this run: on OpenSearch they are cluster-wide, and the count of
     // AddSearchAttributes calls below needs them to be new.
@@ -546,10 +542,12 @@ async fn fresh_registration_then_second_run_writes_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn retention_and_description_drift_is_corrected() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     let ns = unique("drift");
     let case = Case::new();
     let cfg = case.write(
@@ -609,10 +607,12 @@ async fn retention_and_description_drift_is_corrected() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     // Names of this test only: on OpenSearch attributes are cluster-wide, and MismatchPriority is
     // Keyword in every run.
     let ns = unique("mismatch");
@@ -682,12 +682,14 @@ async fn type_mismatch_is_refused_with_exit_2_and_nothing_changes() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn sql_cap_exceeded_is_refused_before_any_call() {
     // SQL visibility caps custom attributes per namespace and type; OpenSearch has no such cap,
     // so this runs on the PostgreSQL-visibility server.
-    let Some(srv) = sql_server() else {
-        return;
-    };
+    let srv = sql_server();
     assert!(!srv.cluster_wide, "the second server runs SQL visibility");
     let ns = unique("cap");
     srv.temporal_ok(&[
@@ -743,10 +745,12 @@ async fn sql_cap_exceeded_is_refused_before_any_call() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn reserved_names_are_refused_and_nothing_is_registered() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     let ns = unique("reserved");
     let case = Case::new();
     for attr in ["WorkflowId", "TemporalScheduledById"] {
@@ -769,10 +773,12 @@ async fn reserved_names_are_refused_and_nothing_is_registered() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn twenty_namespaces_with_ten_attributes_each() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     let prefix = unique("many");
     // Names of this run only (cluster-wide on OpenSearch), with the SQL caps' shape: Keyword 10,
     // every other type 3.
@@ -840,10 +846,12 @@ async fn twenty_namespaces_with_ten_attributes_each() {
 /// OpenSearch visibility has no per-type cap: more Keyword and Int attributes than SQL
 /// visibility allows in one namespace are added, and every one answers a query.
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn opensearch_attributes_are_not_capped() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     if !srv.cluster_wide {
         panic!("the stack's server should run Elasticsearch/OpenSearch visibility");
     }
@@ -872,10 +880,12 @@ async fn opensearch_attributes_are_not_capped() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn already_exists_is_handled() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     use temporal_bootstrap::temporal::proxy::ProxyEnv;
     use temporal_bootstrap::temporal::{
         ConnectSettings, GrpcTemporal, NamespaceSpec, RetryPolicy, TemporalApi, TlsMaterial,
@@ -951,10 +961,12 @@ async fn already_exists_is_handled() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn shard_count_change_is_refused_with_exit_2() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     let ns = unique("shards");
     let case = Case::new();
     // Ask the running cluster its count, independently.
@@ -1041,14 +1053,14 @@ fn server_down_is_retried_then_reported_with_exit_1() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 fn https_proxy_is_used_and_no_proxy_respected() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     let addr = srv.address.clone();
-    let Some(proxy) = required("TB_PROXY_URL") else {
-        return;
-    };
+    let proxy = required("TB_PROXY_URL");
     let ns = unique("proxy");
     let via = format!("ViaProxy{}", word("").trim_start_matches("tbt_"));
     let host = addr.rsplit_once(':').unwrap().0.to_string();
@@ -1156,10 +1168,12 @@ fn foreign_pki() -> (String, (String, String)) {
 /// another CA, and trusting another CA for the server are refused with exit 1, a message that
 /// says why, and no retries.
 #[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
-    let Some(srv) = real_server() else {
-        return;
-    };
+    let srv = real_server();
     let [ca, cert, key] = srv.tls.clone().expect("the stack's server runs mTLS");
     let case = Case::new();
     let (other_ca, (foreign_cert, foreign_key)) = foreign_pki();
@@ -1230,17 +1244,16 @@ fn real_server_mtls_needs_a_client_certificate_from_its_ca() {
     );
 
     // mTLS through the CONNECT proxy as well.
-    if let Some(proxy) = required("TB_PROXY_URL") {
-        let o = cli(
-            &[
-                "plan",
-                "-f",
-                good.to_str().unwrap(),
-                "--only",
-                "cluster,namespaces",
-            ],
-            &[("HTTPS_PROXY", &proxy)],
-        );
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    }
+    let proxy = required("TB_PROXY_URL");
+    let o = cli(
+        &[
+            "plan",
+            "-f",
+            good.to_str().unwrap(),
+            "--only",
+            "cluster,namespaces",
+        ],
+        &[("HTTPS_PROXY", &proxy)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -79,9 +79,9 @@ struct Case {
 }
 
 impl Case {
-    fn new(tag: &str) -> Option<Self> {
+    fn new(tag: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let pg = pg()?;
+        let pg = pg();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -110,12 +110,12 @@ impl Case {
         );
         let config = dir.path().join("platform.yaml");
         std::fs::write(&config, text).unwrap();
-        Some(Self {
+        Self {
             pg,
             prefix,
             dir,
             config,
-        })
+        }
     }
 
     fn temporal_db(&self) -> String {
@@ -445,14 +445,16 @@ fn rt() -> &'static tokio::runtime::Runtime {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions() {
     rt().block_on(multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_body());
 }
 
 async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_body() {
-    let Some(case) = Case::new("hops") else {
-        return;
-    };
+    let case = Case::new("hops");
     case.install_1_27();
     let (t, vis) = case.both().await;
     assert_history(&t, 16);
@@ -528,14 +530,16 @@ async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_bo
 }
 
 #[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 fn a_run_aborted_between_hops_resumes_from_the_recorded_state() {
     rt().block_on(a_run_aborted_between_hops_resumes_from_the_recorded_state_body());
 }
 
 async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
-    let Some(case) = Case::new("resume") else {
-        return;
-    };
+    let case = Case::new("resume");
     case.install_1_27();
     let cluster = FakeCluster::new(case.context(), "1.27.4");
     cluster.w().fail_roll = Some(2);
@@ -600,14 +604,16 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
 }
 
 #[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 fn broken_targets_and_downgrades_are_refused_before_any_write() {
     rt().block_on(broken_targets_and_downgrades_are_refused_before_any_write_body());
 }
 
 async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
-    let Some(case) = Case::new("refuse") else {
-        return;
-    };
+    let case = Case::new("refuse");
     case.install_1_27();
     let before = case.both().await;
     let state_path = case.request("1.27.0").state_path;
@@ -658,14 +664,16 @@ async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
 }
 
 #[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice() {
     rt().block_on(a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice_body());
 }
 
 async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice_body() {
-    let Some(case) = Case::new("crash") else {
-        return;
-    };
+    let case = Case::new("crash");
     case.install_1_27();
     let cluster = FakeCluster::new(case.context(), "1.27.4");
     let crashing = CrashingMigrator {

@@ -36,8 +36,9 @@
 //! launcher build; OpenSearch 3 needs the JDK at `/usr/lib/jvm/temurin-25-jdk-amd64`). Each
 //! private node listens on free loopback ports, keeps its data in a temporary directory and is
 //! stopped when its test ends, so the shared stack's template and index are never written.
-//! Without the variables the tests print "skipped: ..." and pass, except with CI=true where they
-//! fail.
+//! The tests are ignored unless the stack is meant to be there (`TB_REPO_LOCAL` or `CI=true` at
+//! build time, see `build.rs`); the OpenSearch 3 one also needs `TB_OPENSEARCH3=1`. When they
+//! run, a missing variable is a failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -69,10 +70,12 @@ const PER_INDEX_SETTINGS: &[&str] = &[
 // ------------------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn private_node_step_converges_matches_the_release_tool_and_coexists_with_it() {
-    let Some(release) = Release::required() else {
-        return;
-    };
+    let release = Release::required();
     let node = PrivateNode::start(NodeVersion::OpenSearch2).await;
     let proxy = RecordingProxy::start(&node.url).await;
     let raw = Raw::new(&node.url);
@@ -279,10 +282,12 @@ async fn converge_fresh_node_then_write_nothing(
 // ------------------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn private_node_older_release_index_is_upgraded_and_changed_field_is_drift() {
-    let Some(release) = Release::required() else {
-        return;
-    };
+    let release = Release::required();
     let node = PrivateNode::start(NodeVersion::OpenSearch2).await;
     let proxy = RecordingProxy::start(&node.url).await;
     let raw = Raw::new(&node.url);
@@ -424,10 +429,12 @@ async fn private_node_older_release_index_is_upgraded_and_changed_field_is_drift
 // ------------------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn shared_stack_plan_is_empty_and_records_the_release_schema_version() {
-    let (Some(url), Some(release)) = (required("TB_OPENSEARCH_URL"), Release::required()) else {
-        return;
-    };
+    let (url, release) = (required("TB_OPENSEARCH_URL"), Release::required());
     temporal_bootstrap::ensure_crypto_provider();
     let proxy = RecordingProxy::start(&url).await;
     let config_path = repo_root().join("examples/local.yaml");
@@ -503,16 +510,21 @@ async fn shared_stack_plan_is_empty_and_records_the_release_schema_version() {
 // ------------------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[cfg_attr(
+    all(tb_stack, not(tb_opensearch3)),
+    ignore = "needs TB_OPENSEARCH3=1 (a private OpenSearch 3 node on the Java 25 JDK)"
+)]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
 async fn opensearch3_private_node_converges() {
-    if std::env::var("TB_OPENSEARCH3").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set TB_OPENSEARCH3=1 to start a private OpenSearch {OPENSEARCH3_VERSION} node (needs {OPENSEARCH3_JAVA_HOME})"
-        );
-        return;
-    }
-    let Some(release) = Release::required() else {
-        return;
-    };
+    assert_eq!(
+        std::env::var("TB_OPENSEARCH3").as_deref(),
+        Ok("1"),
+        "built with TB_OPENSEARCH3=1 (cfg tb_opensearch3) but run without it: set TB_OPENSEARCH3=1 to start a private OpenSearch {OPENSEARCH3_VERSION} node (needs {OPENSEARCH3_JAVA_HOME})"
+    );
+    let release = Release::required();
     let node = PrivateNode::start(NodeVersion::OpenSearch3).await;
     let proxy = RecordingProxy::start(&node.url).await;
     let raw = Raw::new(&node.url);
@@ -558,19 +570,14 @@ async fn opensearch3_private_node_converges() {
 // Helpers: environment and configuration
 // ------------------------------------------------------------------------------------------------
 
-/// `Some(value)`, or `None` after printing "skipped" (a panic with CI=true).
-fn required(name: &str) -> Option<String> {
+/// A variable of `scripts/dev-services env`. Only tests marked to need the stack call it (they
+/// are ignored without it, see `build.rs`), so a missing one is a failure.
+fn required(name: &str) -> String {
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
             "{name} is not set; run `eval \"$(scripts/dev-services env)\"` after `scripts/dev-services start`"
         ),
-        _ => {
-            eprintln!(
-                "skipped: {name} is not set (run scripts/dev-services start, then eval \"$(scripts/dev-services env)\")"
-            );
-            None
-        }
     }
 }
 
@@ -589,16 +596,16 @@ struct Release {
 }
 
 impl Release {
-    fn required() -> Option<Self> {
-        let schema_dir = required("TB_TEMPORAL_SCHEMA_DIR")?;
-        let es_tool = required("TB_TEMPORAL_ES_TOOL")?;
-        let version = required("TB_TEMPORAL_VERSION")?;
+    fn required() -> Self {
+        let schema_dir = required("TB_TEMPORAL_SCHEMA_DIR");
+        let es_tool = required("TB_TEMPORAL_ES_TOOL");
+        let version = required("TB_TEMPORAL_VERSION");
         temporal_bootstrap::ensure_crypto_provider();
-        Some(Self {
+        Self {
             schema_dir: schema_dir.into(),
             es_tool: es_tool.into(),
             version,
-        })
+        }
     }
 
     /// The release's `schema/elasticsearch` (what `visibility.elasticsearch.schema_dir` names).
