@@ -179,29 +179,55 @@ fn preflight(
     store: VisibilityStore,
     hops: &[PlannedHop],
 ) -> Vec<Check> {
-    let mut out = Vec::new();
-    let check = |name, status, offline, detail: String| Check {
+    vec![
+        check(
+            "target-release",
+            CheckStatus::Pass,
+            true,
+            format!("{to} is a known release and not known-broken"),
+        ),
+        check(
+            "one-minor-per-hop",
+            CheckStatus::Pass,
+            true,
+            format!(
+                "{} hop(s), each to the next minor's latest patch",
+                hops.len()
+            ),
+        ),
+        running_version_check(from, from_source),
+        config_version_check(config.cluster.temporal_version, from, to),
+        visibility_store_check(store, hops),
+        persistence_check(&config.persistence),
+        schema_check(from, hops),
+        table_rewrite_check(hops),
+        check(
+            "backups",
+            CheckStatus::NotEvaluated,
+            false,
+            "take and test-restore backups of the persistence and visibility stores: the schema cannot be rolled back".into(),
+        ),
+        check(
+            "cluster-health",
+            CheckStatus::NotEvaluated,
+            false,
+            "all services serving, no shard movement; check dashboards and alerts before each hop"
+                .into(),
+        ),
+    ]
+}
+
+fn check(name: &'static str, status: CheckStatus, offline: bool, detail: String) -> Check {
+    Check {
         name,
         status,
         offline,
         detail,
-    };
-    out.push(check(
-        "target-release",
-        CheckStatus::Pass,
-        true,
-        format!("{to} is a known release and not known-broken"),
-    ));
-    out.push(check(
-        "one-minor-per-hop",
-        CheckStatus::Pass,
-        true,
-        format!(
-            "{} hop(s), each to the next minor's latest patch",
-            hops.len()
-        ),
-    ));
-    out.push(match from_source {
+    }
+}
+
+fn running_version_check(from: TemporalVersion, from_source: &FromSource) -> Check {
+    match from_source {
         FromSource::Cluster(url) => check(
             "running-version",
             CheckStatus::Pass,
@@ -214,9 +240,15 @@ fn preflight(
             false,
             format!("--from {from} taken as given; apply compares it with the cluster"),
         ),
-    });
-    let configured = config.cluster.temporal_version;
-    out.push(if configured == from || configured == to {
+    }
+}
+
+fn config_version_check(
+    configured: TemporalVersion,
+    from: TemporalVersion,
+    to: TemporalVersion,
+) -> Check {
+    if configured == from || configured == to {
         check(
             "config-version",
             CheckStatus::Pass,
@@ -232,9 +264,12 @@ fn preflight(
                 "platform.yaml says {configured}, the cluster runs {from}: update cluster.temporal_version"
             ),
         )
-    });
-    // Visibility store support per hop.
-    let store_check = match store {
+    }
+}
+
+/// Whether every hop's release supports the visibility store.
+fn visibility_store_check(store: VisibilityStore, hops: &[PlannedHop]) -> Check {
+    match store {
         VisibilityStore::Opensearch => {
             match hops
                 .iter()
@@ -275,9 +310,11 @@ fn preflight(
             true,
             "SQLite visibility is for development only".into(),
         ),
-    };
-    out.push(store_check);
-    out.push(match &config.persistence {
+    }
+}
+
+fn persistence_check(persistence: &PersistenceConfig) -> Check {
+    match persistence {
         PersistenceConfig::Postgres(_) => check(
             "postgres-version",
             CheckStatus::NotEvaluated,
@@ -297,8 +334,11 @@ fn preflight(
             true,
             "SQLite persistence (development): the server manages its own schema".into(),
         ),
-    });
-    out.push(check(
+    }
+}
+
+fn schema_check(from: TemporalVersion, hops: &[PlannedHop]) -> Check {
+    check(
         "schema-matches-running-release",
         CheckStatus::NotEvaluated,
         false,
@@ -312,13 +352,17 @@ fn preflight(
                 )
             })
             .unwrap_or_else(|| "nothing to upgrade".into()),
-    ));
+    )
+}
+
+/// Hops whose SQL visibility migration rewrites executions_visibility.
+fn table_rewrite_check(hops: &[PlannedHop]) -> Check {
     let rewrites: Vec<String> = hops
         .iter()
         .filter(|h| h.hop.visibility_rewrite)
         .map(|h| h.index.to_string())
         .collect();
-    out.push(if rewrites.is_empty() {
+    if rewrites.is_empty() {
         check(
             "visibility-table-rewrite",
             CheckStatus::Pass,
@@ -335,21 +379,7 @@ fn preflight(
                 rewrites.join(", ")
             ),
         )
-    });
-    out.push(check(
-        "backups",
-        CheckStatus::NotEvaluated,
-        false,
-        "take and test-restore backups of the persistence and visibility stores: the schema cannot be rolled back".into(),
-    ));
-    out.push(check(
-        "cluster-health",
-        CheckStatus::NotEvaluated,
-        false,
-        "all services serving, no shard movement; check dashboards and alerts before each hop"
-            .into(),
-    ));
-    out
+    }
 }
 
 #[cfg(test)]
