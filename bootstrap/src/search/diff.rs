@@ -80,8 +80,36 @@ pub fn diff(
     index: &str,
 ) -> Diff {
     let mut d = Diff::default();
+    diff_cluster_settings(&mut d, observed, want_settings);
+    diff_template(&mut d, observed, desired);
+    match &observed.index {
+        None => {
+            d.changes.push(Change::new(
+                Action::Create,
+                format!("index {index}"),
+                format!(
+                    "from the template, schema {}; records it in the mapping _meta",
+                    desired.label()
+                ),
+            ));
+            d.ops.push(Op::CreateIndex);
+        }
+        Some(state) => {
+            diff_fields(&mut d, state, desired, index);
+            diff_dynamic(&mut d, state, desired, index);
+            index_settings(&mut d, state, desired, index);
+            diff_meta(&mut d, state, desired, index);
+        }
+    }
+    d
+}
 
-    // Cluster settings: only the keys that differ.
+/// Cluster settings: only the keys that differ; a transient override is drift.
+fn diff_cluster_settings(
+    d: &mut Diff,
+    observed: &Observed,
+    want_settings: &BTreeMap<String, Value>,
+) {
     let mut put = Map::new();
     for (key, want) in want_settings {
         let have = observed.persistent.get(key);
@@ -113,8 +141,10 @@ pub fn diff(
     if !put.is_empty() {
         d.ops.push(Op::ClusterSettings(put));
     }
+}
 
-    // Template: only when the stored one differs canonically.
+/// The template: only when the stored one differs canonically.
+fn diff_template(d: &mut Diff, observed: &Observed, desired: &DesiredTemplate) {
     match &observed.template {
         None => {
             d.changes.push(Change::new(
@@ -148,105 +178,99 @@ pub fn diff(
         }
         Some(_) => {}
     }
+}
 
-    // Index and its mapping.
-    let record = desired.meta_record();
-    match &observed.index {
-        None => {
-            d.changes.push(Change::new(
-                Action::Create,
-                format!("index {index}"),
-                format!(
-                    "from the template, schema {}; records it in the mapping _meta",
-                    desired.label()
-                ),
-            ));
-            d.ops.push(Op::CreateIndex);
-        }
-        Some(state) => {
-            let mut add = Map::new();
-            let body_props = desired
-                .body
-                .pointer("/mappings/properties")
-                .and_then(Value::as_object);
-            for (field, want) in desired.properties() {
-                match state.properties.get(&field) {
-                    None => {
-                        let original = body_props
-                            .and_then(|p| p.get(&field))
-                            .cloned()
-                            .unwrap_or_else(|| want.clone());
-                        d.changes.push(Change::new(
-                            Action::Update,
-                            format!("index {index} field {field}"),
-                            format!("add {}", canonical_string(&want)),
-                        ));
-                        add.insert(field.clone(), original);
-                    }
-                    Some(have) if have != &want => {
-                        d.changes.push(Change::new(
-                            Action::Drift,
-                            format!("index {index} field {field}"),
-                            format!(
-                                "index has {}, template wants {}; a field is never changed in place (it needs a new index and a reindex)",
-                                canonical_string(have),
-                                canonical_string(&want)
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
-                }
+/// Fields the index lacks are added; a field with another mapping is drift (never changed in
+/// place).
+fn diff_fields(d: &mut Diff, state: &IndexState, desired: &DesiredTemplate, index: &str) {
+    let mut add = Map::new();
+    let body_props = desired
+        .body
+        .pointer("/mappings/properties")
+        .and_then(Value::as_object);
+    for (field, want) in desired.properties() {
+        match state.properties.get(&field) {
+            None => {
+                let original = body_props
+                    .and_then(|p| p.get(&field))
+                    .cloned()
+                    .unwrap_or_else(|| want.clone());
+                d.changes.push(Change::new(
+                    Action::Update,
+                    format!("index {index} field {field}"),
+                    format!("add {}", canonical_string(&want)),
+                ));
+                add.insert(field.clone(), original);
             }
-            let want_dynamic = desired.canonical.pointer("/mappings/dynamic");
-            if let Some(w) = want_dynamic
-                && state.dynamic.as_ref() != Some(w)
-            {
+            Some(have) if have != &want => {
                 d.changes.push(Change::new(
                     Action::Drift,
-                    format!("index {index} mapping dynamic"),
+                    format!("index {index} field {field}"),
                     format!(
-                        "index has {}, template wants {}; left unchanged",
-                        state
-                            .dynamic
-                            .as_ref()
-                            .map(canonical_string)
-                            .unwrap_or_else(|| "unset".into()),
-                        canonical_string(w)
+                        "index has {}, template wants {}; a field is never changed in place (it needs a new index and a reindex)",
+                        canonical_string(have),
+                        canonical_string(&want)
                     ),
                 ));
             }
-            if !add.is_empty() {
-                d.ops.push(Op::AddFields(add));
-            }
-            index_settings(&mut d, state, desired, index);
-            let current = state.meta.get(META_KEY);
-            if current.map(canonical_scalars) != Some(canonical_scalars(&record)) {
-                let was = current
-                    .map(|m| {
-                        format!(
-                            "{} (sha256 {})",
-                            m.get("schema_version")
-                                .and_then(Value::as_str)
-                                .unwrap_or("unknown version"),
-                            m.get("template_sha256")
-                                .and_then(Value::as_str)
-                                .map(|s| s.chars().take(12).collect::<String>())
-                                .unwrap_or_else(|| "?".into())
-                        )
-                    })
-                    .unwrap_or_else(|| "nothing recorded".into());
-                d.changes.push(Change::new(
-                    Action::Update,
-                    format!("index {index} _meta"),
-                    format!("record schema {} (was: {was})", desired.label()),
-                ));
-                let mut merged = state.meta.clone();
-                merged.insert(META_KEY.into(), record);
-                d.ops.push(Op::RecordMeta(merged));
-            }
+            Some(_) => {}
         }
     }
-    d
+    if !add.is_empty() {
+        d.ops.push(Op::AddFields(add));
+    }
+}
+
+/// The mapping's `dynamic` setting differing from the template is drift.
+fn diff_dynamic(d: &mut Diff, state: &IndexState, desired: &DesiredTemplate, index: &str) {
+    let want_dynamic = desired.canonical.pointer("/mappings/dynamic");
+    if let Some(w) = want_dynamic
+        && state.dynamic.as_ref() != Some(w)
+    {
+        d.changes.push(Change::new(
+            Action::Drift,
+            format!("index {index} mapping dynamic"),
+            format!(
+                "index has {}, template wants {}; left unchanged",
+                state
+                    .dynamic
+                    .as_ref()
+                    .map(canonical_string)
+                    .unwrap_or_else(|| "unset".into()),
+                canonical_string(w)
+            ),
+        ));
+    }
+}
+
+/// The schema version and template checksum recorded in the mapping `_meta`.
+fn diff_meta(d: &mut Diff, state: &IndexState, desired: &DesiredTemplate, index: &str) {
+    let record = desired.meta_record();
+    let current = state.meta.get(META_KEY);
+    if current.map(canonical_scalars) != Some(canonical_scalars(&record)) {
+        let was = current
+            .map(|m| {
+                format!(
+                    "{} (sha256 {})",
+                    m.get("schema_version")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown version"),
+                    m.get("template_sha256")
+                        .and_then(Value::as_str)
+                        .map(|s| s.chars().take(12).collect::<String>())
+                        .unwrap_or_else(|| "?".into())
+                )
+            })
+            .unwrap_or_else(|| "nothing recorded".into());
+        d.changes.push(Change::new(
+            Action::Update,
+            format!("index {index} _meta"),
+            format!("record schema {} (was: {was})", desired.label()),
+        ));
+        let mut merged = state.meta.clone();
+        merged.insert(META_KEY.into(), record);
+        d.ops.push(Op::RecordMeta(merged));
+    }
 }
 
 /// Primary shards of an existing index never change (drift); a configured replica count is
