@@ -919,52 +919,13 @@ impl Pki {
         let key = self.read(&key_rel)?;
         let alg = issue::algorithm_name(self.cfg.ca.key_algorithm);
 
-        let mut reasons: Vec<String> = Vec::new();
-        let mut reuse: Option<Key> = None;
-        let create;
-        match (cert, key) {
-            (None, None) => create = true,
-            (None, Some(k)) => {
-                create = true;
-                reuse = self
-                    .parse_key(&key_rel, &k)
-                    .ok()
-                    .filter(|k| k.algorithm_name() == alg);
-            }
-            (Some(_), None) => {
-                create = false;
-                reasons.push(format!("private key {key_rel} is missing"));
-            }
-            (Some(c), Some(k)) => {
-                create = false;
-                let key = self.parse_key(&key_rel, &k);
-                match certinfo::parse_pem_chain(&c)
-                    .and_then(|ch| certinfo::parse_der(&ch[0]).map(|i| (ch, i)))
-                {
-                    Err(e) => reasons.push(format!("unreadable certificate: {e}")),
-                    Ok((chain, info)) => {
-                        match key {
-                            Err(e) => reasons.push(e.to_string()),
-                            Ok(key) if info.public_key != key.public_key_raw() => {
-                                reasons.push("private key does not match the certificate".into());
-                                if key.algorithm_name() == alg {
-                                    reuse = Some(key);
-                                }
-                            }
-                            Ok(_) => {}
-                        }
-                        reasons.extend(self.leaf_mismatches(
-                            &profile,
-                            &info,
-                            &chain,
-                            root,
-                            intermediate,
-                            desired_not_after,
-                        ));
-                    }
-                }
-            }
-        }
+        let Existing {
+            create,
+            reasons,
+            reuse,
+        } = self.existing_leaf(cert, key, alg, &key_rel, |info, chain| {
+            self.leaf_mismatches(&profile, info, chain, root, intermediate, desired_not_after)
+        });
         if !create && reasons.is_empty() {
             return Ok(());
         }
@@ -1009,17 +970,95 @@ impl Pki {
         if desired_not_after < self.now + validity {
             detail.push_str(" (shortened to the CA's expiry)");
         }
+        changes.extend(self.leaf_changes(create, reused, &key, &key_rel, &cert_rel, &detail, &why));
+        if !reused {
+            self.write(w, &key_rel, key.to_pem().as_bytes(), KEY_MODE)?;
+        }
+        self.write(w, &cert_rel, file.as_bytes(), CERT_MODE)?;
+        Ok(())
+    }
+
+    /// What the files on disk say about one leaf: whether it must be created, why an existing
+    /// one must be replaced (`mismatches` judges a parsable certificate), and a key worth
+    /// keeping (the configured algorithm, e.g. newer than its certificate).
+    fn existing_leaf(
+        &self,
+        cert: Option<Vec<u8>>,
+        key: Option<Vec<u8>>,
+        alg: &str,
+        key_rel: &str,
+        mismatches: impl Fn(&CertInfo, &[CertificateDer<'static>]) -> Vec<String>,
+    ) -> Existing {
+        let mut reasons: Vec<String> = Vec::new();
+        let mut reuse: Option<Key> = None;
+        let create;
+        match (cert, key) {
+            (None, None) => create = true,
+            (None, Some(k)) => {
+                create = true;
+                reuse = self
+                    .parse_key(key_rel, &k)
+                    .ok()
+                    .filter(|k| k.algorithm_name() == alg);
+            }
+            (Some(_), None) => {
+                create = false;
+                reasons.push(format!("private key {key_rel} is missing"));
+            }
+            (Some(c), Some(k)) => {
+                create = false;
+                let key = self.parse_key(key_rel, &k);
+                match certinfo::parse_pem_chain(&c)
+                    .and_then(|ch| certinfo::parse_der(&ch[0]).map(|i| (ch, i)))
+                {
+                    Err(e) => reasons.push(format!("unreadable certificate: {e}")),
+                    Ok((chain, info)) => {
+                        match key {
+                            Err(e) => reasons.push(e.to_string()),
+                            Ok(key) if info.public_key != key.public_key_raw() => {
+                                reasons.push("private key does not match the certificate".into());
+                                if key.algorithm_name() == alg {
+                                    reuse = Some(key);
+                                }
+                            }
+                            Ok(_) => {}
+                        }
+                        reasons.extend(mismatches(&info, &chain));
+                    }
+                }
+            }
+        }
+        Existing {
+            create,
+            reasons,
+            reuse,
+        }
+    }
+
+    /// The reported changes of issuing one leaf.
+    #[allow(clippy::too_many_arguments)]
+    fn leaf_changes(
+        &self,
+        create: bool,
+        reused: bool,
+        key: &Key,
+        key_rel: &str,
+        cert_rel: &str,
+        detail: &str,
+        why: &str,
+    ) -> Vec<PkiChange> {
+        let mut changes = Vec::new();
         if create {
-            if !reused && self.layout.path(&key_rel).exists() {
+            if !reused && self.layout.path(key_rel).exists() {
                 changes.push(self.change(
                     ChangeKind::Replace,
-                    &key_rel,
+                    key_rel,
                     "unusable private key replaced (mode 0600)",
                 ));
             } else if !reused {
                 changes.push(self.change(
                     ChangeKind::Create,
-                    &key_rel,
+                    key_rel,
                     format!("private key ({}, mode 0600)", key.algorithm_name()),
                 ));
             }
@@ -1028,11 +1067,11 @@ impl Pki {
             } else {
                 String::new()
             };
-            changes.push(self.change(ChangeKind::Create, &cert_rel, format!("{detail}{suffix}")));
+            changes.push(self.change(ChangeKind::Create, cert_rel, format!("{detail}{suffix}")));
         } else {
             changes.push(self.change(
                 ChangeKind::Replace,
-                &cert_rel,
+                cert_rel,
                 format!(
                     "{detail}; because: {why}{}",
                     if reused {
@@ -1043,11 +1082,7 @@ impl Pki {
                 ),
             ));
         }
-        if !reused {
-            self.write(w, &key_rel, key.to_pem().as_bytes(), KEY_MODE)?;
-        }
-        self.write(w, &cert_rel, file.as_bytes(), CERT_MODE)?;
-        Ok(())
+        changes
     }
 
     /// Why an existing, parsable leaf no longer fits (empty when it fits).
@@ -1260,4 +1295,11 @@ fn sans_of(p: &LeafProfile) -> String {
 fn current_euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// See [`Pki::existing_leaf`].
+struct Existing {
+    create: bool,
+    reasons: Vec<String>,
+    reuse: Option<Key>,
 }
