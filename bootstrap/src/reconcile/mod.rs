@@ -261,49 +261,17 @@ pub async fn run_until(
                 error_class: error.map(ErrorKind::class),
                 error_kind: error,
             };
-        // A step whose dependency failed, or was itself skipped because of a failure upstream,
-        // does not run: it would act on a platform that is known not to be ready.
-        if let Some(blocker) = name.depends_on().iter().find(|d| blocked.contains(*d)) {
-            let why = match reports.iter().find(|r| r.step == *blocker) {
-                Some(r) if r.status == StepStatus::Failed => format!("{blocker} failed"),
-                Some(r) => format!(
-                    "{blocker} skipped ({})",
-                    r.message.as_deref().unwrap_or("upstream failure")
-                ),
-                None => format!("{blocker} did not run"),
-            };
+        if let Some(why) = blocked_by(name, &blocked, &reports) {
             reports.push(report(StepStatus::Skipped, vec![], Some(why), None));
             blocked.insert(name);
             continue;
         }
-        // Several implementations may share a name (e.g. `visibility` for Elasticsearch and for
-        // PostgreSQL); the one whose `enabled` says yes for this configuration runs.
-        let candidates: Vec<&Box<dyn Step>> =
-            registry.iter().filter(|s| s.name() == name).collect();
-        if candidates.is_empty() {
-            reports.push(report(
-                StepStatus::NotImplemented,
-                vec![],
-                Some("not implemented yet".into()),
-                None,
-            ));
-            continue;
-        }
-        let mut chosen = None;
-        let mut why_not = "not configured".to_string();
-        for c in candidates {
-            match c.enabled(ctx) {
-                Ok(true) => {
-                    chosen = Some(c);
-                    break;
-                }
-                Ok(false) => {}
-                Err(why) => why_not = why.message,
+        let step = match choose(registry, name, ctx) {
+            Ok(step) => step,
+            Err((status, why)) => {
+                reports.push(report(status, vec![], Some(why), None));
+                continue;
             }
-        }
-        let Some(step) = chosen else {
-            reports.push(report(StepStatus::Skipped, vec![], Some(why_not), None));
-            continue;
         };
         if ctx.offline && !step.works_offline() {
             reports.push(report(
@@ -355,6 +323,47 @@ pub async fn run_until(
         }
     }
     reports
+}
+
+/// Why `name` must not run: a dependency failed, or was itself skipped because of a failure
+/// upstream (it would act on a platform that is known not to be ready).
+fn blocked_by(
+    name: StepName,
+    blocked: &std::collections::BTreeSet<StepName>,
+    reports: &[StepReport],
+) -> Option<String> {
+    let blocker = name.depends_on().iter().find(|d| blocked.contains(*d))?;
+    Some(match reports.iter().find(|r| r.step == *blocker) {
+        Some(r) if r.status == StepStatus::Failed => format!("{blocker} failed"),
+        Some(r) => format!(
+            "{blocker} skipped ({})",
+            r.message.as_deref().unwrap_or("upstream failure")
+        ),
+        None => format!("{blocker} did not run"),
+    })
+}
+
+/// The implementation of `name` to run. Several may share a name (e.g. `visibility` for
+/// Elasticsearch and for PostgreSQL); the one whose `enabled` says yes for this configuration
+/// runs. `Err`: the status to report instead, and why.
+fn choose<'r>(
+    registry: &'r [Box<dyn Step>],
+    name: StepName,
+    ctx: &Context,
+) -> Result<&'r dyn Step, (StepStatus, String)> {
+    let mut candidates = registry.iter().filter(|s| s.name() == name).peekable();
+    if candidates.peek().is_none() {
+        return Err((StepStatus::NotImplemented, "not implemented yet".into()));
+    }
+    let mut why_not = "not configured".to_string();
+    for c in candidates {
+        match c.enabled(ctx) {
+            Ok(true) => return Ok(c.as_ref()),
+            Ok(false) => {}
+            Err(why) => why_not = why.message,
+        }
+    }
+    Err((StepStatus::Skipped, why_not))
 }
 
 #[cfg(test)]
