@@ -196,43 +196,7 @@ pub fn plan(config: &PlatformConfig) -> Result<Sizing, CapacityError> {
     let duration_s = cap.average_workflow_duration.as_secs_f64();
     let latency_s = cap.persistence_write_latency.as_secs_f64();
 
-    let mut issues = check_overrides(&cap.overrides);
-    issues.extend(check_load(
-        &LoadInputs {
-            peak_workflow_starts_per_second: starts,
-            activities_per_workflow: activities,
-            timers_and_signals_per_workflow: timers,
-            burst_multiplier: burst,
-        },
-        &cap.overrides,
-    ));
-    if burst < 1.0 {
-        issues.push(Issue {
-            path: "capacity.burst_multiplier".into(),
-            message: "must be at least 1 (1 means no burst above the daily peak)".into(),
-        });
-    }
-    if duration_s <= 0.0 {
-        issues.push(Issue {
-            path: "capacity.average_workflow_duration".into(),
-            message: "must be greater than 0 (e.g. 30s, 2h, 7d)".into(),
-        });
-    }
-    if latency_s < 0.001 {
-        issues.push(Issue {
-            path: "capacity.persistence_write_latency".into(),
-            message: "must be at least 1ms (a typical PostgreSQL p99 write is 2ms-20ms)".into(),
-        });
-    }
-    if cap.growth.years > 10 {
-        issues.push(Issue {
-            path: "capacity.growth.years".into(),
-            message: "must be between 0 and 10".into(),
-        });
-    }
-    if !issues.is_empty() {
-        return Err(CapacityError { issues });
-    }
+    check_inputs(cap, starts, activities, timers, burst)?;
 
     let years = cap.growth.years;
     let growth = (1.0 + cap.growth.annual.fraction()).powi(years as i32);
@@ -240,18 +204,7 @@ pub fn plan(config: &PlatformConfig) -> Result<Sizing, CapacityError> {
     let retention_days = config.sizing_retention().as_days_f64();
 
     let events = events_per_workflow(&a, activities, timers);
-    let workflow_tasks = 1.0 + activities + timers;
-    let per = PerWorkflow {
-        history_events: round2(events),
-        history_updates: round2(
-            a.updates_per_workflow_base
-                + activities * a.updates_per_activity
-                + timers * a.updates_per_timer_or_signal,
-        ),
-        workflow_tasks: round2(workflow_tasks),
-        activity_tasks: round2(activities),
-        stored_bytes: round2(events * a.history_event_bytes + a.mutable_state_bytes),
-    };
+    let per = per_workflow(&a, events, activities, timers);
     let load = Loads {
         now_peak: load_level(&a, &per, starts, 1.0, duration_s),
         now_burst: load_level(&a, &per, starts, burst, duration_s),
@@ -299,20 +252,7 @@ pub fn plan(config: &PlatformConfig) -> Result<Sizing, CapacityError> {
     );
     warnings.extend(sizing::storage_warnings(&a, &persistence));
 
-    let assumptions = CONSTANTS
-        .iter()
-        .map(|c| {
-            let value = a.get(c.name).unwrap_or(c.value);
-            AssumptionValue {
-                name: c.name,
-                value,
-                default: c.value,
-                unit: c.unit,
-                overridden: cap.overrides.contains_key(c.name),
-                source: c.source,
-            }
-        })
-        .collect();
+    let assumptions = assumption_values(&a, &cap.overrides);
 
     Ok(Sizing {
         model_version: MODEL_VERSION,
@@ -346,6 +286,94 @@ pub fn plan(config: &PlatformConfig) -> Result<Sizing, CapacityError> {
         warnings,
         assumptions,
     })
+}
+
+/// Every input the model divides by or raises to a power, checked before any arithmetic.
+fn check_inputs(
+    cap: &crate::config::CapacityConfig,
+    starts: f64,
+    activities: f64,
+    timers: f64,
+    burst: f64,
+) -> Result<(), CapacityError> {
+    let duration_s = cap.average_workflow_duration.as_secs_f64();
+    let latency_s = cap.persistence_write_latency.as_secs_f64();
+    let mut issues = check_overrides(&cap.overrides);
+    issues.extend(check_load(
+        &LoadInputs {
+            peak_workflow_starts_per_second: starts,
+            activities_per_workflow: activities,
+            timers_and_signals_per_workflow: timers,
+            burst_multiplier: burst,
+        },
+        &cap.overrides,
+    ));
+    if burst < 1.0 {
+        issues.push(Issue {
+            path: "capacity.burst_multiplier".into(),
+            message: "must be at least 1 (1 means no burst above the daily peak)".into(),
+        });
+    }
+    if duration_s <= 0.0 {
+        issues.push(Issue {
+            path: "capacity.average_workflow_duration".into(),
+            message: "must be greater than 0 (e.g. 30s, 2h, 7d)".into(),
+        });
+    }
+    if latency_s < 0.001 {
+        issues.push(Issue {
+            path: "capacity.persistence_write_latency".into(),
+            message: "must be at least 1ms (a typical PostgreSQL p99 write is 2ms-20ms)".into(),
+        });
+    }
+    if cap.growth.years > 10 {
+        issues.push(Issue {
+            path: "capacity.growth.years".into(),
+            message: "must be between 0 and 10".into(),
+        });
+    }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(CapacityError { issues })
+    }
+}
+
+/// History and task counts of one workflow.
+fn per_workflow(a: &Assumptions, events: f64, activities: f64, timers: f64) -> PerWorkflow {
+    let workflow_tasks = 1.0 + activities + timers;
+    PerWorkflow {
+        history_events: round2(events),
+        history_updates: round2(
+            a.updates_per_workflow_base
+                + activities * a.updates_per_activity
+                + timers * a.updates_per_timer_or_signal,
+        ),
+        workflow_tasks: round2(workflow_tasks),
+        activity_tasks: round2(activities),
+        stored_bytes: round2(events * a.history_event_bytes + a.mutable_state_bytes),
+    }
+}
+
+/// Every constant of the model with the value used (overridden or default) and its source.
+fn assumption_values(
+    a: &Assumptions,
+    overrides: &std::collections::BTreeMap<String, f64>,
+) -> Vec<AssumptionValue> {
+    CONSTANTS
+        .iter()
+        .map(|c| {
+            let value = a.get(c.name).unwrap_or(c.value);
+            AssumptionValue {
+                name: c.name,
+                value,
+                default: c.value,
+                unit: c.unit,
+                overridden: overrides.contains_key(c.name),
+                source: c.source,
+            }
+        })
+        .collect()
 }
 
 /// The history shard count to create the cluster with: the pinned value, else the planned one.
