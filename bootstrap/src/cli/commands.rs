@@ -43,7 +43,7 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::Run(a) => run_daemon(a).await,
         Command::Status(a) => status(cli, &a.file).await,
-        Command::Certs { action } => certs(cli, action),
+        Command::Certs { action } => super::certs::run(cli, action),
         Command::Render(a) => render(cli, a),
         Command::CodecServer(a) => codec_server(&a.file).await,
         Command::Codec {
@@ -97,7 +97,7 @@ fn validate(cli: &Cli, file: &std::path::Path) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-fn context(loaded: LoadedConfig, offline: bool) -> Context {
+pub(super) fn context(loaded: LoadedConfig, offline: bool) -> Context {
     context_with(loaded, offline, false)
 }
 
@@ -413,136 +413,6 @@ fn codec_keygen(cli: &Cli, out: &std::path::Path) -> Result<u8, CliError> {
             out.display(),
             out.display()
         ),
-    }
-    Ok(exit::OK)
-}
-
-/// `certs issue|renew|inspect|rotate-ca`: files only, no network.
-fn certs(cli: &Cli, action: &super::CertsAction) -> Result<u8, CliError> {
-    use super::CertsAction as A;
-    use crate::pki::{Pki, PkiError, Policy, RotatePhase};
-    let file = match action {
-        A::Issue(a) | A::Renew(a) | A::Inspect(a) => &a.file,
-        A::RotateCa(a) => &a.config.file,
-    };
-    let ctx = context(load(file)?, true);
-    let Some(pki_cfg) = ctx.config.pki.as_ref() else {
-        return Err(CliError::invalid(format!(
-            "{}: there is no `pki:` section, so there are no certificates to manage",
-            file.display()
-        )));
-    };
-    let pki = Pki::new(pki_cfg, &ctx.config.cluster.name.to_string(), &ctx.base_dir);
-    let to_cli = |e: PkiError| match e {
-        PkiError::Invalid(m) => CliError::invalid(m),
-        PkiError::Runtime(m) => CliError::runtime(m),
-    };
-    let (title, outcome) = match action {
-        A::Inspect(_) => {
-            let reports = pki.inspect().map_err(to_cli)?;
-            match cli.output {
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
-                        "dir": pki_cfg.dir.display().to_string(),
-                        "certificates": reports,
-                    }))
-                    .unwrap_or_default()
-                ),
-                OutputFormat::Table => {
-                    if reports.is_empty() {
-                        println!(
-                            "no certificates under {} (run `temporal-bootstrap certs issue`)",
-                            pki_cfg.dir.display()
-                        );
-                    } else {
-                        let mut t = Table::new([
-                            "file",
-                            "subject",
-                            "sans",
-                            "usages",
-                            "not after",
-                            "days left",
-                            "status",
-                            "detail",
-                        ]);
-                        for r in &reports {
-                            t.row([
-                                r.file.clone(),
-                                r.subject.clone(),
-                                r.sans.join(","),
-                                r.usages.join(","),
-                                r.not_after.clone(),
-                                r.days_left.to_string(),
-                                r.status.as_str().to_string(),
-                                r.detail.clone(),
-                            ]);
-                        }
-                        print!("{}", t.render());
-                    }
-                }
-            }
-            // Like `status`: exit 1 when a certificate cannot be used as configured.
-            let problems = reports.iter().filter(|r| r.status.is_problem()).count();
-            if problems > 0 {
-                eprintln!(
-                    "error: {problems} certificate(s) expired, not yet valid, with an invalid chain or different from platform.yaml (see the status column)"
-                );
-                return Ok(exit::RUNTIME);
-            }
-            return Ok(exit::OK);
-        }
-        A::Issue(_) => ("certs issue", pki.apply(Policy::CreateMissing)),
-        A::Renew(_) => ("certs renew", pki.apply(Policy::Converge)),
-        A::RotateCa(a) => {
-            let phase = match a.phase {
-                super::RotateCaPhase::Start => RotatePhase::Start,
-                super::RotateCaPhase::Promote => RotatePhase::Promote,
-                super::RotateCaPhase::Finish => RotatePhase::Finish,
-            };
-            ("certs rotate-ca", pki.rotate(phase))
-        }
-    };
-    let outcome = outcome.map_err(to_cli)?;
-    for c in &outcome.changes {
-        if c.kind == crate::pki::ChangeKind::Drift {
-            eprintln!("warning: {}: {}", c.file, c.detail);
-        }
-    }
-    match cli.output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "command": title,
-                "changes": outcome.changes,
-                "files_written": outcome.writes,
-            }))
-            .unwrap_or_default()
-        ),
-        OutputFormat::Table => {
-            if !outcome.changes.is_empty() {
-                let mut t = Table::new(["action", "file", "detail"]);
-                for c in &outcome.changes {
-                    let kind = serde_json::to_value(c.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default();
-                    t.row([kind, c.file.clone(), c.detail.clone()]);
-                }
-                print!("{}", t.render());
-            }
-            let count = |k| outcome.changes.iter().filter(|c| c.kind == k).count();
-            use crate::pki::ChangeKind as K;
-            println!(
-                "{title}: {} created, {} replaced, {} updated, {} removed, {} to review; {} file(s) written",
-                count(K::Create),
-                count(K::Replace),
-                count(K::Update),
-                count(K::Remove),
-                count(K::Drift),
-                outcome.writes
-            );
-        }
     }
     Ok(exit::OK)
 }

@@ -5,6 +5,7 @@
 //! --detailed-exitcode` with pending changes. Results go to stdout, logs to stderr.
 
 mod capacity;
+mod certs;
 mod commands;
 pub mod output;
 mod upgrade;
