@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::constants::{Assumptions, Issue};
 use super::shards::ceil_u64;
 use super::{Load, PerWorkflow, fmt_rate, round2};
-use crate::config::{PlatformConfig, Priority, VisibilityConfig, WorkerProfile};
+use crate::config::{PlatformConfig, Priority, VisibilityConfig, WorkerPoolConfig, WorkerProfile};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const SECONDS_PER_DAY: f64 = 86_400.0;
@@ -185,56 +185,8 @@ pub(super) fn workers(
         .first()
         .map(|n| n.name.to_string())
         .unwrap_or_default();
-    let mut queues: Vec<TaskQueue> = Vec::new();
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
-    for w in &config.workers {
-        let ns = w
-            .namespace
-            .as_ref()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| default_ns.clone());
-        let key = (ns.clone(), w.task_queue.to_string());
-        let i = *index.entry(key).or_insert_with(|| {
-            queues.push(TaskQueue {
-                namespace: ns,
-                task_queue: w.task_queue.to_string(),
-                pools: vec![],
-                peak_tasks_per_second: None,
-                burst_tasks_per_second: None,
-                partitions: 0,
-                basis: String::new(),
-            });
-            queues.len() - 1
-        });
-        let q = &mut queues[i];
-        q.pools.push(w.name.to_string());
-        if let Some(p) = w.peak_tasks_per_second {
-            q.peak_tasks_per_second = Some(q.peak_tasks_per_second.unwrap_or(0.0) + p.get());
-        }
-    }
     let default_p = ceil_u64(a.default_task_queue_partitions).max(1);
-    for q in &mut queues {
-        match q.peak_tasks_per_second {
-            None => {
-                q.partitions = default_p;
-                q.basis = "default (no peak_tasks_per_second on its pools)".into();
-            }
-            Some(peak) => {
-                let b = peak * burst;
-                let need = ceil_u64(b / a.tasks_per_partition_per_second);
-                q.partitions = default_p.max(need);
-                q.peak_tasks_per_second = Some(round2(peak));
-                q.burst_tasks_per_second = Some(round2(b));
-                q.basis = format!(
-                    "max(default {default_p}, {} tasks/s x burst {} = {} / {} per partition = {need})",
-                    fmt_rate(peak),
-                    fmt_rate(burst),
-                    fmt_rate(b),
-                    fmt_rate(a.tasks_per_partition_per_second)
-                );
-            }
-        }
-    }
+    let queues = task_queues(a, config, burst, &default_ns, default_p);
 
     let mut pools = Vec::new();
     let mut warnings = Vec::new();
@@ -245,32 +197,7 @@ pub(super) fn workers(
             .map(|n| n.to_string())
             .unwrap_or_else(|| default_ns.clone());
         let cores = w.cpu_cores.get();
-        let gpus = w.gpus.unwrap_or(1).max(1);
-        let (profile, slots, basis) = match w.profile {
-            WorkerProfile::Cpu => (
-                "cpu",
-                cores * a.cpu_slots_per_core,
-                format!(
-                    "CPU-bound: {} cores x {}",
-                    fmt_rate(cores),
-                    fmt_rate(a.cpu_slots_per_core)
-                ),
-            ),
-            WorkerProfile::Io => (
-                "io",
-                cores * a.io_slots_per_core,
-                format!(
-                    "I/O-bound: {} cores x {}",
-                    fmt_rate(cores),
-                    fmt_rate(a.io_slots_per_core)
-                ),
-            ),
-            WorkerProfile::Gpu => (
-                "gpu",
-                f64::from(gpus) * a.gpu_slots_per_gpu,
-                format!("GPU: {gpus} GPUs x {}", fmt_rate(a.gpu_slots_per_gpu)),
-            ),
-        };
+        let (profile, slots, basis) = activity_slots(a, w);
         let slots = ceil_u64(slots.floor()).max(1);
         let pollers = ceil_u64(slots as f64 / a.activity_slots_per_poller).clamp(
             ceil_u64(a.min_pollers).max(1),
@@ -329,6 +256,98 @@ pub(super) fn workers(
         });
     }
     (queues, pools, warnings)
+}
+
+/// The task queues the pools poll, with their summed peak and the partitions it needs.
+fn task_queues(
+    a: &Assumptions,
+    config: &PlatformConfig,
+    burst: f64,
+    default_ns: &str,
+    default_p: u64,
+) -> Vec<TaskQueue> {
+    let mut queues: Vec<TaskQueue> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for w in &config.workers {
+        let ns = w
+            .namespace
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| default_ns.to_string());
+        let key = (ns.clone(), w.task_queue.to_string());
+        let i = *index.entry(key).or_insert_with(|| {
+            queues.push(TaskQueue {
+                namespace: ns,
+                task_queue: w.task_queue.to_string(),
+                pools: vec![],
+                peak_tasks_per_second: None,
+                burst_tasks_per_second: None,
+                partitions: 0,
+                basis: String::new(),
+            });
+            queues.len() - 1
+        });
+        let q = &mut queues[i];
+        q.pools.push(w.name.to_string());
+        if let Some(p) = w.peak_tasks_per_second {
+            q.peak_tasks_per_second = Some(q.peak_tasks_per_second.unwrap_or(0.0) + p.get());
+        }
+    }
+    for q in &mut queues {
+        match q.peak_tasks_per_second {
+            None => {
+                q.partitions = default_p;
+                q.basis = "default (no peak_tasks_per_second on its pools)".into();
+            }
+            Some(peak) => {
+                let b = peak * burst;
+                let need = ceil_u64(b / a.tasks_per_partition_per_second);
+                q.partitions = default_p.max(need);
+                q.peak_tasks_per_second = Some(round2(peak));
+                q.burst_tasks_per_second = Some(round2(b));
+                q.basis = format!(
+                    "max(default {default_p}, {} tasks/s x burst {} = {} / {} per partition = {need})",
+                    fmt_rate(peak),
+                    fmt_rate(burst),
+                    fmt_rate(b),
+                    fmt_rate(a.tasks_per_partition_per_second)
+                );
+            }
+        }
+    }
+
+    queues
+}
+
+/// Concurrent activity slots of one replica, by profile, with the reasoning.
+fn activity_slots(a: &Assumptions, w: &WorkerPoolConfig) -> (&'static str, f64, String) {
+    let cores = w.cpu_cores.get();
+    let gpus = w.gpus.unwrap_or(1).max(1);
+    match w.profile {
+        WorkerProfile::Cpu => (
+            "cpu",
+            cores * a.cpu_slots_per_core,
+            format!(
+                "CPU-bound: {} cores x {}",
+                fmt_rate(cores),
+                fmt_rate(a.cpu_slots_per_core)
+            ),
+        ),
+        WorkerProfile::Io => (
+            "io",
+            cores * a.io_slots_per_core,
+            format!(
+                "I/O-bound: {} cores x {}",
+                fmt_rate(cores),
+                fmt_rate(a.io_slots_per_core)
+            ),
+        ),
+        WorkerProfile::Gpu => (
+            "gpu",
+            f64::from(gpus) * a.gpu_slots_per_gpu,
+            format!("GPU: {gpus} GPUs x {}", fmt_rate(a.gpu_slots_per_gpu)),
+        ),
+    }
 }
 
 /// Workflow state in the persistence database.
