@@ -1360,7 +1360,7 @@ async fn current_version(conn: &mut PgConnection, db: &str) -> Result<SchemaVers
 async fn create_version_tables(conn: &mut PgConnection, db: &str) -> Result<(), PgError> {
     let has_row = format!(
         "EXISTS (SELECT 1 FROM schema_version WHERE version_partition = 0 AND db_name = {})",
-        quote_escape_literal(db)
+        quote_literal(db)
     );
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS schema_version(version_partition INT not null, \
@@ -1394,12 +1394,12 @@ fn version_rows_sql(
     description: &str,
 ) -> String {
     let (db, old, new, min, md5, desc) = (
-        quote_escape_literal(db),
-        quote_escape_literal(old),
-        quote_escape_literal(new),
-        quote_escape_literal(min_compatible),
-        quote_escape_literal(md5),
-        quote_escape_literal(truncate(description, 255)),
+        quote_literal(db),
+        quote_literal(old),
+        quote_literal(new),
+        quote_literal(min_compatible),
+        quote_literal(md5),
+        quote_literal(truncate(description, 255)),
     );
     format!(
         "INSERT INTO schema_version(version_partition, db_name, creation_time, curr_version, min_compatible_version) \
@@ -1410,11 +1410,6 @@ fn version_rows_sql(
          SELECT 0, extract(year FROM t.now)::int, extract(month FROM t.now)::int, t.now, {old}, {new}, {md5}, {desc} \
          FROM (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS now) t;\n"
     )
-}
-
-/// `E'...'` literal: backslashes and quotes escaped, so the value is read back exactly.
-fn quote_escape_literal(value: &str) -> String {
-    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -1814,10 +1809,7 @@ mod tests {
 
     #[test]
     fn bookkeeping_literals_survive_quotes_and_backslashes() {
-        assert_eq!(
-            quote_escape_literal(r"it's a \ path"),
-            r"E'it''s a \\ path'"
-        );
+        assert_eq!(quote_literal(r"it's a \ path"), r"E'it''s a \\ path'");
         let sql = version_rows_sql("temporal", "1.3", "1.4", "1.0", "abc", "desc; it's");
         assert!(
             sql.contains("E'desc; it''s'") && sql.contains("E'1.3', E'1.4', E'abc'"),

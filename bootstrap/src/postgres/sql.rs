@@ -311,9 +311,11 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `value` as a SQL string literal (standard-conforming strings, no backslash escapes).
+/// `value` as an escape-string literal (`E'...'`, backslashes and quotes escaped): the server
+/// reads back exactly `value` whatever `standard_conforming_strings` is. The crate's one quoter
+/// of SQL literals.
 pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 #[cfg(test)]
@@ -426,6 +428,7 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("it's"), "E'it''s'");
+        assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
     }
 }
