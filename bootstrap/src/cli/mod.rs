@@ -7,6 +7,7 @@
 mod capacity;
 mod commands;
 pub mod output;
+pub mod progress;
 mod upgrade;
 
 use std::path::PathBuf;
