@@ -10,16 +10,22 @@ use crate::reconcile::{self, Context, Mode, Step, StepName, StepReport};
 /// Every built step. Several may share a name (`visibility` for Elasticsearch/OpenSearch and
 /// for PostgreSQL); the one whose `enabled` says yes for the configuration runs.
 pub fn registry() -> Vec<Box<dyn Step>> {
+    // Schema migrations draw a progress bar when stderr is a terminal.
+    let schema_progress = crate::cli::progress::schema_bar();
     let mut steps: Vec<Box<dyn Step>> = vec![
         Box::new(crate::pki::CertificatesStep),
-        Box::new(crate::postgres::PersistenceStep::default()),
+        Box::new(crate::postgres::PersistenceStep::with_progress(
+            schema_progress.clone(),
+        )),
         Box::new(AlertRulesStep),
         Box::new(DashboardsStep),
         Box::new(
             crate::search::SearchVisibilityStep::new()
                 .with_shard_hook(|ctx| crate::capacity::visibility_primary_shards(&ctx.config)),
         ),
-        Box::new(crate::postgres::VisibilityStep::default()),
+        Box::new(crate::postgres::VisibilityStep::with_progress(
+            schema_progress,
+        )),
     ];
     // cluster, namespaces, search-attributes
     steps.extend(crate::temporal::steps());

@@ -8,6 +8,7 @@ mod capacity;
 mod certs;
 mod commands;
 pub mod output;
+pub mod progress;
 mod upgrade;
 
 use std::path::PathBuf;

@@ -89,176 +89,241 @@ fn is_ident_char(c: char) -> bool {
 
 /// Splits a SQL script into statements. Empty statements (`;;`, comment-only tails) are dropped.
 pub fn split(script: &str) -> Result<Vec<Statement>, SplitError> {
-    let chars: Vec<char> = script.chars().collect();
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut cur_line: Option<usize> = None;
-    let mut line = 1usize;
-    let mut state = State::Normal;
-    let mut i = 0;
-
-    fn push_char(cur: &mut String, cur_line: &mut Option<usize>, line: usize, c: char) {
-        if cur_line.is_none() && !c.is_whitespace() {
-            *cur_line = Some(line);
-        }
-        if cur_line.is_some() {
-            cur.push(c);
-        }
-    }
-
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match &mut state {
-            State::Normal => match c {
-                ';' => {
-                    let text = cur.trim_end().to_string();
-                    if let (false, Some(l)) = (text.is_empty(), cur_line) {
-                        out.push(Statement { text, line: l });
-                    }
-                    cur.clear();
-                    cur_line = None;
+    let mut s = Splitter {
+        chars: script.chars().collect(),
+        i: 0,
+        line: 1,
+        state: State::Normal,
+        cur: String::new(),
+        cur_line: None,
+        out: Vec::new(),
+    };
+    while s.i < s.chars.len() {
+        let c = s.chars[s.i];
+        let next = s.chars.get(s.i + 1).copied();
+        match s.state {
+            State::Normal => s.normal(c, next),
+            State::Single { escapes, .. } => s.single(escapes, c, next),
+            State::Double { .. } => s.double(c, next),
+            State::Dollar { .. } => {
+                if s.dollar_close(c) {
+                    continue;
                 }
-                '-' if next == Some('-') => {
-                    state = State::LineComment;
-                    i += 1;
-                }
-                '/' if next == Some('*') => {
-                    state = State::Block {
-                        depth: 1,
-                        start: line,
-                    };
-                    // A comment separates tokens like whitespace does.
-                    if cur_line.is_some() {
-                        cur.push(' ');
-                    }
-                    i += 1;
-                }
-                '\'' => {
-                    let prev = if i > 0 { Some(chars[i - 1]) } else { None };
-                    let before = if i > 1 { Some(chars[i - 2]) } else { None };
-                    let escapes =
-                        matches!(prev, Some('e' | 'E')) && !before.is_some_and(is_ident_char);
-                    state = State::Single {
-                        escapes,
-                        start: line,
-                    };
-                    push_char(&mut cur, &mut cur_line, line, c);
-                }
-                '"' => {
-                    state = State::Double { start: line };
-                    push_char(&mut cur, &mut cur_line, line, c);
-                }
-                '$' if !(i > 0 && is_ident_char(chars[i - 1])) => {
-                    // `$tag$` or `$$`; `$1` (a parameter) is not a quote.
-                    let mut j = i + 1;
-                    while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
-                        j += 1;
-                    }
-                    let tag: String = chars[i + 1..j].iter().collect();
-                    let valid_tag =
-                        tag.is_empty() || !tag.starts_with(|ch: char| ch.is_ascii_digit());
-                    if j < chars.len() && chars[j] == '$' && valid_tag {
-                        for &ch in &chars[i..=j] {
-                            push_char(&mut cur, &mut cur_line, line, ch);
-                        }
-                        state = State::Dollar { tag, start: line };
-                        i = j;
-                    } else {
-                        push_char(&mut cur, &mut cur_line, line, c);
-                    }
-                }
-                _ => push_char(&mut cur, &mut cur_line, line, c),
-            },
-            State::Single { escapes, .. } => {
-                push_char(&mut cur, &mut cur_line, line, c);
-                if *escapes && c == '\\' {
-                    if let Some(n) = next {
-                        push_char(&mut cur, &mut cur_line, line, n);
-                        if n == '\n' {
-                            line += 1;
-                        }
-                        i += 1;
-                    }
-                } else if c == '\'' {
-                    if next == Some('\'') {
-                        push_char(&mut cur, &mut cur_line, line, '\'');
-                        i += 1;
-                    } else {
-                        state = State::Normal;
-                    }
-                }
+                s.push(c);
             }
-            State::Double { .. } => {
-                push_char(&mut cur, &mut cur_line, line, c);
-                if c == '"' {
-                    if next == Some('"') {
-                        push_char(&mut cur, &mut cur_line, line, '"');
-                        i += 1;
-                    } else {
-                        state = State::Normal;
-                    }
-                }
-            }
-            State::Dollar { tag, .. } => {
-                if c == '$' {
-                    let close: Vec<char> = format!("${tag}$").chars().collect();
-                    if chars[i..].starts_with(&close) {
-                        for &ch in &close {
-                            push_char(&mut cur, &mut cur_line, line, ch);
-                        }
-                        i += close.len();
-                        state = State::Normal;
-                        continue;
-                    }
-                }
-                push_char(&mut cur, &mut cur_line, line, c);
-            }
-            State::LineComment => {
-                if c == '\n' {
-                    state = State::Normal;
-                    if cur_line.is_some() {
-                        cur.push('\n');
-                    }
-                }
-            }
-            State::Block { depth, .. } => {
-                if c == '*' && next == Some('/') {
-                    *depth -= 1;
-                    i += 1;
-                    if *depth == 0 {
-                        state = State::Normal;
-                    }
-                } else if c == '/' && next == Some('*') {
-                    *depth += 1;
-                    i += 1;
-                }
-            }
+            State::LineComment => s.line_comment(c),
+            State::Block { .. } => s.block(c, next),
         }
         if c == '\n' {
-            line += 1;
+            s.line += 1;
         }
-        i += 1;
+        s.i += 1;
+    }
+    s.finish()
+}
+
+/// The splitter's position in the script and the statement being collected. Each state has its
+/// handler; a handler that consumes more than the current character advances `i` past the extra
+/// ones (the loop in [`split`] advances past the current one).
+struct Splitter {
+    chars: Vec<char>,
+    i: usize,
+    line: usize,
+    state: State,
+    /// The statement so far, comments removed.
+    cur: String,
+    /// Line of its first non-blank character.
+    cur_line: Option<usize>,
+    out: Vec<Statement>,
+}
+
+impl Splitter {
+    /// Adds `c` to the statement; leading whitespace is dropped.
+    fn push(&mut self, c: char) {
+        if self.cur_line.is_none() && !c.is_whitespace() {
+            self.cur_line = Some(self.line);
+        }
+        if self.cur_line.is_some() {
+            self.cur.push(c);
+        }
     }
 
-    let unterminated = |what: &str, start: usize| SplitError {
-        line: start,
-        message: format!("{what} opened here is never closed"),
-    };
-    match state {
-        State::Normal | State::LineComment => {}
-        State::Single { start, .. } => return Err(unterminated("string literal '...'", start)),
-        State::Double { start } => return Err(unterminated("quoted identifier \"...\"", start)),
-        State::Dollar { tag, start } => {
-            return Err(unterminated(&format!("dollar-quoted body ${tag}$"), start));
+    /// Ends the statement at a `;` (or the end of the script), dropping an empty one.
+    fn end_statement(&mut self) {
+        let text = self.cur.trim_end().to_string();
+        if let (false, Some(l)) = (text.is_empty(), self.cur_line) {
+            self.out.push(Statement { text, line: l });
         }
-        State::Block { start, .. } => return Err(unterminated("comment /* */", start)),
+        self.cur.clear();
+        self.cur_line = None;
     }
-    let text = cur.trim_end().to_string();
-    if let (false, Some(l)) = (text.is_empty(), cur_line) {
-        out.push(Statement { text, line: l });
+
+    fn normal(&mut self, c: char, next: Option<char>) {
+        match c {
+            ';' => self.end_statement(),
+            '-' if next == Some('-') => {
+                self.state = State::LineComment;
+                self.i += 1;
+            }
+            '/' if next == Some('*') => {
+                self.state = State::Block {
+                    depth: 1,
+                    start: self.line,
+                };
+                // A comment separates tokens like whitespace does.
+                if self.cur_line.is_some() {
+                    self.cur.push(' ');
+                }
+                self.i += 1;
+            }
+            '\'' => {
+                let i = self.i;
+                let prev = if i > 0 { Some(self.chars[i - 1]) } else { None };
+                let before = if i > 1 { Some(self.chars[i - 2]) } else { None };
+                let escapes = matches!(prev, Some('e' | 'E')) && !before.is_some_and(is_ident_char);
+                self.state = State::Single {
+                    escapes,
+                    start: self.line,
+                };
+                self.push(c);
+            }
+            '"' => {
+                self.state = State::Double { start: self.line };
+                self.push(c);
+            }
+            '$' if !(self.i > 0 && is_ident_char(self.chars[self.i - 1])) => self.dollar_open(c),
+            _ => self.push(c),
+        }
     }
-    Ok(out)
+
+    /// `$tag$` or `$$` opens a dollar-quoted body; `$1` (a parameter) is not a quote.
+    fn dollar_open(&mut self, c: char) {
+        let i = self.i;
+        let mut j = i + 1;
+        while j < self.chars.len() && (self.chars[j].is_alphanumeric() || self.chars[j] == '_') {
+            j += 1;
+        }
+        let tag: String = self.chars[i + 1..j].iter().collect();
+        let valid_tag = tag.is_empty() || !tag.starts_with(|ch: char| ch.is_ascii_digit());
+        if j < self.chars.len() && self.chars[j] == '$' && valid_tag {
+            for k in i..=j {
+                self.push(self.chars[k]);
+            }
+            self.state = State::Dollar {
+                tag,
+                start: self.line,
+            };
+            self.i = j;
+        } else {
+            self.push(c);
+        }
+    }
+
+    /// Inside `'...'`: `''` is a quote; with `E'...'`, a backslash escapes the next character.
+    fn single(&mut self, escapes: bool, c: char, next: Option<char>) {
+        self.push(c);
+        if escapes && c == '\\' {
+            if let Some(n) = next {
+                self.push(n);
+                if n == '\n' {
+                    self.line += 1;
+                }
+                self.i += 1;
+            }
+        } else if c == '\'' {
+            if next == Some('\'') {
+                self.push('\'');
+                self.i += 1;
+            } else {
+                self.state = State::Normal;
+            }
+        }
+    }
+
+    /// Inside `"..."`: `""` is a quote.
+    fn double(&mut self, c: char, next: Option<char>) {
+        self.push(c);
+        if c == '"' {
+            if next == Some('"') {
+                self.push('"');
+                self.i += 1;
+            } else {
+                self.state = State::Normal;
+            }
+        }
+    }
+
+    /// Inside a dollar-quoted body: whether `c` starts its closing `$tag$`, which is then
+    /// consumed whole (`i` moves past it).
+    fn dollar_close(&mut self, c: char) -> bool {
+        let State::Dollar { tag, .. } = &self.state else {
+            return false;
+        };
+        if c != '$' {
+            return false;
+        }
+        let close: Vec<char> = format!("${tag}$").chars().collect();
+        if !self.chars[self.i..].starts_with(&close) {
+            return false;
+        }
+        for &ch in &close {
+            self.push(ch);
+        }
+        self.i += close.len();
+        self.state = State::Normal;
+        true
+    }
+
+    /// A `--` comment ends at the line's end; the newline is kept.
+    fn line_comment(&mut self, c: char) {
+        if c == '\n' {
+            self.state = State::Normal;
+            if self.cur_line.is_some() {
+                self.cur.push('\n');
+            }
+        }
+    }
+
+    /// `/* */` comments nest.
+    fn block(&mut self, c: char, next: Option<char>) {
+        let State::Block { depth, .. } = &mut self.state else {
+            return;
+        };
+        if c == '*' && next == Some('/') {
+            *depth -= 1;
+            self.i += 1;
+            if *depth == 0 {
+                self.state = State::Normal;
+            }
+        } else if c == '/' && next == Some('*') {
+            *depth += 1;
+            self.i += 1;
+        }
+    }
+
+    /// The end of the script: an open quote or comment is an error; a last statement without
+    /// `;` counts.
+    fn finish(mut self) -> Result<Vec<Statement>, SplitError> {
+        let unterminated = |what: &str, start: usize| SplitError {
+            line: start,
+            message: format!("{what} opened here is never closed"),
+        };
+        match &self.state {
+            State::Normal | State::LineComment => {}
+            State::Single { start, .. } => {
+                return Err(unterminated("string literal '...'", *start));
+            }
+            State::Double { start } => {
+                return Err(unterminated("quoted identifier \"...\"", *start));
+            }
+            State::Dollar { tag, start } => {
+                return Err(unterminated(&format!("dollar-quoted body ${tag}$"), *start));
+            }
+            State::Block { start, .. } => return Err(unterminated("comment /* */", *start)),
+        }
+        self.end_statement();
+        Ok(self.out)
+    }
 }
 
 fn flush(words: &mut Vec<String>, cur: &mut String) {
@@ -311,9 +376,11 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `value` as a SQL string literal (standard-conforming strings, no backslash escapes).
+/// `value` as an escape-string literal (`E'...'`, backslashes and quotes escaped): the server
+/// reads back exactly `value` whatever `standard_conforming_strings` is. The crate's one quoter
+/// of SQL literals.
 pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 #[cfg(test)]
@@ -426,6 +493,7 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("it's"), "E'it''s'");
+        assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Flow: build a [`Spec`] from the configuration (secrets resolved, paths made absolute, target
 //! exact schema versions from [`crate::versions::SupportedRelease`]); `plan` = [`super::plan`];
-//! `apply` = [`super::apply`] (lock, plan again, write, verify).
+//! `apply` = [`super::apply_with`] (lock, plan again, write, verify), reporting progress to
+//! [`StepOptions::progress`] when the builder of the steps gave one.
 //!
 //! Guarantees: bad input (unresolvable secret, missing schema folder or CA file, unknown release)
 //! fails before any connection, with exit 2. A converged server yields an empty plan, so the
@@ -17,7 +18,10 @@
 use std::time::Duration;
 
 use super::schema::{SchemaKind, versioned_dir};
-use super::{DEFAULT_LOCK_TIMEOUT, DatabaseSpec, Login, PgError, SchemaSpec, Spec, TlsSpec};
+use super::{
+    DEFAULT_LOCK_TIMEOUT, DatabaseSpec, Login, PgError, ProgressFn, ProgressSink, SchemaSpec, Spec,
+    TlsSpec,
+};
 use crate::config::types::TemporalVersion;
 use crate::config::{PersistenceConfig, PostgresConfig, VisibilityConfig};
 use crate::reconcile::{Change, Context, Step, StepError, StepFuture, StepName};
@@ -30,12 +34,33 @@ fn release_schemas(v: TemporalVersion) -> Option<SchemaTargets> {
     SupportedRelease::of(v).ok().map(|r| r.schemas())
 }
 
-/// Knobs of the two steps; `Default` is what the CLI uses.
-#[derive(Debug, Clone, Copy)]
+/// Knobs of the two steps; `Default` plus a progress display is what the CLI uses.
+#[derive(Clone)]
 pub struct StepOptions {
     pub schema_target: SchemaTargetFn,
     /// How long a run waits for another run's schema lock before failing.
     pub lock_timeout: Duration,
+    /// Receives the progress of schema versions during apply (none by default).
+    pub progress: Option<ProgressSink>,
+}
+
+impl std::fmt::Debug for StepOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepOptions")
+            .field("lock_timeout", &self.lock_timeout)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepOptions {
+    /// Where progress events go: the configured receiver, or nowhere.
+    fn progress(&self) -> &ProgressFn {
+        match &self.progress {
+            Some(sink) => sink.as_ref(),
+            None => &|_| {},
+        }
+    }
 }
 
 /// Environment variable overriding the lock wait, in seconds.
@@ -51,6 +76,7 @@ impl Default for StepOptions {
         Self {
             schema_target: release_schemas,
             lock_timeout,
+            progress: None,
         }
     }
 }
@@ -187,7 +213,17 @@ pub async fn migrate_to(
     kind: SchemaKind,
     target: SchemaVersion,
 ) -> Result<super::ApplyOutcome, PgError> {
-    let mut spec = spec_for(ctx, kind, &StepOptions::default())?;
+    migrate_with(ctx, kind, target, &StepOptions::default()).await
+}
+
+/// [`migrate_to`] with the given options (their progress receiver; the target replaces theirs).
+pub async fn migrate_with(
+    ctx: &Context,
+    kind: SchemaKind,
+    target: SchemaVersion,
+    opts: &StepOptions,
+) -> Result<super::ApplyOutcome, PgError> {
+    let mut spec = spec_for(ctx, kind, opts)?;
     let Some(schema) = spec.databases[0].schema.as_mut() else {
         return Err(PgError::Invalid(
             "schema migrations need persistence.postgres.schema_dir (the release's schema/postgresql/v12 folder)".into(),
@@ -199,7 +235,7 @@ pub async fn migrate_to(
     {
         return Ok(super::ApplyOutcome::default());
     }
-    super::apply(&spec).await
+    super::apply_with(&spec, opts.progress()).await
 }
 
 /// Step `persistence`: role, the persistence database and its schema.
@@ -208,10 +244,34 @@ pub struct PersistenceStep {
     pub options: StepOptions,
 }
 
+impl PersistenceStep {
+    /// The default step, reporting schema progress to `progress`.
+    pub fn with_progress(progress: Option<ProgressSink>) -> Self {
+        Self {
+            options: StepOptions {
+                progress,
+                ..StepOptions::default()
+            },
+        }
+    }
+}
+
 /// Step `visibility` when visibility is on PostgreSQL: the visibility database and its schema.
 #[derive(Debug, Clone, Default)]
 pub struct VisibilityStep {
     pub options: StepOptions,
+}
+
+impl VisibilityStep {
+    /// The default step, reporting schema progress to `progress`.
+    pub fn with_progress(progress: Option<ProgressSink>) -> Self {
+        Self {
+            options: StepOptions {
+                progress,
+                ..StepOptions::default()
+            },
+        }
+    }
 }
 
 async fn plan_step(
@@ -229,7 +289,7 @@ async fn apply_step(
     opts: &StepOptions,
 ) -> Result<Vec<Change>, PgError> {
     let spec = spec_for(ctx, kind, opts)?;
-    Ok(super::apply(&spec).await?.changes)
+    Ok(super::apply_with(&spec, opts.progress()).await?.changes)
 }
 
 impl Step for PersistenceStep {

@@ -9,7 +9,7 @@
 
 use super::{CurrentSchemas, SchemaMigrator, UpgradeError, VisibilityTarget};
 use crate::config::{PersistenceConfig, VisibilityConfig};
-use crate::postgres::{self, SchemaKind};
+use crate::postgres::{self, SchemaKind, StepOptions};
 use crate::reconcile::Context;
 use crate::versions::SchemaVersion;
 
@@ -49,12 +49,17 @@ impl SchemaMigrator for PostgresMigrator {
                     .into(),
             ));
         }
-        postgres::migrate_to(&self.ctx, SchemaKind::Temporal, temporal)
+        // Schema migrations draw a progress bar when stderr is a terminal.
+        let opts = StepOptions {
+            progress: crate::cli::progress::schema_bar(),
+            ..StepOptions::default()
+        };
+        postgres::migrate_with(&self.ctx, SchemaKind::Temporal, temporal, &opts)
             .await
             .map_err(schema_err)?;
         match visibility {
             VisibilityTarget::Postgres(v) => {
-                postgres::migrate_to(&self.ctx, SchemaKind::Visibility, v)
+                postgres::migrate_with(&self.ctx, SchemaKind::Visibility, v, &opts)
                     .await
                     .map_err(schema_err)?;
             }
