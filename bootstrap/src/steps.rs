@@ -5,13 +5,13 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::observability::{grafana::DashboardsStep, prometheus::AlertRulesStep};
+use crate::postgres::ProgressSink;
 use crate::reconcile::{self, Context, Mode, Step, StepName, StepReport};
 
 /// Every built step. Several may share a name (`visibility` for Elasticsearch/OpenSearch and
 /// for PostgreSQL); the one whose `enabled` says yes for the configuration runs.
-pub fn registry() -> Vec<Box<dyn Step>> {
-    // Schema migrations draw a progress bar when stderr is a terminal.
-    let schema_progress = crate::cli::progress::schema_bar();
+/// `schema_progress` receives the schema migrations' progress (the CLI draws a bar with it).
+pub fn registry(schema_progress: Option<ProgressSink>) -> Vec<Box<dyn Step>> {
     let mut steps: Vec<Box<dyn Step>> = vec![
         Box::new(crate::pki::CertificatesStep),
         Box::new(crate::postgres::PersistenceStep::with_progress(
@@ -34,7 +34,17 @@ pub fn registry() -> Vec<Box<dyn Step>> {
 
 /// Runs the selected steps of the whole platform (all when `only` is empty).
 pub async fn run(ctx: &Context, mode: Mode, only: &[StepName]) -> Vec<StepReport> {
-    reconcile::run(&registry(), ctx, mode, only).await
+    reconcile::run(&registry(None), ctx, mode, only).await
+}
+
+/// Like [`run`], reporting schema migration progress to `schema_progress`.
+pub async fn run_with_progress(
+    ctx: &Context,
+    mode: Mode,
+    only: &[StepName],
+    schema_progress: Option<ProgressSink>,
+) -> Vec<StepReport> {
+    reconcile::run(&registry(schema_progress), ctx, mode, only).await
 }
 
 /// Like [`run`], stopping before the next step once `stop` is set.
@@ -44,5 +54,5 @@ pub async fn run_until(
     only: &[StepName],
     stop: &AtomicBool,
 ) -> Vec<StepReport> {
-    reconcile::run_until(&registry(), ctx, mode, only, stop).await
+    reconcile::run_until(&registry(None), ctx, mode, only, stop).await
 }

@@ -395,6 +395,7 @@ async fn upgrade(
 ) -> Result<ApplyReport, UpgradeError> {
     let migrator = PostgresMigrator {
         ctx: case.context(),
+        progress: None,
     };
     apply::apply(&case.request(to), &migrator, cluster, cluster, &SystemClock).await
 }
@@ -679,6 +680,7 @@ async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twi
     let crashing = CrashingMigrator {
         inner: PostgresMigrator {
             ctx: case.context(),
+            progress: None,
         },
         reads: AtomicUsize::new(0),
         fail_read: 4,

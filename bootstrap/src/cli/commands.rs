@@ -154,7 +154,9 @@ async fn apply(cli: &Cli, a: &ApplyArgs) -> Result<u8, CliError> {
     let only = parse_only(&a.only)?;
     let ctx = context_with(loaded, false, a.force);
     let mode = if a.dry_run { Mode::Plan } else { Mode::Apply };
-    let reports = crate::steps::run(&ctx, mode, &only).await;
+    // Schema migrations draw a progress bar when stderr is a terminal.
+    let reports =
+        crate::steps::run_with_progress(&ctx, mode, &only, super::progress::schema_bar()).await;
     print_reports(
         cli,
         if a.dry_run {

@@ -124,7 +124,10 @@ pub async fn run(
                 offline: false,
                 force: false,
             };
-            let migrator = migrator::PostgresMigrator { ctx };
+            let migrator = migrator::PostgresMigrator {
+                ctx,
+                progress: super::progress::schema_bar(),
+            };
             apply_with(output, a, &loaded, &migrator).await
         }
     }

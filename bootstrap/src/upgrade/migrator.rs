@@ -9,12 +9,14 @@
 
 use super::{CurrentSchemas, SchemaMigrator, UpgradeError, VisibilityTarget};
 use crate::config::{PersistenceConfig, VisibilityConfig};
-use crate::postgres::{self, SchemaKind, StepOptions};
+use crate::postgres::{self, ProgressSink, SchemaKind, StepOptions};
 use crate::reconcile::Context;
 use crate::versions::SchemaVersion;
 
 pub struct PostgresMigrator {
     pub ctx: Context,
+    /// Receives the migrations' progress (the CLI draws a bar with it).
+    pub progress: Option<ProgressSink>,
 }
 
 fn schema_err(e: postgres::PgError) -> UpgradeError {
@@ -49,9 +51,8 @@ impl SchemaMigrator for PostgresMigrator {
                     .into(),
             ));
         }
-        // Schema migrations draw a progress bar when stderr is a terminal.
         let opts = StepOptions {
-            progress: crate::cli::progress::schema_bar(),
+            progress: self.progress.clone(),
             ..StepOptions::default()
         };
         postgres::migrate_with(&self.ctx, SchemaKind::Temporal, temporal, &opts)
