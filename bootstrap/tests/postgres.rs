@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::{self, SchemaKind, SchemaState, StepOptions};
-use temporal_bootstrap::reconcile::Context;
+use temporal_bootstrap::reconcile::{Context, ErrorKind, StepError};
 use temporal_bootstrap::versions::{SchemaTargets, SchemaVersion};
 
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
@@ -1420,6 +1420,36 @@ async fn a_failing_statement_is_named_and_its_version_rolled_back() {
         index,
         "the statement before the failing one was rolled back too"
     );
+}
+
+/// The cause survives the layers: the same failure seen through the library carries
+/// PostgreSQL's SQLSTATE (42P01, undefined_table), and so does the step error built from it.
+#[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
+async fn a_failing_statement_keeps_its_sqlstate() {
+    let case = Case::new("sqlstate");
+    let schema = case.schema_copy(false);
+    std::fs::write(
+        schema.join("temporal/versioned/v1.6/index.sql"),
+        "CREATE INDEX fx_broken ON fx_no_such_table (x);\n",
+    )
+    .unwrap();
+    let config = case.config(Some(&schema), "");
+    let ctx = Case::context(&config);
+    let spec = postgres::spec_for(&ctx, SchemaKind::Temporal, &StepOptions::default()).unwrap();
+    let err = postgres::apply(&spec).await.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("42P01"), "{err}");
+    assert!(err.to_string().contains("fx_no_such_table"), "{err}");
+    let step = StepError::from(err);
+    assert_eq!(step.kind, ErrorKind::Failed);
+    let cause = step
+        .cause()
+        .and_then(|c| c.downcast_ref::<postgres::PgError>())
+        .expect("the step error keeps the PgError as its source");
+    assert_eq!(cause.sqlstate(), Some("42P01"));
 }
 
 #[tokio::test]
