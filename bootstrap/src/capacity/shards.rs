@@ -103,20 +103,7 @@ pub fn size(i: &ShardInputs, a: &Assumptions) -> (HistoryShards, Vec<Issue>) {
     // Invariant: the bounds are powers of two of at most 131072 (coerced in Assumptions).
     let min = a.min_history_shards as u32;
     let max = (a.max_history_shards as u32).max(min);
-    let (recommended, rec_binding) = if need_whole <= u64::from(min) {
-        (min, Binding::Minimum)
-    } else if need_whole > u64::from(max) {
-        (max, Binding::Maximum)
-    } else {
-        // need_whole <= max <= 131072, so the cast and next_power_of_two cannot overflow.
-        let n = (need_whole as u32).next_power_of_two().min(max);
-        let b = if need_tp >= need_open {
-            Binding::Throughput
-        } else {
-            Binding::OpenWorkflows
-        };
-        (n, b)
-    };
+    let (recommended, rec_binding) = recommend(need_whole, need_tp >= need_open, min, max);
     let (count, binding, mode) = match i.pinned {
         Some(n) => (n, Binding::Pinned, "pinned"),
         None => (recommended, rec_binding, "auto"),
@@ -130,11 +117,7 @@ pub fn size(i: &ShardInputs, a: &Assumptions) -> (HistoryShards, Vec<Issue>) {
         "open workflows"
     };
 
-    let pow2 = match need_whole {
-        0 => "1".to_string(),
-        n if n <= 1 << 62 => n.next_power_of_two().to_string(),
-        _ => "more than 2^62".to_string(),
-    };
+    let pow2 = power_of_two_text(need_whole);
     let explanation = format!(
         "throughput: {} updates/s / {} updates/s per shard ({}% of the {}/s ceiling at {} ms) = {} shards; \
          open workflows: {} / {} per shard = {} shards; \
@@ -220,6 +203,33 @@ pub fn size(i: &ShardInputs, a: &Assumptions) -> (HistoryShards, Vec<Issue>) {
         },
         warnings,
     )
+}
+
+/// The auto count: the need rounded up to a power of two within `min..=max`, and what bound it.
+fn recommend(need_whole: u64, throughput_dominates: bool, min: u32, max: u32) -> (u32, Binding) {
+    if need_whole <= u64::from(min) {
+        (min, Binding::Minimum)
+    } else if need_whole > u64::from(max) {
+        (max, Binding::Maximum)
+    } else {
+        // need_whole <= max <= 131072, so the cast and next_power_of_two cannot overflow.
+        let n = (need_whole as u32).next_power_of_two().min(max);
+        let b = if throughput_dominates {
+            Binding::Throughput
+        } else {
+            Binding::OpenWorkflows
+        };
+        (n, b)
+    }
+}
+
+/// `need` rounded up to a power of two, as text (absurd inputs can exceed u64's powers).
+fn power_of_two_text(need: u64) -> String {
+    match need {
+        0 => "1".to_string(),
+        n if n <= 1 << 62 => n.next_power_of_two().to_string(),
+        _ => "more than 2^62".to_string(),
+    }
 }
 
 #[cfg(test)]
