@@ -52,23 +52,34 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
+/// Why a set of keys cannot form a keyring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyringError {
+    #[error("key `{id}` is {len} bytes; AES-256 needs {KEY_LEN} (base64 of 32 random bytes)")]
+    Length { id: String, len: usize },
+    #[error("key `{0}` was refused by AES-256-GCM")]
+    Refused(String),
+    #[error("current key `{0}` is not configured")]
+    NoCurrent(String),
+}
+
 impl Keyring {
     /// `keys`: (id, 32 key bytes). `current` must be one of the ids.
-    pub fn new(keys: Vec<(String, Vec<u8>)>, current: &str) -> Result<Self, String> {
+    pub fn new(keys: Vec<(String, Vec<u8>)>, current: &str) -> Result<Self, KeyringError> {
         let mut map = BTreeMap::new();
         for (id, bytes) in keys {
             if bytes.len() != KEY_LEN {
-                return Err(format!(
-                    "key `{id}` is {} bytes; AES-256 needs {KEY_LEN} (base64 of 32 random bytes)",
-                    bytes.len()
-                ));
+                return Err(KeyringError::Length {
+                    id,
+                    len: bytes.len(),
+                });
             }
             let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
-                .map_err(|_| format!("key `{id}` was refused by AES-256-GCM"))?;
+                .map_err(|_| KeyringError::Refused(id.clone()))?;
             map.insert(id, LessSafeKey::new(unbound));
         }
         if !map.contains_key(current) {
-            return Err(format!("current key `{current}` is not configured"));
+            return Err(KeyringError::NoCurrent(current.to_string()));
         }
         Ok(Self {
             keys: map,
@@ -263,6 +274,7 @@ mod tests {
         assert!(
             Keyring::new(vec![("k".into(), vec![0; 16])], "k")
                 .unwrap_err()
+                .to_string()
                 .contains("16 bytes")
         );
         assert!(Keyring::new(vec![("k".into(), vec![0; 32])], "x").is_err());

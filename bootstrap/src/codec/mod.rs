@@ -122,7 +122,7 @@ pub fn build_state(
     let current = current.ok_or_else(|| {
         CodecError::Invalid("codec.keys: exactly one key must have `current: true`".into())
     })?;
-    let keyring = Keyring::new(keys, &current).map_err(CodecError::Invalid)?;
+    let keyring = Keyring::new(keys, &current).map_err(|e| CodecError::Invalid(e.to_string()))?;
 
     let mut auth = Authenticator::default();
     let mut digests: Vec<[u8; 32]> = Vec::new();
