@@ -323,8 +323,11 @@ async fn verify(session: &mut Session<'_>) -> Result<(), PgError> {
         }
         if let Some(s) = &spec_db.schema {
             match &db.schema {
+                // Newer is drift the plan reported and left alone (never downgraded).
                 SchemaState::Versioned { current, .. }
-                    if current.parse::<SchemaVersion>() == Ok(s.target) => {}
+                    if current
+                        .parse::<SchemaVersion>()
+                        .is_ok_and(|c| c >= s.target) => {}
                 other => problems.push(format!(
                     "database {}: schema {:?}, expected {}",
                     db.name, other, s.target

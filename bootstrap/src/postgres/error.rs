@@ -69,13 +69,15 @@ pub enum PgError {
     #[error("{0}")]
     Invalid(String),
     #[error(
-        "database `{database}` is at {schema} schema version {current}, newer than {target} expected by this release; schemas are never downgraded (Temporal supports a newer schema with an older binary). Set cluster.temporal_version to the release that matches, or leave the database as it is"
+        "database `{database}`: {count} object(s) are owned by `{owners}`, not by the application role `{app}` (e.g. {examples}); the next schema version's ALTER would fail with \"must be owner\" (they were likely created by temporal-sql-tool run as `{owners}`). Nothing was written. Fix once, as a superuser or `{owners}`, connected to `{database}`: {fix} Then run this command again"
     )]
-    Newer {
+    ForeignOwner {
         database: String,
-        schema: &'static str,
-        current: String,
-        target: SchemaVersion,
+        app: String,
+        owners: String,
+        count: usize,
+        examples: String,
+        fix: String,
     },
     #[error(
         "database `{database}` has schema_version `{value}`, which is not a MAJOR.MINOR version"
@@ -138,7 +140,7 @@ impl PgError {
             | Self::NeedsAdmin(_)
             | Self::Invalid(_)
             | Self::BadVersionRow { .. } => ErrorKind::Invalid,
-            Self::ProtectedRole { .. } | Self::Newer { .. } => ErrorKind::Refused,
+            Self::ProtectedRole { .. } | Self::ForeignOwner { .. } => ErrorKind::Refused,
             Self::Auth { .. } => ErrorKind::Denied,
             Self::Unreachable { .. } => ErrorKind::Unreachable,
             Self::LockTimeout { .. } => ErrorKind::Conflict,
@@ -227,15 +229,15 @@ mod tests {
             reason: "refused".into(),
         };
         assert_eq!(StepError::from(unreachable).class(), ErrorClass::Runtime);
-        let newer = PgError::Newer {
-            database: "temporal".into(),
-            schema: "temporal",
-            current: "1.20".into(),
-            target: SchemaVersion::new(1, 19),
+        let protected = PgError::ProtectedRole {
+            role: "postgres".into(),
+            reason: "is a superuser".into(),
+            would: "ALTER ROLE".into(),
+            adopt: String::new(),
         };
-        let e = StepError::from(newer);
+        let e = StepError::from(protected);
         assert_eq!(e.class(), ErrorClass::Invalid);
-        assert!(e.message.contains("never downgraded"), "{}", e.message);
+        assert!(e.message.contains("never alters"), "{}", e.message);
         let auth = PgError::Auth {
             host: "db".into(),
             port: 5432,

@@ -3,25 +3,29 @@
 //!
 //! Flow: [`apply_version`] picks how the version commits. Normally everything goes to the
 //! server as one multi-statement simple query, which PostgreSQL runs as one implicit
-//! transaction ([`Commit::Together`]: one round trip and one commit per version). When that
-//! fails on the server, the statements are replayed one by one in an explicit transaction that
-//! is rolled back ([`Commit::RolledBack`]), only to name the failing statement and its line. A
-//! version holding a statement PostgreSQL refuses in a transaction (`CONCURRENTLY`) has each
-//! statement committed on its own, then the rows ([`Commit::EachOwn`], as `temporal-sql-tool`
-//! runs them). All three go through [`execute`].
+//! transaction ([`Commit::Together`]: one round trip and one commit per version). When the
+//! server refuses it, the version is run again statement by statement in one explicit
+//! transaction, each statement under a savepoint ([`Commit::Resuming`]): a statement whose
+//! effect is already in place ([`Statement::already_took_effect`], by SQLSTATE) is skipped with
+//! a warning, the way `temporal-sql-tool` skips "already exists", so a version that a crashed
+//! tool (or a crashed version outside a transaction) left half-applied is completed; any other
+//! failure rolls everything back and names the statement. A version holding a statement
+//! PostgreSQL refuses in a transaction (`CONCURRENTLY`) has each statement committed on its own
+//! with the same skipping, then the rows ([`Commit::EachOwn`], as `temporal-sql-tool` runs
+//! every version). All three go through [`execute`].
 //!
 //! Guarantees: in a transactional version the statements and the rows commit together or not at
-//! all. Every failure names the database, version, file and line, and keeps the server's error
-//! as its source.
+//! all. The rows recorded are those `temporal-sql-tool update-schema` writes for the version,
+//! whoever applied its statements. Every failure names the database, version, file and line,
+//! and keeps the server's error as its source.
 //!
 //! Assumptions: a file's statements were split by [`super::sql::split`] the way psql splits
 //! them.
 //!
-//! Caveats: a failure or crash half-way through a `CONCURRENTLY` version leaves the database
-//! recorded at the previous version with some statements already applied; re-running applies the
-//! version again, which Temporal's files allow (`IF NOT EXISTS` everywhere). An interrupted
-//! `CREATE INDEX CONCURRENTLY` leaves an INVALID index that `IF NOT EXISTS` then skips; drop it
-//! before re-running (the error says which).
+//! Caveats: skipping by SQLSTATE trusts that an object with the statement's name is the one the
+//! statement creates, as the tool does. An interrupted `CREATE INDEX CONCURRENTLY` leaves an
+//! INVALID index that `IF NOT EXISTS` then skips; drop it before re-running (the error says
+//! which).
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
@@ -37,10 +41,12 @@ use crate::versions::SchemaVersion;
 enum Commit {
     /// Statements and bookkeeping rows as one multi-statement query: one implicit transaction.
     Together,
-    /// Each statement committed on its own, then the rows.
+    /// One explicit transaction, each statement under a savepoint, statements already in
+    /// effect skipped, then the rows.
+    Resuming,
+    /// Each statement committed on its own (statements already in effect skipped), then the
+    /// rows.
     EachOwn,
-    /// Each statement in an explicit transaction that is then rolled back; no rows.
-    RolledBack,
 }
 
 /// Where an execution stopped.
@@ -55,8 +61,8 @@ enum Failure {
     },
     /// The bookkeeping rows could not be written.
     Rows(sqlx::Error),
-    /// The replay transaction could not be opened.
-    Begin(sqlx::Error),
+    /// The transaction could not be opened, a savepoint set, or the commit made.
+    Transaction(sqlx::Error),
 }
 
 /// Applies one version folder on `conn` (connected to `db` as the application role) on top of
@@ -75,16 +81,45 @@ pub(crate) async fn apply_version(
     if !in_transaction {
         tracing::warn!(database = db, version = %v.version, "this version holds statements PostgreSQL cannot run in a transaction (CONCURRENTLY); its statements are committed one by one");
     }
-    let commit = if in_transaction {
+    let rows = applied_rows_sql(db, previous, v);
+    let skipped = |file: &str, stmt: &Statement, code: &str| {
+        tracing::warn!(
+            database = db,
+            version = %v.version,
+            file,
+            line = stmt.line,
+            sqlstate = code,
+            "statement already in effect (left by an earlier run of this version that stopped half-way); skipped, as temporal-sql-tool does"
+        );
+    };
+    let first = if in_transaction {
         Commit::Together
     } else {
         Commit::EachOwn
     };
-    let rows = applied_rows_sql(db, previous, v);
-    let failure = match execute(conn, &v.statements, &rows, commit, progress).await {
+    let mut failure = match execute(conn, &v.statements, &rows, first, progress, &skipped).await {
         Ok(()) => return Ok(()),
         Err(f) => f,
     };
+    if let Failure::Batch(e) = &failure
+        && e.as_database_error().is_some()
+    {
+        // The server refused the version as a whole: run it again statement by statement,
+        // which completes a half-applied version or names the statement that fails.
+        failure = match execute(
+            conn,
+            &v.statements,
+            &rows,
+            Commit::Resuming,
+            progress,
+            &skipped,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(f) => f,
+        };
+    }
     let statement_error = |file: String, line: usize, source: sqlx::Error| {
         let (database, version, source) = (db.to_string(), v.version, Box::new(source));
         if in_transaction {
@@ -111,33 +146,27 @@ pub(crate) async fn apply_version(
         context: format!("applying {db} v{} (rolled back)", v.version),
         source: Box::new(source),
     };
-    match failure {
-        Failure::At { file, line, source } => Err(statement_error(file, line, source)),
-        Failure::Rows(source) => Err(PgError::Query {
+    Err(match failure {
+        Failure::At { file, line, source } => statement_error(file, line, source),
+        Failure::Rows(source) => PgError::Query {
             context: format!("recording {db} v{}", v.version),
             source: Box::new(source),
-        }),
+        },
         // Not the server's answer (the connection broke): there is no statement to find.
-        Failure::Batch(e) if e.as_database_error().is_none() => Err(rolled_back(e)),
-        Failure::Batch(original) => {
-            // Replay to name the failing statement; without one, report the batch's error.
-            match execute(conn, &v.statements, "", Commit::RolledBack, &|_| {}).await {
-                Err(Failure::At { file, line, source }) => Err(statement_error(file, line, source)),
-                _ => Err(rolled_back(original)),
-            }
-        }
-        Failure::Begin(source) => Err(rolled_back(source)),
-    }
+        Failure::Batch(e) | Failure::Transaction(e) => rolled_back(e),
+    })
 }
 
-/// Runs `statements` (then `rows`, except when rolled back) on `conn`, committed as `commit`
-/// says. The one place schema statements are sent to the server.
+/// Runs `statements`, then `rows`, on `conn`, committed as `commit` says; `skipped` is told of
+/// each statement found already in effect. The one place schema statements are sent to the
+/// server.
 async fn execute(
     conn: &mut PgConnection,
     statements: &[(String, Statement)],
     rows: &str,
     commit: Commit,
     progress: &(dyn Fn(u64) + Sync),
+    skipped: &(dyn Fn(&str, &Statement, &str) + Sync),
 ) -> Result<(), Failure> {
     match commit {
         Commit::Together => {
@@ -153,39 +182,75 @@ async fn execute(
                 .map_err(Failure::Batch)?;
             progress(statements.len() as u64 + 1);
         }
+        Commit::Resuming => {
+            let mut tx = conn.begin().await.map_err(Failure::Transaction)?;
+            one_by_one(&mut tx, statements, true, progress, skipped).await?;
+            sqlx::raw_sql(AssertSqlSafe(rows))
+                .execute(&mut *tx)
+                .await
+                .map_err(Failure::Rows)?;
+            tx.commit().await.map_err(Failure::Transaction)?;
+            progress(1);
+        }
         Commit::EachOwn => {
-            one_by_one(conn, statements, progress).await?;
+            one_by_one(conn, statements, false, progress, skipped).await?;
             sqlx::raw_sql(AssertSqlSafe(rows))
                 .execute(&mut *conn)
                 .await
                 .map_err(Failure::Rows)?;
             progress(1);
         }
-        Commit::RolledBack => {
-            let mut tx = conn.begin().await.map_err(Failure::Begin)?;
-            let replayed = one_by_one(&mut tx, statements, progress).await;
-            let _ = tx.rollback().await;
-            replayed?;
-        }
     }
     Ok(())
 }
 
-/// Each statement as its own query, stopping at the first failure.
+/// Each statement as its own query, skipping those already in effect and stopping at the first
+/// other failure. In a transaction (`savepoints`), each statement runs under a savepoint so a
+/// skipped one does not abort the transaction.
 async fn one_by_one(
     conn: &mut PgConnection,
     statements: &[(String, Statement)],
+    savepoints: bool,
     progress: &(dyn Fn(u64) + Sync),
+    skipped: &(dyn Fn(&str, &Statement, &str) + Sync),
 ) -> Result<(), Failure> {
     for (file, stmt) in statements {
-        sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
+        if savepoints {
+            sqlx::raw_sql("SAVEPOINT tb_statement")
+                .execute(&mut *conn)
+                .await
+                .map_err(Failure::Transaction)?;
+        }
+        match sqlx::raw_sql(AssertSqlSafe(stmt.text.as_str()))
             .execute(&mut *conn)
             .await
-            .map_err(|source| Failure::At {
-                file: file.clone(),
-                line: stmt.line,
-                source,
-            })?;
+        {
+            Ok(_) => {}
+            Err(source) => {
+                let code = source
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .map(|c| c.into_owned());
+                match code {
+                    Some(code) if stmt.already_took_effect(&code) => {
+                        if savepoints {
+                            sqlx::raw_sql("ROLLBACK TO SAVEPOINT tb_statement")
+                                .execute(&mut *conn)
+                                .await
+                                .map_err(Failure::Transaction)?;
+                        }
+                        skipped(file, stmt, &code);
+                    }
+                    _ => {
+                        return Err(Failure::At {
+                            file: file.clone(),
+                            line: stmt.line,
+                            source,
+                        });
+                    }
+                }
+            }
+        }
         progress(1);
     }
     Ok(())

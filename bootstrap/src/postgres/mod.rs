@@ -18,9 +18,11 @@
 //!
 //! Guarantees: a converged server gets no write (plan is empty and apply is not called; apply
 //! itself also writes nothing when nothing is pending). A schema is never downgraded: a database
-//! newer than the target is an error (exit 2). Each version's statements and its
+//! newer than the target is reported as drift and left alone (the server accepts a newer
+//! schema). Objects the application role cannot alter are refused before any write (exit 2). Each version's statements and its
 //! `schema_version`/`schema_update_history` rows commit together, so a crash leaves the database
-//! at a clean version. The application password never appears in a SQL statement (the role
+//! at a clean version; a version someone else left half-applied is completed statement by
+//! statement (see `execute`). The application password never appears in a SQL statement (the role
 //! password is set as a SCRAM-SHA-256 verifier computed here, so the server's statement log cannot
 //! record it), and statement logging of the client library is off. Progress is reported as
 //! [`SchemaProgress`] events to whoever asked for them; this module draws nothing.
@@ -45,6 +47,7 @@ mod connection;
 mod error;
 mod execute;
 mod observe;
+mod ownership;
 mod plan;
 pub mod schema;
 mod scram;

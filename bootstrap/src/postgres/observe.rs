@@ -4,7 +4,8 @@
 //! Flow: on the control connection, the server version, the role's attributes and marker
 //! comment, and each database's owner; then, for each existing database, the recorded schema
 //! version, read as the application role (which also tells whether its password logs in), or as
-//! the admin when the role cannot log in.
+//! the admin when the role cannot log in or may not read the version tables (another role owns
+//! them).
 //!
 //! Guarantees: writes nothing. A role whose password is refused is reported
 //! (`password_accepted: Some(false)`), not an error.
@@ -203,19 +204,26 @@ async fn observe_database(
             Ok(conn) => {
                 role.password_accepted = Some(true);
                 if db.schema.is_some() {
-                    read_schema_state(conn, &db.name).await?
+                    match read_schema_state(conn, &db.name).await {
+                        // The version tables belong to another role (temporal-sql-tool run as
+                        // the admin): read them as the admin; plan then refuses with the fix.
+                        Err(e) if e.sqlstate() == Some("42501") => {
+                            schema_via_admin(session, db, "may not read schema_version").await?
+                        }
+                        other => other?,
+                    }
                 } else {
                     SchemaState::NotManaged
                 }
             }
             Err(PgError::Auth { .. }) => {
                 role.password_accepted = Some(false);
-                schema_via_admin(session, db).await?
+                schema_via_admin(session, db, "cannot log in").await?
             }
             Err(e) => return Err(e),
         }
     } else {
-        schema_via_admin(session, db).await?
+        schema_via_admin(session, db, "cannot log in").await?
     };
     Ok(DatabaseState {
         name: db.name.clone(),
@@ -227,10 +235,11 @@ async fn observe_database(
     })
 }
 
-/// The schema state read with the admin login, when the role cannot log in.
+/// The schema state read with the admin login, when the role cannot read it (`why`).
 async fn schema_via_admin(
     session: &mut Session<'_>,
     db: &DatabaseSpec,
+    why: &str,
 ) -> Result<SchemaState, PgError> {
     if db.schema.is_none() {
         return Ok(SchemaState::NotManaged);
@@ -242,7 +251,10 @@ async fn schema_via_admin(
             read_schema_state(conn, &db.name).await
         }
         None => Ok(SchemaState::Unknown {
-            reason: format!("role `{}` cannot log in", spec.app.user),
+            reason: format!(
+                "role `{}` {why} and no admin credentials are configured (persistence.postgres.admin)",
+                spec.app.user
+            ),
         }),
     }
 }

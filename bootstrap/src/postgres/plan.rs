@@ -6,8 +6,9 @@
 //! and one change per version, with the row counts of tables a version rewrites.
 //!
 //! Guarantees: writes nothing. A converged server gives no change. A database newer than its
-//! target is an error (schemas are never downgraded), and so is a version that cannot be read
-//! (a wrong guess would re-run applied versions).
+//! target is drift: reported with a warning, never written (schemas are never downgraded, and
+//! the server accepts a newer one). A version that cannot be read is an error (a wrong guess
+//! would re-run applied versions).
 //!
 //! Assumptions: the version folders under `schema_dir` are those of the configured release.
 //!
@@ -17,9 +18,10 @@
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
-use super::connection::{DatabaseSpec, Session, Spec};
+use super::connection::{DatabaseSpec, Login, Session, Spec};
 use super::error::{PgError, query_err};
 use super::observe::{DatabaseState, Observed, RoleState, SchemaState, observe_with};
+use super::ownership;
 use super::schema::{self, PendingVersion, SchemaKind};
 use super::sql::quote_ident;
 use super::{ROLE_ATTRIBUTES, ROLE_MARKER};
@@ -262,12 +264,22 @@ async fn plan_schema(
         return Ok(None);
     };
     if current > schema.target {
-        return Err(PgError::Newer {
-            database: db.name.clone(),
-            schema: db.kind.folder(),
-            current: current.to_string(),
-            target: schema.target,
-        });
+        // A newer schema is what a binary rollback, or the hops of an upgrade in progress,
+        // leave behind; the server accepts it. Reported, never written (schemas never go back).
+        let detail = format!(
+            "{} schema at {current}, newer than {} this release expects; left as it is (a server accepts a newer schema: binary rollback or an upgrade in progress). Set cluster.temporal_version to the release that matches once the upgrade is done",
+            db.kind.folder(),
+            schema.target
+        );
+        if announce {
+            tracing::warn!(database = %db.name, "{detail}");
+        }
+        changes.push(Change::new(
+            Action::Drift,
+            format!("schema of database {}", db.name),
+            detail,
+        ));
+        return Ok(None);
     }
     let pending = schema::pending(&schema.versioned_dir, current, schema.target)?;
     if create_tables {
@@ -277,8 +289,16 @@ async fn plan_schema(
             "schema_version and schema_update_history at 0.0 (as temporal-sql-tool setup-schema -v 0.0)",
         ));
     }
+    let app_logs_in = observed.role.password_accepted == Some(true);
+    if state.exists && observed.role.exists && !pending.is_empty() {
+        let spec = session.spec;
+        let conn = session.login(reader(spec, app_logs_in), &db.name).await?;
+        let foreign = ownership::foreign_objects(conn, &db.name, &spec.app.user).await?;
+        if !foreign.is_empty() {
+            return Err(ownership::refusal(&db.name, &spec.app.user, &foreign));
+        }
+    }
     let counts = if state.exists {
-        let app_logs_in = observed.role.password_accepted == Some(true);
         rewrite_counts(session, app_logs_in, &db.name, &pending).await?
     } else {
         Vec::new()
@@ -388,6 +408,15 @@ fn prev_version(pending: &[PendingVersion], v: SchemaVersion) -> SchemaVersion {
         .unwrap_or(v)
 }
 
+/// Who reads a database's catalogue during planning: the application role when it can log in
+/// (the usual case), else the admin.
+fn reader(spec: &Spec, app_logs_in: bool) -> &Login {
+    match &spec.admin {
+        Some((admin, _)) if !app_logs_in => admin,
+        _ => &spec.app,
+    }
+}
+
 /// Row counts of the tables pending versions rewrite, as text (`1234 rows`, `about 5000000 rows
 /// (estimate from pg_class)`); `None` for a table that does not exist yet.
 /// Read as the application role when it can log in (`app_logs_in`), else with the admin login.
@@ -402,11 +431,7 @@ async fn rewrite_counts(
         return Ok(vec![]);
     }
     let spec = session.spec;
-    let login = match &spec.admin {
-        Some((admin, _)) if !app_logs_in => admin,
-        _ => &spec.app,
-    };
-    let conn = session.login(login, database).await?;
+    let conn = session.login(reader(spec, app_logs_in), database).await?;
     let mut out = Vec::new();
     for t in tables {
         out.push((t.clone(), row_count(conn, t).await?));

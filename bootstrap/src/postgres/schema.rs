@@ -5,7 +5,7 @@
 //! anything is written): a version folder is named `v<MAJOR>.<MINOR>` and holds `manifest.json`
 //! whose `CurrVersion` equals the folder name without `v`; `SchemaUpdateCqlFiles` lists the `.sql`
 //! files in order, and may be empty only when `AllowNoCqlFiles` is true; every statement must
-//! start with CREATE, ALTER, INSERT, DROP or DO. Pending versions are those in (current, target],
+//! start with CREATE, ALTER, INSERT, DROP or DO, in capitals (the tool compares case-sensitively). Pending versions are those in (current, target],
 //! which must be consecutive (no missing minor version) and must include the target folder.
 
 use std::path::{Path, PathBuf};
@@ -57,7 +57,7 @@ pub enum SchemaError {
     #[error("{path}: {detail}")]
     Split { path: String, detail: String },
     #[error(
-        "{path} line {line}: statement starting with `{keyword}` is not allowed; schema files may only contain CREATE, ALTER, INSERT, DROP or DO statements"
+        "{path} line {line}: statement starting with `{keyword}` is not allowed; schema files may only contain statements starting with CREATE, ALTER, INSERT, DROP or DO, in capitals (temporal-sql-tool compares case-sensitively and would refuse it too)"
     )]
     ForbiddenStatement {
         path: String,

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-/// Statement kinds accepted in a schema file (the same list `temporal-sql-tool` accepts).
+/// Statement kinds accepted in a schema file: the list `temporal-sql-tool` accepts
+/// (`whitelistedCQLPrefixes`; `DO` since 1.30, whose visibility v1.2 starts with a `DO` block),
+/// compared case-sensitively as the tool does, so a folder the tool refuses is refused here.
 pub const ALLOWED_KEYWORDS: [&str; 5] = ["CREATE", "ALTER", "INSERT", "DROP", "DO"];
 
 /// One statement of a schema file, without its terminating `;`.
@@ -19,17 +21,53 @@ pub struct Statement {
 }
 
 impl Statement {
-    /// The first word, uppercased (`CREATE`, `DO`, ...).
+    /// The first word as written (`CREATE`, `create`, `DO`, ...).
     pub fn keyword(&self) -> String {
         self.text
             .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
             .find(|w| !w.is_empty())
             .unwrap_or("")
-            .to_ascii_uppercase()
+            .to_string()
     }
 
+    /// Whether the tool would run it: the first word is one of [`ALLOWED_KEYWORDS`], in capitals.
     pub fn is_allowed(&self) -> bool {
         ALLOWED_KEYWORDS.contains(&self.keyword().as_str())
+    }
+
+    /// Whether the error `sqlstate` from running this statement means its effect is already
+    /// in place, left by an earlier run of the same version that stopped half-way (a crashed
+    /// `temporal-sql-tool`, which commits statement by statement, or a version run outside a
+    /// transaction). `temporal-sql-tool` skips such a statement when the message says "already
+    /// exist" or "not found"; this compares SQLSTATEs, and a "does not exist" only counts for a
+    /// statement that removes something (for an `ALTER TABLE ... ADD` it is a real error).
+    pub fn already_took_effect(&self, sqlstate: &str) -> bool {
+        match sqlstate {
+            // duplicate_table (also index, sequence, view), duplicate_column, duplicate_object
+            // (constraint, extension, type), duplicate_schema, duplicate_function
+            "42P07" | "42701" | "42710" | "42P06" | "42723" => true,
+            // undefined_table, undefined_column, undefined_object (index, type, constraint)
+            "42P01" | "42703" | "42704" => self.removes(),
+            _ => false,
+        }
+    }
+
+    /// `DROP ...`, or an `ALTER ...` that only drops (`ALTER TABLE t DROP COLUMN c`).
+    fn removes(&self) -> bool {
+        let words: Vec<String> = words_outside_parens(&self.text)
+            .iter()
+            .map(|w| w.to_ascii_uppercase())
+            .collect();
+        match words.first().map(String::as_str) {
+            Some("DROP") => true,
+            Some("ALTER") => {
+                words.iter().any(|w| w == "DROP")
+                    && !words
+                        .iter()
+                        .any(|w| matches!(w.as_str(), "ADD" | "RENAME" | "TYPE" | "SET"))
+            }
+            _ => false,
+        }
     }
 
     /// The table a statement rewrites in full, when it adds a `GENERATED ... STORED` column
@@ -438,13 +476,13 @@ mod tests {
     }
 
     #[test]
-    fn keywords_are_checked_case_insensitively() {
+    fn keywords_are_checked_case_sensitively_like_the_tool() {
         for ok in [
-            "create table a (x int)",
+            "CREATE table a (x int)",
             "ALTER TABLE a",
-            "Insert into a values (1)",
+            "INSERT into a values (1)",
             "DROP INDEX i",
-            "DO $$ BEGIN END $$",
+            "DO LANGUAGE 'plpgsql' $$ BEGIN END $$",
         ] {
             assert!(split(ok).unwrap()[0].is_allowed(), "{ok}");
         }
@@ -455,9 +493,37 @@ mod tests {
             "GRANT ALL ON a TO b",
             "TRUNCATE a",
             "COPY a FROM STDIN",
+            // temporal-sql-tool refuses these: its prefixes are compared case-sensitively.
+            "create table a (x int)",
+            "Insert into a values (1)",
+            "do $$ BEGIN END $$",
         ] {
             assert!(!split(bad).unwrap()[0].is_allowed(), "{bad}");
         }
+    }
+
+    #[test]
+    fn statements_that_already_took_effect_are_told_by_sqlstate() {
+        let st = |t: &str| split(t).unwrap().remove(0);
+        let create = st("CREATE TABLE nexus_endpoints (id BYTEA NOT NULL, PRIMARY KEY (id))");
+        assert!(create.already_took_effect("42P07"));
+        assert!(!create.already_took_effect("42P01"));
+        assert!(!create.already_took_effect("23505"));
+        let add = st("ALTER TABLE executions_visibility ADD COLUMN x JSONB");
+        assert!(add.already_took_effect("42701"));
+        assert!(
+            !add.already_took_effect("42P01"),
+            "a missing table under an ADD is a real error"
+        );
+        let drop = st("DROP TABLE nexus_incoming_services");
+        assert!(drop.already_took_effect("42P01"));
+        assert!(st("DROP INDEX by_x").already_took_effect("42704"));
+        let drop_column = st("ALTER TABLE current_executions DROP COLUMN data_encoding");
+        assert!(drop_column.already_took_effect("42703"));
+        assert!(!st("ALTER TABLE t DROP COLUMN a, ADD COLUMN b INT").already_took_effect("42703"));
+        assert!(!st("INSERT INTO t VALUES (1)").already_took_effect("23505"));
+        assert!(st("CREATE INDEX i ON t (x)").already_took_effect("42P07"));
+        assert!(st("CREATE EXTENSION btree_gin").already_took_effect("42710"));
     }
 
     #[test]
