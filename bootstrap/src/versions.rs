@@ -82,15 +82,17 @@ const fn rel(
 }
 
 /// Schema versions per 1.x release line, as shipped by the line's latest patch (the patch every
-/// upgrade hop uses), with the line's upgrade notes.
+/// upgrade hop uses), with the line's upgrade notes. From 1.27 on, every patch is in [`PATCHES`]
+/// with its exact versions and the latest patch here is the newest one there (a unit test holds
+/// the two together).
 ///
 /// Source: the `schema/postgresql/v12/version.go` constants and the highest
 /// `schema/elasticsearch/visibility/versioned/vN` folder at each release tag of
-/// temporalio/temporal (checked for every tag 1.20.0 to 1.31.2). Latest patches are the newest
-/// `v1.N.P` tags in the same history (four-part re-tags such as 1.29.6.1 are not semver
-/// releases and are ignored). 1.32 (released September 2026; 1.32.2 is the newest patch the Go
-/// module proxy serves) was read from the `go.temporal.io/server@v1.32.2` module: the same schema
-/// versions as 1.31.
+/// temporalio/temporal (1.20.0 to 1.31.2), and of the `go.temporal.io/server` module at each
+/// version the Go module proxy serves (1.30.7 to 1.30.9, 1.31.3 to 1.31.5, 1.32.0 to 1.32.2;
+/// 1.32.0 was released in September 2026 with the same schema versions as 1.31).
+/// `scripts/checks/release-table` downloads every patch the proxy serves and compares.
+/// Four-part re-tags such as 1.29.6.1 are not semver releases and are ignored.
 pub const RELEASES: &[ReleaseSchemas] = &[
     rel(
         20,
@@ -154,7 +156,7 @@ pub const RELEASES: &[ReleaseSchemas] = &[
     rel(29, 7, (1, 18), (1, 9), 9, &[]),
     rel(
         30,
-        6,
+        9,
         (1, 18),
         (1, 13),
         13,
@@ -163,7 +165,7 @@ pub const RELEASES: &[ReleaseSchemas] = &[
             "OpenSearch 2 is supported as visibility store from 1.30.1",
         ],
     ),
-    rel(31, 2, (1, 19), (1, 14), 14, &[]),
+    rel(31, 5, (1, 19), (1, 14), 14, &[]),
     rel(
         32,
         2,
@@ -185,13 +187,82 @@ pub struct SchemaTargets {
     pub elasticsearch: u32,
 }
 
-/// Early patches whose schema versions differ from their line's latest patch (checked at the
-/// release tags; every other patch 1.20.0 to 1.31.2 ships its line's versions).
-const EARLY_PATCHES: &[(TemporalVersion, SchemaTargets)] = &[
-    (TemporalVersion::new(1, 24, 0), targets((1, 12), (1, 5), 7)),
-    (TemporalVersion::new(1, 26, 0), targets((1, 14), (1, 6), 7)),
-    (TemporalVersion::new(1, 26, 1), targets((1, 14), (1, 6), 7)),
-    (TemporalVersion::new(1, 27, 0), targets((1, 15), (1, 9), 9)),
+/// The first release line whose every patch is listed in [`PATCHES`].
+pub const FIRST_EXACT_LINE: u32 = 27;
+
+/// Exact schema versions of every patch from 1.27.0 on, and of the earlier patches whose versions
+/// differ from their line's latest patch (1.24.0, 1.26.0, 1.26.1; every other patch 1.20.0 to
+/// 1.26.x ships its line's versions). Sorted by version.
+pub const PATCHES: &[(TemporalVersion, SchemaTargets)] = &[
+    patch(24, 0, (1, 12), (1, 5), 7),
+    patch(26, 0, (1, 14), (1, 6), 7),
+    patch(26, 1, (1, 14), (1, 6), 7),
+    patch(27, 0, (1, 15), (1, 9), 9),
+    patch(27, 1, (1, 16), (1, 9), 9),
+    patch(27, 2, (1, 16), (1, 9), 9),
+    patch(27, 3, (1, 16), (1, 9), 9),
+    patch(27, 4, (1, 16), (1, 9), 9),
+    patch(28, 0, (1, 17), (1, 9), 9),
+    patch(28, 1, (1, 17), (1, 9), 9),
+    patch(28, 2, (1, 17), (1, 9), 9),
+    patch(28, 3, (1, 17), (1, 9), 9),
+    patch(28, 4, (1, 17), (1, 9), 9),
+    patch(29, 0, (1, 18), (1, 9), 9),
+    patch(29, 1, (1, 18), (1, 9), 9),
+    patch(29, 2, (1, 18), (1, 9), 9),
+    patch(29, 3, (1, 18), (1, 9), 9),
+    patch(29, 4, (1, 18), (1, 9), 9),
+    patch(29, 5, (1, 18), (1, 9), 9),
+    patch(29, 6, (1, 18), (1, 9), 9),
+    patch(29, 7, (1, 18), (1, 9), 9),
+    patch(30, 0, (1, 18), (1, 13), 13),
+    patch(30, 1, (1, 18), (1, 13), 13),
+    patch(30, 2, (1, 18), (1, 13), 13),
+    patch(30, 3, (1, 18), (1, 13), 13),
+    patch(30, 4, (1, 18), (1, 13), 13),
+    patch(30, 5, (1, 18), (1, 13), 13),
+    patch(30, 6, (1, 18), (1, 13), 13),
+    patch(30, 7, (1, 18), (1, 13), 13),
+    patch(30, 8, (1, 18), (1, 13), 13),
+    patch(30, 9, (1, 18), (1, 13), 13),
+    patch(31, 0, (1, 19), (1, 14), 14),
+    patch(31, 1, (1, 19), (1, 14), 14),
+    patch(31, 2, (1, 19), (1, 14), 14),
+    patch(31, 3, (1, 19), (1, 14), 14),
+    patch(31, 4, (1, 19), (1, 14), 14),
+    patch(31, 5, (1, 19), (1, 14), 14),
+    patch(32, 0, (1, 19), (1, 14), 14),
+    patch(32, 1, (1, 19), (1, 14), 14),
+    patch(32, 2, (1, 19), (1, 14), 14),
+];
+
+const fn patch(
+    minor: u32,
+    patch: u32,
+    pt: (u32, u32),
+    pv: (u32, u32),
+    es: u32,
+) -> (TemporalVersion, SchemaTargets) {
+    (TemporalVersion::new(1, minor, patch), targets(pt, pv, es))
+}
+
+/// The first patch of a line carrying the security fixes to authorization (landed in 1.28.4,
+/// 1.29.6, 1.30.4 and 1.31.2; 1.32.0 shipped with them). An upgrade target below it is refused
+/// unless the operator accepts the risk (`--allow-insecure-release`); a configured release below
+/// it is a validation warning (a running cluster may be on one, and must be upgradable).
+pub const AUTHORIZATION_FIXES: &[TemporalVersion] = &[
+    TemporalVersion::new(1, 28, 4),
+    TemporalVersion::new(1, 29, 6),
+    TemporalVersion::new(1, 30, 4),
+    TemporalVersion::new(1, 31, 2),
+];
+
+/// Releases the `go.temporal.io/server` module retracts in its go.mod (1.26.0 was published by
+/// accident, 1.26.1 carries only the retraction, 1.30.0 was retracted after release).
+pub const RETRACTED: &[TemporalVersion] = &[
+    TemporalVersion::new(1, 26, 0),
+    TemporalVersion::new(1, 26, 1),
+    TemporalVersion::new(1, 30, 0),
 ];
 
 const fn targets(pt: (u32, u32), pv: (u32, u32), es: u32) -> SchemaTargets {
@@ -291,7 +362,7 @@ impl SupportedRelease {
                 ),
             });
         };
-        let schemas = EARLY_PATCHES
+        let schemas = PATCHES
             .iter()
             .find(|(p, _)| *p == v)
             .map(|(_, t)| *t)
@@ -311,6 +382,12 @@ impl SupportedRelease {
     /// known-broken or retracted patch.
     pub fn target(v: TemporalVersion) -> Result<Self, UpgradeRefusal> {
         let r = Self::of(v)?;
+        if r.is_retracted() {
+            return Err(UpgradeRefusal::Retracted {
+                to: v,
+                instead: r.latest_of_line(),
+            });
+        }
         if r.is_known_broken() {
             return Err(UpgradeRefusal::BrokenTarget {
                 to: v,
@@ -320,10 +397,23 @@ impl SupportedRelease {
         Ok(r)
     }
 
-    /// A release an upgrade may go to: [`Self::target`], and a patch the table knows (its
-    /// schema versions are facts, not the line's guess).
-    pub fn upgrade_target(v: TemporalVersion) -> Result<Self, UpgradeRefusal> {
+    /// A release an upgrade may go to: [`Self::target`], a patch the table knows (its schema
+    /// versions are facts, not the line's guess), and not below its line's authorization-fix
+    /// patch unless `allow_insecure`.
+    pub fn upgrade_target(
+        v: TemporalVersion,
+        allow_insecure: bool,
+    ) -> Result<Self, UpgradeRefusal> {
         let r = Self::target(v)?;
+        if let Some(fix) = r.missing_authorization_fix()
+            && !allow_insecure
+        {
+            return Err(UpgradeRefusal::Insecure {
+                to: v,
+                fix,
+                instead: r.latest_of_line(),
+            });
+        }
         if r.is_newer_than_known() {
             let latest = r.latest_of_line();
             return Err(UpgradeRefusal::UnknownTarget {
@@ -360,11 +450,88 @@ impl SupportedRelease {
         KNOWN_BROKEN.contains(&self.version)
     }
 
+    pub fn is_retracted(&self) -> bool {
+        RETRACTED.contains(&self.version)
+    }
+
+    /// The patch of this line that carries the authorization fixes, when this release is below
+    /// it.
+    pub fn missing_authorization_fix(&self) -> Option<TemporalVersion> {
+        AUTHORIZATION_FIXES
+            .iter()
+            .copied()
+            .find(|f| f.major == self.version.major && f.minor == self.version.minor)
+            .filter(|f| self.version < *f)
+    }
+
+    /// Whether [`Self::schemas`] are this patch's own, read from its release (every patch from
+    /// [`FIRST_EXACT_LINE`] on, and the early exceptions before it), rather than its line's.
+    pub fn is_exact(&self) -> bool {
+        PATCHES.iter().any(|(p, _)| *p == self.version)
+    }
+
     /// A patch released after this table was written: its schema versions are assumed to be
     /// its line's.
     pub fn is_newer_than_known(&self) -> bool {
         self.version.patch > self.line.latest_patch
     }
+}
+
+/// One row of `temporal-bootstrap upgrade releases`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KnownRelease {
+    pub version: TemporalVersion,
+    pub schemas: SchemaTargets,
+    /// The schema versions are this patch's own ([`SupportedRelease::is_exact`]); false for an
+    /// older line listed by its latest patch.
+    pub patch_known: bool,
+    pub retracted: bool,
+    pub known_broken: bool,
+    /// The patch of this line with the authorization fixes, when this one lacks them.
+    pub missing_authorization_fix: Option<TemporalVersion>,
+}
+
+impl KnownRelease {
+    /// `ok`, or what is wrong with it.
+    pub fn status(&self) -> String {
+        if self.retracted {
+            "retracted".into()
+        } else if self.known_broken {
+            "known-broken".into()
+        } else if let Some(fix) = self.missing_authorization_fix {
+            format!("lacks the authorization fixes of {fix}")
+        } else {
+            "ok".into()
+        }
+    }
+}
+
+/// Every release the table knows: each patch of [`PATCHES`] from [`FIRST_EXACT_LINE`] on, and
+/// the latest patch of each older line.
+pub fn known_releases() -> Vec<KnownRelease> {
+    let mut versions: Vec<TemporalVersion> = RELEASES
+        .iter()
+        .filter(|l| l.minor < FIRST_EXACT_LINE)
+        .map(|l| TemporalVersion::new(1, l.minor, l.latest_patch))
+        .collect();
+    versions.extend(
+        PATCHES
+            .iter()
+            .map(|(v, _)| *v)
+            .filter(|v| v.minor >= FIRST_EXACT_LINE),
+    );
+    versions
+        .into_iter()
+        .filter_map(|v| SupportedRelease::of(v).ok())
+        .map(|r| KnownRelease {
+            version: r.version(),
+            schemas: r.schemas(),
+            patch_known: r.is_exact() || r.version() == r.latest_of_line(),
+            retracted: r.is_retracted(),
+            known_broken: r.is_known_broken(),
+            missing_authorization_fix: r.missing_authorization_fix(),
+        })
+        .collect()
 }
 
 /// One step of an upgrade: a single minor (or patch) move, schema first, then services.
@@ -388,7 +555,54 @@ pub struct Hop {
     pub warnings: Vec<String>,
     /// Whether the SQL visibility migration rewrites `executions_visibility`.
     pub visibility_rewrite: bool,
+    /// Known problems of hops into this line, from the server's issue tracker.
+    pub hazards: Vec<Hazard>,
 }
+
+/// A known problem of upgrading into a release line, as reported on the server's issue tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Hazard {
+    /// The line a hop lands on for this to apply.
+    #[serde(skip)]
+    pub into_minor: u32,
+    /// `temporalio/temporal#NNNN`.
+    pub issue: &'static str,
+    /// Which store it concerns.
+    pub store: HazardStore,
+    pub summary: &'static str,
+}
+
+/// The store a hazard concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HazardStore {
+    PostgresVisibility,
+}
+
+/// The PostgreSQL visibility hazard `upgrade plan` checks in the database before any write.
+pub const GIN_CHARACTER_ISSUE: &str = "temporalio/temporal#9930";
+
+/// Known hazards by line. Source: the temporalio/temporal issue tracker (December 2026).
+pub const HAZARDS: &[Hazard] = &[
+    Hazard {
+        into_minor: 30,
+        issue: GIN_CHARACTER_ISSUE,
+        store: HazardStore::PostgresVisibility,
+        summary: "visibility 1.9 -> 1.10 can fail with \"data type character has no default operator class for access method gin\" when no GIN operator class for character (extension btree_gin) is usable in the visibility database (open issue); `upgrade plan` (without --from) and `upgrade apply` check this before any write",
+    },
+    Hazard {
+        into_minor: 30,
+        issue: "temporalio/temporal#10358",
+        store: HazardStore::PostgresVisibility,
+        summary: "the 1.30 visibility versions add generated STORED columns: PostgreSQL rewrites the whole executions_visibility table under an exclusive lock (visibility reads and writes wait)",
+    },
+    Hazard {
+        into_minor: 31,
+        issue: "temporalio/temporal#11594",
+        store: HazardStore::PostgresVisibility,
+        summary: "visibility v1.14 rewrites the whole executions_visibility table under an exclusive lock; reported: 57 minutes for 35M rows on 16 cores",
+    },
+];
 
 /// Why an upgrade is refused (exit 2); each message says what to do instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -400,9 +614,24 @@ pub enum UpgradeRefusal {
         from: TemporalVersion,
         to: TemporalVersion,
     },
-    #[error("{to} is a known-broken or retracted release; target {instead} instead")]
+    #[error("{to} is a known-broken release; target {instead} instead")]
     BrokenTarget {
         to: TemporalVersion,
+        instead: TemporalVersion,
+    },
+    #[error(
+        "{to} is retracted (the go.temporal.io/server module withdrew it); target {instead} instead"
+    )]
+    Retracted {
+        to: TemporalVersion,
+        instead: TemporalVersion,
+    },
+    #[error(
+        "{to} lacks the authorization security fixes that landed in {fix}; target {instead} (or at least {fix}), or pass --allow-insecure-release to accept the risk"
+    )]
+    Insecure {
+        to: TemporalVersion,
+        fix: TemporalVersion,
         instead: TemporalVersion,
     },
     #[error("{to} is not a release this bundle knows ({why}); {instead}")]
@@ -411,6 +640,8 @@ pub enum UpgradeRefusal {
         why: String,
         instead: String,
     },
+    #[error("--via {via}: {why}")]
+    BadVia { via: TemporalVersion, why: String },
     #[error("the running release {from} is not one this bundle can upgrade from ({why})")]
     UnsupportedSource { from: TemporalVersion, why: String },
     #[error(
@@ -437,9 +668,13 @@ fn supported_range() -> String {
     }
 }
 
-/// Whether `v` can be the target of an upgrade: a known, not known-broken patch of a known line.
-pub fn check_upgrade_target(v: TemporalVersion) -> Result<(), UpgradeRefusal> {
-    SupportedRelease::upgrade_target(v).map(|_| ())
+/// Whether `v` can be the target of an upgrade: a known, not known-broken or retracted patch of
+/// a known line, with its line's authorization fixes unless `allow_insecure`.
+pub fn check_upgrade_target(
+    v: TemporalVersion,
+    allow_insecure: bool,
+) -> Result<(), UpgradeRefusal> {
+    SupportedRelease::upgrade_target(v, allow_insecure).map(|_| ())
 }
 
 fn hop(from: TemporalVersion, to: TemporalVersion) -> Option<Hop> {
@@ -485,7 +720,57 @@ fn hop(from: TemporalVersion, to: TemporalVersion) -> Option<Hop> {
         notes,
         warnings,
         visibility_rewrite: !rewriting.is_empty(),
+        hazards: HAZARDS
+            .iter()
+            .copied()
+            .filter(|h| from.minor < h.into_minor && h.into_minor <= to.minor)
+            .collect(),
     })
+}
+
+/// How [`plan_hops`] picks the hops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HopOptions {
+    /// A target below its line's authorization-fix patch is allowed (`--allow-insecure-release`).
+    pub allow_insecure_release: bool,
+    /// Intermediate patches to land on instead of their line's latest (`--via`), at most one per
+    /// line strictly between the two ends: for a registry or mirror that lacks the latest patch.
+    pub via: Vec<TemporalVersion>,
+}
+
+impl HopOptions {
+    /// Latest patches, and targets without the authorization fixes allowed.
+    pub const INSECURE: HopOptions = HopOptions {
+        allow_insecure_release: true,
+        via: Vec::new(),
+    };
+}
+
+/// Each `--via` patch: a line strictly between `from` and `to`, once, and a patch an upgrade may
+/// land on.
+fn check_via(
+    from: TemporalVersion,
+    to: TemporalVersion,
+    options: &HopOptions,
+) -> Result<(), UpgradeRefusal> {
+    for (i, v) in options.via.iter().enumerate() {
+        if v.major != from.major || v.minor <= from.minor || v.minor >= to.minor {
+            return Err(UpgradeRefusal::BadVia {
+                via: *v,
+                why: format!(
+                    "an intermediate hop must be on a release line strictly between {from} and {to}"
+                ),
+            });
+        }
+        if options.via[..i].iter().any(|o| o.minor == v.minor) {
+            return Err(UpgradeRefusal::BadVia {
+                via: *v,
+                why: format!("another --via patch is already on the 1.{} line", v.minor),
+            });
+        }
+        SupportedRelease::upgrade_target(*v, options.allow_insecure_release)?;
+    }
+    Ok(())
 }
 
 /// The hops from `from` to `to`: one per minor release, each to the latest patch of its line,
@@ -493,14 +778,19 @@ fn hop(from: TemporalVersion, to: TemporalVersion) -> Option<Hop> {
 ///
 /// Guarantees: hops are consecutive (each starts where the previous ended), never skip a minor,
 /// never go backwards, never land on a known-broken or unknown release.
-pub fn plan_hops(from: TemporalVersion, to: TemporalVersion) -> Result<Vec<Hop>, UpgradeRefusal> {
+pub fn plan_hops(
+    from: TemporalVersion,
+    to: TemporalVersion,
+    options: &HopOptions,
+) -> Result<Vec<Hop>, UpgradeRefusal> {
     if to < from {
         return Err(UpgradeRefusal::Downgrade { from, to });
     }
     if to == from {
         return Ok(Vec::new());
     }
-    check_upgrade_target(to)?;
+    check_upgrade_target(to, options.allow_insecure_release)?;
+    check_via(from, to, options)?;
     if SupportedRelease::of(from).is_err() {
         return Err(UpgradeRefusal::UnsupportedSource {
             from,
@@ -514,10 +804,13 @@ pub fn plan_hops(from: TemporalVersion, to: TemporalVersion) -> Result<Vec<Hop>,
     let mut hops = Vec::new();
     let mut current = from;
     for minor in from.minor..=to.minor {
+        let via = options.via.iter().copied().find(|v| v.minor == minor);
         let next = if minor == to.minor {
             to
         } else if minor == from.minor {
             continue;
+        } else if let Some(v) = via {
+            v
         } else {
             // Invariant: every minor between two known lines is a known line (the table is
             // consecutive, checked by a unit test).
@@ -615,7 +908,7 @@ mod tests {
                 .unwrap()
                 .is_newer_than_known()
         );
-        assert!(SupportedRelease::upgrade_target(newer).is_err());
+        assert!(SupportedRelease::upgrade_target(newer, false).is_err());
     }
 
     /// Every patch of every known line: the steps (`plan`/`apply`) and the upgrade hops aim at
@@ -627,7 +920,7 @@ mod tests {
             for patch in 0..=line.latest_patch {
                 let v = TemporalVersion::new(1, line.minor, patch);
                 let r = SupportedRelease::of(v).unwrap();
-                let early = EARLY_PATCHES.iter().find(|(p, _)| *p == v).map(|(_, t)| *t);
+                let early = PATCHES.iter().find(|(p, _)| *p == v).map(|(_, t)| *t);
                 let want = early.unwrap_or(SchemaTargets {
                     postgres_temporal: line.postgres_temporal,
                     postgres_visibility: line.postgres_visibility,
@@ -649,7 +942,7 @@ mod tests {
                 );
                 if line.minor > RELEASES[0].minor && !KNOWN_BROKEN.contains(&v) {
                     let from = latest_patch(line.minor - 1).unwrap();
-                    let hops = plan_hops(from, v).unwrap();
+                    let hops = plan_hops(from, v, &HopOptions::INSECURE).unwrap();
                     assert_eq!(hops.last().unwrap().schemas, r.schemas(), "{from} -> {v}");
                 }
             }
@@ -668,7 +961,7 @@ mod tests {
 
     #[test]
     fn hops_from_1_27_to_1_31_use_latest_patches_and_exact_schemas() {
-        let hops = plan_hops(v("1.27.4"), v("1.31.2")).unwrap();
+        let hops = plan_hops(v("1.27.4"), v("1.31.2"), &HopOptions::default()).unwrap();
         let path: Vec<String> = hops
             .iter()
             .map(|h| format!("{}->{}", h.from, h.to))
@@ -678,8 +971,8 @@ mod tests {
             [
                 "1.27.4->1.28.4",
                 "1.28.4->1.29.7",
-                "1.29.7->1.30.6",
-                "1.30.6->1.31.2"
+                "1.29.7->1.30.9",
+                "1.30.9->1.31.2"
             ]
         );
         let s: Vec<String> = hops
@@ -708,14 +1001,14 @@ mod tests {
 
     #[test]
     fn last_hop_lands_on_the_requested_patch() {
-        let hops = plan_hops(v("1.27.4"), v("1.29.1")).unwrap();
+        let hops = plan_hops(v("1.27.4"), v("1.29.1"), &HopOptions::INSECURE).unwrap();
         assert_eq!(hops.last().unwrap().to, v("1.29.1"));
         assert_eq!(hops[0].to, v("1.28.4"));
     }
 
     #[test]
     fn patch_upgrade_is_one_hop_and_can_change_schema() {
-        let hops = plan_hops(v("1.27.0"), v("1.27.4")).unwrap();
+        let hops = plan_hops(v("1.27.0"), v("1.27.4"), &HopOptions::default()).unwrap();
         assert_eq!(hops.len(), 1);
         assert_eq!(
             hops[0].schemas_before.postgres_temporal,
@@ -727,23 +1020,27 @@ mod tests {
 
     #[test]
     fn same_release_needs_no_hop() {
-        assert!(plan_hops(v("1.29.7"), v("1.29.7")).unwrap().is_empty());
+        assert!(
+            plan_hops(v("1.29.7"), v("1.29.7"), &HopOptions::default())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn downgrades_are_refused() {
-        let e = plan_hops(v("1.32.2"), v("1.31.2")).unwrap_err();
+        let e = plan_hops(v("1.32.2"), v("1.31.2"), &HopOptions::default()).unwrap_err();
         assert!(matches!(e, UpgradeRefusal::Downgrade { .. }));
         assert!(e.to_string().contains("rollback"));
         assert!(matches!(
-            plan_hops(v("1.29.7"), v("1.29.6")).unwrap_err(),
+            plan_hops(v("1.29.7"), v("1.29.6"), &HopOptions::default()).unwrap_err(),
             UpgradeRefusal::Downgrade { .. }
         ));
     }
 
     #[test]
     fn broken_unknown_and_unsupported_are_refused_with_advice() {
-        let e = plan_hops(v("1.26.3"), v("1.27.0")).unwrap_err();
+        let e = plan_hops(v("1.26.3"), v("1.27.0"), &HopOptions::default()).unwrap_err();
         assert_eq!(
             e,
             UpgradeRefusal::BrokenTarget {
@@ -753,18 +1050,18 @@ mod tests {
         );
         for t in ["1.21.0", "1.21.1", "1.24.0"] {
             assert!(matches!(
-                check_upgrade_target(v(t)).unwrap_err(),
+                check_upgrade_target(v(t), false).unwrap_err(),
                 UpgradeRefusal::BrokenTarget { .. }
             ));
         }
-        let e = plan_hops(v("1.30.6"), v("1.31.9")).unwrap_err();
-        assert!(e.to_string().contains("target 1.31.2"), "{e}");
-        let e = plan_hops(v("1.32.2"), v("1.33.0")).unwrap_err();
+        let e = plan_hops(v("1.30.6"), v("1.31.9"), &HopOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("target 1.31.5"), "{e}");
+        let e = plan_hops(v("1.32.2"), v("1.33.0"), &HopOptions::default()).unwrap_err();
         assert!(matches!(e, UpgradeRefusal::UnknownTarget { .. }));
         assert!(e.to_string().contains("1.20.x to 1.32.2"), "{e}");
-        let hops = plan_hops(v("1.31.2"), v("1.32.2")).unwrap();
+        let hops = plan_hops(v("1.31.2"), v("1.32.2"), &HopOptions::default()).unwrap();
         assert_eq!(hops.len(), 1);
-        let e = plan_hops(v("1.19.3"), v("1.21.6")).unwrap_err();
+        let e = plan_hops(v("1.19.3"), v("1.21.6"), &HopOptions::default()).unwrap_err();
         assert!(matches!(e, UpgradeRefusal::UnsupportedSource { .. }));
     }
 
@@ -779,7 +1076,7 @@ mod tests {
         let mut plans = 0;
         for from in &known {
             for to in &known {
-                match plan_hops(*from, *to) {
+                match plan_hops(*from, *to, &HopOptions::INSECURE) {
                     Ok(hops) => {
                         plans += 1;
                         check_hops(&hops).unwrap();
@@ -805,14 +1102,14 @@ mod tests {
 
     #[test]
     fn hand_edited_hops_that_skip_a_minor_are_refused() {
-        let mut hops = plan_hops(v("1.27.4"), v("1.29.7")).unwrap();
+        let mut hops = plan_hops(v("1.27.4"), v("1.29.7"), &HopOptions::default()).unwrap();
         hops.remove(0);
         hops[0].from = v("1.27.4");
         assert!(matches!(
             check_hops(&hops).unwrap_err(),
             UpgradeRefusal::SkippedMinor { .. }
         ));
-        let mut gap = plan_hops(v("1.27.4"), v("1.30.6")).unwrap();
+        let mut gap = plan_hops(v("1.27.4"), v("1.30.6"), &HopOptions::default()).unwrap();
         gap.remove(1);
         assert!(matches!(
             check_hops(&gap).unwrap_err(),
@@ -822,11 +1119,11 @@ mod tests {
 
     #[test]
     fn table_rewrites_are_flagged_only_where_they_happen() {
-        let hops = plan_hops(v("1.27.4"), v("1.31.2")).unwrap();
+        let hops = plan_hops(v("1.27.4"), v("1.31.2"), &HopOptions::default()).unwrap();
         let flagged: Vec<bool> = hops.iter().map(|h| h.visibility_rewrite).collect();
         assert_eq!(flagged, [false, false, true, true]);
         assert!(hops[2].warnings[0].contains("1.9 -> 1.13"));
-        let old = plan_hops(v("1.25.2"), v("1.26.3")).unwrap();
+        let old = plan_hops(v("1.25.2"), v("1.26.3"), &HopOptions::default()).unwrap();
         assert!(old[0].visibility_rewrite, "1.6 -> 1.7 adds a stored column");
     }
 
@@ -851,7 +1148,7 @@ mod tests {
             latest,
             [
                 "1.20.5", "1.21.6", "1.22.7", "1.23.1", "1.24.3", "1.25.2", "1.26.3", "1.27.4",
-                "1.28.4", "1.29.7", "1.30.6", "1.31.2", "1.32.2"
+                "1.28.4", "1.29.7", "1.30.9", "1.31.5", "1.32.2"
             ]
         );
         for r in RELEASES {
@@ -866,6 +1163,107 @@ mod tests {
         assert_eq!(
             dependency_support(v("1.20.5")).postgres_tested,
             [13, 14, 15, 16]
+        );
+    }
+
+    /// From 1.27 on every patch is in PATCHES, in order, and each line's latest patch is the
+    /// newest there; the authorization-fix patches and retracted releases are real patches.
+    #[test]
+    fn every_patch_from_1_27_is_listed_exactly() {
+        for pair in PATCHES.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "PATCHES is sorted");
+        }
+        for line in RELEASES.iter().filter(|l| l.minor >= FIRST_EXACT_LINE) {
+            for p in 0..=line.latest_patch {
+                let v = TemporalVersion::new(1, line.minor, p);
+                let r = SupportedRelease::of(v).unwrap();
+                assert!(r.is_exact(), "{v} is missing from PATCHES");
+            }
+            let newest = PATCHES
+                .iter()
+                .filter(|(p, _)| p.minor == line.minor)
+                .map(|(p, _)| p.patch)
+                .max();
+            assert_eq!(newest, Some(line.latest_patch), "1.{}", line.minor);
+            let latest =
+                SupportedRelease::of(TemporalVersion::new(1, line.minor, line.latest_patch))
+                    .unwrap()
+                    .schemas();
+            assert_eq!(latest.postgres_temporal, line.postgres_temporal);
+            assert_eq!(latest.postgres_visibility, line.postgres_visibility);
+            assert_eq!(latest.elasticsearch, line.elasticsearch);
+        }
+        for v in AUTHORIZATION_FIXES.iter().chain(RETRACTED) {
+            assert!(SupportedRelease::of(*v).is_ok(), "{v}");
+            assert!(v.patch <= latest_patch(v.minor).unwrap().patch, "{v}");
+        }
+        assert!(!SupportedRelease::of(v("1.31.9")).unwrap().is_exact());
+    }
+
+    #[test]
+    fn retracted_releases_are_refused_naming_the_patch_to_use() {
+        let e = SupportedRelease::target(v("1.30.0")).unwrap_err();
+        assert_eq!(
+            e,
+            UpgradeRefusal::Retracted {
+                to: v("1.30.0"),
+                instead: v("1.30.9")
+            }
+        );
+        assert!(e.to_string().contains("retracted") && e.to_string().contains("target 1.30.9"));
+        assert!(plan_hops(v("1.29.7"), v("1.30.0"), &HopOptions::INSECURE).is_err());
+    }
+
+    #[test]
+    fn a_target_without_the_authorization_fixes_needs_consent() {
+        for (target, fix) in [
+            ("1.28.3", "1.28.4"),
+            ("1.29.5", "1.29.6"),
+            ("1.30.3", "1.30.4"),
+            ("1.31.1", "1.31.2"),
+        ] {
+            let e = plan_hops(v("1.27.4"), v(target), &HopOptions::default()).unwrap_err();
+            assert!(
+                matches!(e, UpgradeRefusal::Insecure { fix: f, .. } if f == v(fix)),
+                "{target}: {e}"
+            );
+            assert!(e.to_string().contains("--allow-insecure-release"), "{e}");
+            let hops = plan_hops(v("1.27.4"), v(target), &HopOptions::INSECURE).unwrap();
+            assert_eq!(hops.last().unwrap().to, v(target));
+        }
+        for fine in ["1.27.2", "1.28.4", "1.29.6", "1.30.4", "1.31.2", "1.32.0"] {
+            assert!(check_upgrade_target(v(fine), false).is_ok(), "{fine}");
+        }
+        // Intermediate hops always land on the latest patch, which has the fixes.
+        for h in plan_hops(v("1.27.4"), v("1.32.2"), &HopOptions::default()).unwrap() {
+            assert!(
+                SupportedRelease::of(h.to)
+                    .unwrap()
+                    .missing_authorization_fix()
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn hops_carry_the_known_hazards_of_their_line() {
+        let hops = plan_hops(v("1.29.7"), v("1.32.2"), &HopOptions::default()).unwrap();
+        let issues: Vec<Vec<&str>> = hops
+            .iter()
+            .map(|h| h.hazards.iter().map(|z| z.issue).collect())
+            .collect();
+        assert_eq!(
+            issues,
+            vec![
+                vec!["temporalio/temporal#9930", "temporalio/temporal#10358"],
+                vec!["temporalio/temporal#11594"],
+                vec![],
+            ]
+        );
+        assert!(
+            plan_hops(v("1.30.6"), v("1.30.9"), &HopOptions::default()).unwrap()[0]
+                .hazards
+                .is_empty()
         );
     }
 }

@@ -140,8 +140,8 @@ fn plan_1_27_to_1_31_json_snapshot() {
         [
             "1.27.4->1.28.4 1.17/1.9/v9",
             "1.28.4->1.29.7 1.18/1.9/v9",
-            "1.29.7->1.30.6 1.18/1.13/v13",
-            "1.30.6->1.31.2 1.19/1.14/v14"
+            "1.29.7->1.30.9 1.18/1.13/v13",
+            "1.30.9->1.31.2 1.19/1.14/v14"
         ]
     );
     insta::assert_json_snapshot!(doc);
@@ -166,7 +166,31 @@ fn refusals_exit_2_and_say_what_to_do() {
         ),
         (
             &["upgrade", "plan", "--to", "1.31.9", "--from", "1.30.6"],
-            "target 1.31.2",
+            "target 1.31.5",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.30.0", "--from", "1.29.7"],
+            "1.30.0 is retracted (the go.temporal.io/server module withdrew it); target 1.30.9 instead",
+        ),
+        (
+            &["upgrade", "plan", "--to", "1.29.5", "--from", "1.28.4"],
+            "1.29.5 lacks the authorization security fixes that landed in 1.29.6",
+        ),
+        (
+            &[
+                "upgrade", "plan", "--to", "1.32.2", "--from", "1.29.7", "--via", "1.31.1",
+            ],
+            "1.31.1 lacks the authorization security fixes",
+        ),
+        (
+            &[
+                "upgrade", "plan", "--to", "1.32.2", "--from", "1.29.7", "--via", "1.32.1",
+            ],
+            "--via 1.32.1: an intermediate hop must be on a release line strictly between",
+        ),
+        (
+            &["upgrade", "apply", "--to", "1.30.0", "--from", "1.29.7"],
+            "retracted",
         ),
         (
             &["upgrade", "plan", "--to", "1.33.0", "--from", "1.32.2"],
@@ -222,7 +246,7 @@ fn opensearch_before_1_30_1_fails_the_offline_preflight() {
         "{t}"
     );
     // The plan is still printed, so the operator sees why.
-    assert!(t.contains("temporalio/server:1.30.6"), "{t}");
+    assert!(t.contains("temporalio/server:1.30.9"), "{t}");
 }
 
 #[test]
@@ -358,4 +382,51 @@ fn real_server_version_is_read_over_its_mtls_http_api() {
     if let Ok(release) = std::env::var("TB_TEMPORAL_VERSION") {
         assert_eq!(running, release);
     }
+}
+
+#[test]
+fn hazards_via_and_insecure_targets_show_in_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "1.29.7", |s| s);
+    // Through 1.31.2 instead of the line's latest (a mirror without 1.31.5), to the newest.
+    let out = run(
+        &[
+            "upgrade", "plan", "--to", "1.32.2", "--from", "1.29.7", "--via", "1.31.2",
+        ],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    for hop in [
+        "temporalio/server:1.30.9",
+        "temporalio/server:1.31.2",
+        "temporalio/server:1.32.2",
+    ] {
+        assert!(t.contains(hop), "{hop}: {t}");
+    }
+    assert!(!t.contains("1.31.5"), "{t}");
+    for issue in ["#9930", "#10358", "#11594"] {
+        assert!(
+            t.contains(&format!("HAZARD temporalio/temporal{issue}")),
+            "{t}"
+        );
+    }
+    // --from contacts nothing: the database check is listed, not run.
+    assert!(
+        t.contains("visibility-gin-character") && t.contains("--from contacts nothing"),
+        "{t}"
+    );
+    let out = run(
+        &[
+            "upgrade",
+            "plan",
+            "--to",
+            "1.29.5",
+            "--from",
+            "1.28.4",
+            "--allow-insecure-release",
+        ],
+        &f,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

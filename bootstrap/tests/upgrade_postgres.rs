@@ -164,6 +164,7 @@ impl Case {
             wait_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(10),
             state_path: self.dir.path().join("platform.upgrade-state.json"),
+            hops: versions::HopOptions::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 #   temporal_release_resolve         sets TEMPORAL_RELEASE (e.g. 1.32.2): $TB_TEMPORAL_VERSION, or the
 #                                    newest 1.32.x the Go module proxy serves (the newest cached one
 #                                    when the proxy cannot be asked)
-#   temporal_release_ensure_built    builds temporal-server, temporal-sql-tool and
+#   temporal_release_ensure_built    builds temporal-server, temporal-sql-tool and (1.30+)
 #                                    temporal-elasticsearch-tool of TEMPORAL_RELEASE once, and copies
 #                                    the release's schema/ folder beside them; sets TEMPORAL_HOME
 #
@@ -38,12 +38,14 @@ temporal_release_resolve() {
     fi
     TEMPORAL_RELEASE=$TB_TEMPORAL_VERSION
     [[ -f $TEMPORAL_CACHE_ROOT/$TEMPORAL_RELEASE/.complete ]] && return 0
-    # Not built yet: refuse a release the proxy does not list before anything starts.
-    local listed
-    if listed=$(cd / && GOFLAGS=-mod=mod GOTOOLCHAIN=local timeout 60 go list -m -versions go.temporal.io/server 2>/dev/null) &&
-      [[ " $listed " != *" v$TEMPORAL_RELEASE "* ]]; then
-      _ts_log "the Go module proxy does not serve go.temporal.io/server v$TEMPORAL_RELEASE: pick a served release (go list -m -versions go.temporal.io/server) and set TB_TEMPORAL_VERSION"
-      return 2
+    # Not built yet: refuse a release the proxy does not serve before anything starts. Ask for
+    # the exact version: the proxy's version list can omit versions it serves (1.29.7).
+    local answer
+    if ! answer=$(cd / && GOFLAGS=-mod=mod GOTOOLCHAIN=local timeout 60 go list -m -json "go.temporal.io/server@v$TEMPORAL_RELEASE" 2>&1); then
+      if grep -qE '403 Forbidden|404 Not Found|410 Gone|unknown revision|invalid version|not available' <<<"$answer"; then
+        _ts_log "the Go module proxy does not serve go.temporal.io/server v$TEMPORAL_RELEASE: pick a served release (go list -m -versions go.temporal.io/server) and set TB_TEMPORAL_VERSION"
+        return 2
+      fi
     fi
     return 0
   fi
@@ -83,8 +85,14 @@ temporal_release_ensure_built() {
   log=$tmp/build.log
   _ts_log "building Temporal server $TEMPORAL_RELEASE and its tools from go.temporal.io/server (first time on this machine: several minutes)"
   local module=go.temporal.io/server
-  local -a pkgs=("$module/cmd/server@v$TEMPORAL_RELEASE" "$module/cmd/tools/sql@v$TEMPORAL_RELEASE"
-    "$module/cmd/tools/elasticsearch@v$TEMPORAL_RELEASE")
+  local -a pkgs=("$module/cmd/server@v$TEMPORAL_RELEASE" "$module/cmd/tools/sql@v$TEMPORAL_RELEASE")
+  # temporal-elasticsearch-tool exists from 1.30 on; older releases have no such package.
+  local srcdir
+  srcdir=$(cd / && GOTOOLCHAIN=$TEMPORAL_GOTOOLCHAIN GOFLAGS=-mod=mod go mod download -json "$module@v$TEMPORAL_RELEASE" 2>/dev/null |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  if [[ -z $srcdir || -d $srcdir/cmd/tools/elasticsearch ]]; then
+    pkgs+=("$module/cmd/tools/elasticsearch@v$TEMPORAL_RELEASE")
+  fi
   # From /: no go.mod of ours is involved; each build is the module at its release tag.
   (cd / && GOTOOLCHAIN=$TEMPORAL_GOTOOLCHAIN GOFLAGS=-mod=mod CGO_ENABLED=0 GOBIN=$tmp/bin \
     go install -trimpath "${pkgs[@]}") >"$log" 2>&1 &
@@ -109,7 +117,9 @@ temporal_release_ensure_built() {
   fi
   mv -f -- "$tmp/bin/server" "$tmp/bin/temporal-server"
   mv -f -- "$tmp/bin/sql" "$tmp/bin/temporal-sql-tool"
-  mv -f -- "$tmp/bin/elasticsearch" "$tmp/bin/temporal-elasticsearch-tool"
+  if [[ -f $tmp/bin/elasticsearch ]]; then
+    mv -f -- "$tmp/bin/elasticsearch" "$tmp/bin/temporal-elasticsearch-tool"
+  fi
   # The release's own schema folder, from the module cache (read-only there: copy and make writable
   # so the cache can be removed with rm).
   local modroot

@@ -49,9 +49,16 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Codec {
             action: super::CodecAction::Keygen { out },
         } => codec_keygen(cli, out),
+        Command::Upgrade {
+            action: super::UpgradeAction::Releases,
+        } => {
+            super::upgrade::print_releases(cli.output);
+            Ok(exit::OK)
+        }
         Command::Upgrade { action } => {
             let file = match action {
                 super::UpgradeAction::Plan(a) | super::UpgradeAction::Apply(a) => &a.config.file,
+                super::UpgradeAction::Releases => unreachable!("handled above"),
             };
             super::upgrade::run(cli.output, action, load(file)?).await
         }

@@ -307,6 +307,10 @@ pub enum UpgradeAction {
     Plan(UpgradeArgs),
     /// Perform the hops, schema first, one minor version at a time.
     Apply(UpgradeArgs),
+    /// List the releases this build knows: schema versions of every patch, retracted and
+    /// known-broken releases, patches without the authorization fixes.
+    #[command(after_help = "Example: temporal-bootstrap upgrade releases --output json")]
+    Releases,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +347,13 @@ pub struct UpgradeArgs {
     /// Kubernetes namespace [default: temporal for helm, kube-system for k3s].
     #[arg(long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
+    /// Allow a target below its line's authorization-fix patch (1.28.4, 1.29.6, 1.30.4, 1.31.2).
+    #[arg(long)]
+    pub allow_insecure_release: bool,
+    /// Land intermediate hops on these patches instead of their line's latest (comma-separated,
+    /// one per line), e.g. when a registry mirror lacks the latest patch.
+    #[arg(long, value_name = "VERSION,...")]
+    pub via: Option<String>,
 }
 
 /// Entry point used by `main`.

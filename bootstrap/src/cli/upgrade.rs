@@ -21,6 +21,7 @@ use crate::upgrade::probe::HttpClusterProbe;
 use crate::upgrade::{
     ClusterProbe, SchemaMigrator, SystemClock, UpgradeError, VisibilityTarget, migrator, state,
 };
+use crate::versions::HopOptions;
 
 /// Poll interval while waiting for a version and during the soak.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -47,8 +48,29 @@ fn base_dir(loaded: &LoadedConfig) -> &Path {
     }
 }
 
-/// Builds the plan: `--from` offline, otherwise the running version from the cluster.
-async fn make_plan(a: &UpgradeArgs, loaded: &LoadedConfig) -> Result<UpgradePlan, CliError> {
+/// `--allow-insecure-release` and `--via`.
+fn hop_options(a: &UpgradeArgs) -> Result<HopOptions, CliError> {
+    let via = match &a.via {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|v| version("--via", v.trim()))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(HopOptions {
+        allow_insecure_release: a.allow_insecure_release,
+        via,
+    })
+}
+
+/// Builds the plan: `--from` offline, otherwise the running version from the cluster. The
+/// database checks run when `read_databases` (a plan with `--from` contacts nothing; an apply
+/// always reads them before its first write).
+async fn make_plan(
+    a: &UpgradeArgs,
+    loaded: &LoadedConfig,
+    read_databases: bool,
+) -> Result<UpgradePlan, CliError> {
     let to = version("--to", &a.to)?;
     let soak = duration("--soak", &a.soak)?;
     let (from, source) = match &a.from {
@@ -61,7 +83,41 @@ async fn make_plan(a: &UpgradeArgs, loaded: &LoadedConfig) -> Result<UpgradePlan
             (v, FromSource::Cluster(probe.address()))
         }
     };
-    plan::build(&loaded.config, from, source, to, soak.as_secs() / 60).map_err(|r| to_cli(r.into()))
+    let mut p = plan::build(
+        &loaded.config,
+        from,
+        source,
+        to,
+        soak.as_secs() / 60,
+        &hop_options(a)?,
+    )
+    .map_err(|r| to_cli(r.into()))?;
+    if plan::needs_gin_check(&p) {
+        let check = if read_databases {
+            let found = crate::postgres::gin_for_character(&context(loaded))
+                .await
+                .map_err(|e| e.to_string());
+            plan::gin_check(found)
+        } else {
+            plan::gin_check_not_evaluated(if a.from.is_some() {
+                "--from contacts nothing"
+            } else {
+                "checked by the apply before its first write"
+            })
+        };
+        p.preflight.push(check);
+    }
+    Ok(p)
+}
+
+/// The reconcile context of `loaded` (what the schema adapter reads its configuration from).
+fn context(loaded: &LoadedConfig) -> crate::reconcile::Context {
+    crate::reconcile::Context {
+        config: std::sync::Arc::new(loaded.config.clone()),
+        base_dir: base_dir(loaded).to_path_buf(),
+        offline: false,
+        force: false,
+    }
 }
 
 fn print_plan(output: OutputFormat, p: &UpgradePlan, dry_run: bool) {
@@ -105,27 +161,25 @@ pub async fn run(
 ) -> Result<u8, CliError> {
     match action {
         UpgradeAction::Plan(a) => {
-            let p = make_plan(a, &loaded).await?;
+            let p = make_plan(a, &loaded, a.from.is_none()).await?;
             print_plan(output, &p, false);
             refuse_failed_checks(&p)?;
             Ok(exit::OK)
         }
         UpgradeAction::Apply(a) if a.dry_run => {
-            let p = make_plan(a, &loaded).await?;
+            let p = make_plan(a, &loaded, a.from.is_none()).await?;
             print_plan(output, &p, true);
             refuse_failed_checks(&p)?;
             Ok(exit::OK)
         }
+        UpgradeAction::Releases => {
+            print_releases(output);
+            Ok(exit::OK)
+        }
         UpgradeAction::Apply(a) => {
             // apply_with plans and refuses (exit 2) before anything is changed.
-            let ctx = crate::reconcile::Context {
-                config: std::sync::Arc::new(loaded.config.clone()),
-                base_dir: base_dir(&loaded).to_path_buf(),
-                offline: false,
-                force: false,
-            };
             let migrator = migrator::PostgresMigrator {
-                ctx,
+                ctx: context(&loaded),
                 progress: super::progress::schema_bar(),
             };
             apply_with(output, a, &loaded, &migrator).await
@@ -140,7 +194,8 @@ pub async fn apply_with<M: SchemaMigrator>(
     loaded: &LoadedConfig,
     migrator: &M,
 ) -> Result<u8, CliError> {
-    let p = make_plan(a, loaded).await?;
+    // The database checks run inside the apply, after the cluster answered, before any write.
+    let p = make_plan(a, loaded, false).await?;
     refuse_failed_checks(&p)?;
     let probe = HttpClusterProbe::from_config(&loaded.config.cluster.frontend, base_dir(loaded))
         .map_err(to_cli)?;
@@ -159,6 +214,7 @@ pub async fn apply_with<M: SchemaMigrator>(
             .state
             .clone()
             .unwrap_or_else(|| state::default_path(&loaded.path)),
+        hops: hop_options(a)?,
     };
     let clock = SystemClock;
     let report = match a.executor {
@@ -220,6 +276,38 @@ fn vis_str(t: VisibilityTarget) -> String {
         VisibilityTarget::Postgres(v) => format!("pg {v}"),
         VisibilityTarget::Elasticsearch(v) => format!("es v{v}"),
         VisibilityTarget::Sqlite => "sqlite (server)".into(),
+    }
+}
+
+/// `upgrade releases`: every patch of the exact lines, and the latest patch of each older line.
+pub fn print_releases(output: OutputFormat) {
+    let releases = crate::versions::known_releases();
+    match output {
+        OutputFormat::Json => {
+            let doc = serde_json::json!({ "releases": releases });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Table => {
+            let mut t = Table::new([
+                "release",
+                "pg temporal",
+                "pg visibility",
+                "es",
+                "exact",
+                "status",
+            ]);
+            for r in &releases {
+                t.row([
+                    r.version.to_string(),
+                    r.schemas.postgres_temporal.to_string(),
+                    r.schemas.postgres_visibility.to_string(),
+                    format!("v{}", r.schemas.elasticsearch),
+                    if r.patch_known { "yes" } else { "line" }.to_string(),
+                    r.status(),
+                ]);
+            }
+            print!("{}", t.render());
+        }
     }
 }
 
@@ -311,9 +399,15 @@ pub fn render_table(plan: &UpgradePlan) -> String {
         for w in &h.hop.warnings {
             notes.push_str(&format!("  hop {} ({}): WARNING: {w}\n", h.index, h.hop.to));
         }
+        for z in &h.hop.hazards {
+            notes.push_str(&format!(
+                "  hop {} ({}): HAZARD {}: {}\n",
+                h.index, h.hop.to, z.issue, z.summary
+            ));
+        }
     }
     if !notes.is_empty() {
-        out.push_str("\nNotes and warnings:\n");
+        out.push_str("\nNotes, warnings and known hazards:\n");
         out.push_str(&notes);
     }
     out.push_str("\nPre-flight checks:\n");

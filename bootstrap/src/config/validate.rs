@@ -46,8 +46,22 @@ pub fn check(c: &PlatformConfig) -> Report {
 
 fn check_cluster(c: &PlatformConfig, r: &mut Report) {
     let v = c.cluster.temporal_version;
-    if let Err(why) = versions::SupportedRelease::target(v) {
-        r.error("cluster.temporal_version", why.to_string());
+    match versions::SupportedRelease::target(v) {
+        Err(why) => r.error("cluster.temporal_version", why.to_string()),
+        // A warning, not an error: a running cluster may be on such a patch and must stay
+        // manageable (and upgradable) until it moves.
+        Ok(release) => {
+            if let Some(fix) = release.missing_authorization_fix() {
+                r.warn(
+                    "cluster.temporal_version",
+                    format!(
+                        "{v} lacks the authorization security fixes that landed in {fix}; upgrade to {} (temporal-bootstrap upgrade plan --to {})",
+                        release.latest_of_line(),
+                        release.latest_of_line()
+                    ),
+                );
+            }
+        }
     }
     if let Some(tls) = &c.cluster.frontend.tls
         && tls.cert.is_some() != tls.key.is_some()

@@ -68,17 +68,9 @@ pub enum PgError {
     },
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "database `{database}`: {count} object(s) are owned by `{owners}`, not by the application role `{app}` (e.g. {examples}); the next schema version's ALTER would fail with \"must be owner\" (they were likely created by temporal-sql-tool run as `{owners}`). Nothing was written. Fix once, as a superuser or `{owners}`, connected to `{database}`: {fix} Then run this command again"
-    )]
-    ForeignOwner {
-        database: String,
-        app: String,
-        owners: String,
-        count: usize,
-        examples: String,
-        fix: String,
-    },
+    /// Objects the application role may not alter (see `ownership`). Boxed: it is large.
+    #[error("{0}")]
+    ForeignOwner(Box<super::ownership::ForeignOwnership>),
     #[error(
         "database `{database}` has schema_version `{value}`, which is not a MAJOR.MINOR version"
     )]
@@ -140,7 +132,7 @@ impl PgError {
             | Self::NeedsAdmin(_)
             | Self::Invalid(_)
             | Self::BadVersionRow { .. } => ErrorKind::Invalid,
-            Self::ProtectedRole { .. } | Self::ForeignOwner { .. } => ErrorKind::Refused,
+            Self::ProtectedRole { .. } | Self::ForeignOwner(_) => ErrorKind::Refused,
             Self::Auth { .. } => ErrorKind::Denied,
             Self::Unreachable { .. } => ErrorKind::Unreachable,
             Self::LockTimeout { .. } => ErrorKind::Conflict,

@@ -47,8 +47,9 @@ mod connection;
 mod error;
 mod execute;
 mod observe;
-mod ownership;
+pub mod ownership;
 mod plan;
+mod preflight;
 pub mod schema;
 mod scram;
 pub mod sql;
@@ -62,6 +63,7 @@ pub use connection::{CONNECT_TIMEOUT, DatabaseSpec, Login, SchemaSpec, Spec, Tls
 pub use error::PgError;
 pub use observe::{DatabaseState, Observed, RoleState, SchemaState, observe};
 pub use plan::{Plan, RolePlan, SchemaPlan, plan};
+pub use preflight::{GinForCharacter, gin_for_character};
 pub use schema::{PendingVersion, SchemaError, SchemaKind};
 pub use step::{
     LOCK_TIMEOUT_ENV, PersistenceStep, SchemaTargetFn, StepOptions, VisibilityStep, migrate_to,

@@ -61,6 +61,21 @@ pub(crate) async fn foreign_objects(
         .collect())
 }
 
+/// A database whose objects the application role cannot alter, with the fix.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "database `{database}`: {count} object(s) are owned by `{owners}`, not by the application role `{app}` (e.g. {examples}); the next schema version's ALTER would fail with \"must be owner\" (they were likely created by temporal-sql-tool run as `{owners}`). Nothing was written. Fix once, as a superuser or `{owners}`, connected to `{database}`: {fix} Then run this command again"
+)]
+pub struct ForeignOwnership {
+    pub database: String,
+    pub app: String,
+    pub owners: String,
+    pub count: usize,
+    pub examples: String,
+    /// One statement that gives the objects to the application role.
+    pub fix: String,
+}
+
 /// The error for a database whose objects `objects` (not empty) the application role `app`
 /// cannot alter: names the owners, a few objects, and the one statement (run as a superuser or
 /// the owner, in that database) that hands them to `app`.
@@ -72,14 +87,14 @@ pub(crate) fn refusal(database: &str, app: &str, objects: &[ForeignObject]) -> P
         .take(4)
         .map(|o| format!("{} {}", o.kind, o.name))
         .collect();
-    PgError::ForeignOwner {
+    PgError::ForeignOwner(Box::new(ForeignOwnership {
         database: database.to_string(),
         app: app.to_string(),
         owners: owners.join(", "),
         count: objects.len(),
         examples: examples.join(", "),
         fix: reassign_statement(app, &owners),
-    }
+    }))
 }
 
 /// One `DO` statement giving every table, view, standalone sequence and function of `public`

@@ -27,7 +27,7 @@ use super::{
     Clock, ClusterProbe, CurrentSchemas, Executor, SchemaMigrator, UpgradeError, VisibilityTarget,
 };
 use crate::config::types::TemporalVersion;
-use crate::versions::{self, Hop, UpgradeRefusal};
+use crate::versions::{self, Hop, HopOptions, UpgradeRefusal};
 
 /// What `upgrade apply` was asked to do.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct ApplyRequest {
     pub wait_timeout: Duration,
     pub poll_interval: Duration,
     pub state_path: PathBuf,
+    /// `--allow-insecure-release` and `--via`.
+    pub hops: HopOptions,
 }
 
 /// What happened in one hop during this run.
@@ -69,10 +71,17 @@ fn log(msg: &str) {
 }
 
 /// Rebuilds and checks the hops recorded in a state file.
-fn hops_from_state(s: &UpgradeState) -> Result<Vec<Hop>, UpgradeError> {
+fn hops_from_state(s: &UpgradeState, options: &HopOptions) -> Result<Vec<Hop>, UpgradeError> {
     let mut hops = Vec::new();
     for (i, h) in s.hops.iter().enumerate() {
-        let mut one = versions::plan_hops(h.from, h.to)?;
+        let mut one = versions::plan_hops(
+            h.from,
+            h.to,
+            &HopOptions {
+                allow_insecure_release: options.allow_insecure_release,
+                via: Vec::new(),
+            },
+        )?;
         if one.len() != 1 {
             return Err(UpgradeRefusal::SkippedMinor {
                 index: i + 1,
@@ -176,6 +185,14 @@ where
             return Ok(report);
         };
 
+        let pending: Vec<&Hop> = hops
+            .iter()
+            .zip(&st.hops)
+            .filter(|(_, s)| s.phase == Phase::Pending)
+            .map(|(h, _)| h)
+            .collect();
+        self.migrator.preflight(&pending).await?;
+
         let mut first_probe = Some(first_probe);
         let mut running: Option<TemporalVersion> = None;
         while let Some(i) = st.next_hop() {
@@ -246,7 +263,7 @@ where
                 s.to
             ))),
             Some(s) if !s.is_done() => {
-                let hops = hops_from_state(&s)?;
+                let hops = hops_from_state(&s, &req.hops)?;
                 report.resumed = true;
                 log(&format!(
                     "resuming the upgrade to {} recorded in {} at hop {}",
@@ -272,7 +289,7 @@ where
                         "--from {from} but the cluster reports {running}: re-plan from the running release"
                     )));
                 }
-                let hops = versions::plan_hops(running, req.to)?;
+                let hops = versions::plan_hops(running, req.to, &req.hops)?;
                 if hops.is_empty() {
                     log(&format!(
                         "the cluster already runs {}: nothing to do",
@@ -630,6 +647,7 @@ mod tests_with_in_memory_fakes {
             wait_timeout: Duration::from_secs(900),
             poll_interval: Duration::from_secs(10),
             state_path: dir.join("platform.upgrade-state.json"),
+            hops: HopOptions::default(),
         }
     }
 
@@ -655,7 +673,7 @@ mod tests_with_in_memory_fakes {
         assert_eq!(w.migrate_calls, 4);
         assert!(w.now - start >= 4 * 600, "each hop soaked");
         let path: Vec<String> = r.hops.iter().map(|h| h.to.to_string()).collect();
-        assert_eq!(path, ["1.28.4", "1.29.7", "1.30.6", "1.31.2"]);
+        assert_eq!(path, ["1.28.4", "1.29.7", "1.30.9", "1.31.2"]);
         let st = state::load(&req(dir.path(), "1.31.2").state_path)
             .unwrap()
             .unwrap();

@@ -195,6 +195,7 @@ mod tests {
         crate::versions::plan_hops(
             TemporalVersion::new(1, 27, 4),
             TemporalVersion::new(1, 28, 4),
+            &crate::versions::HopOptions::default(),
         )
         .unwrap()
         .remove(0)

@@ -7,11 +7,12 @@
 //! `apply --only visibility` with the new release's `schema_dir` (the step adds missing fields
 //! and records the template version in the index `_meta`).
 
+use super::plan::{self, CheckStatus, VisibilityStore};
 use super::{CurrentSchemas, SchemaMigrator, UpgradeError, VisibilityTarget};
 use crate::config::{PersistenceConfig, VisibilityConfig};
 use crate::postgres::{self, ProgressSink, SchemaKind, StepOptions};
 use crate::reconcile::Context;
-use crate::versions::SchemaVersion;
+use crate::versions::{self, Hop, SchemaVersion};
 
 pub struct PostgresMigrator {
     pub ctx: Context,
@@ -71,6 +72,25 @@ impl SchemaMigrator for PostgresMigrator {
                 );
             }
             VisibilityTarget::Sqlite => {}
+        }
+        Ok(())
+    }
+
+    async fn preflight(&self, hops: &[&Hop]) -> Result<(), UpgradeError> {
+        let store = VisibilityStore::of(&self.ctx.config);
+        let gin_hazard = hops.iter().any(|h| {
+            h.hazards
+                .iter()
+                .any(|z| z.issue == versions::GIN_CHARACTER_ISSUE)
+        });
+        if store == VisibilityStore::Postgres && gin_hazard {
+            let found = postgres::gin_for_character(&self.ctx)
+                .await
+                .map_err(schema_err)?;
+            let check = plan::gin_check(Ok(found));
+            if check.status == CheckStatus::Fail {
+                return Err(UpgradeError::Preflight(check.detail));
+            }
         }
         Ok(())
     }

@@ -66,6 +66,9 @@ pub enum UpgradeError {
         expected: TemporalVersion,
         seen: TemporalVersion,
     },
+    /// A read-only pre-flight check of a store failed: nothing was written (exit 2).
+    #[error("pre-flight check failed before any write: {0}")]
+    Preflight(String),
     /// The state file could not be read or written.
     #[error("upgrade state file {path}: {reason}")]
     State { path: String, reason: String },
@@ -74,7 +77,7 @@ pub enum UpgradeError {
 impl UpgradeError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Refused(_) => ErrorKind::Refused,
+            Self::Refused(_) | Self::Preflight(_) => ErrorKind::Refused,
             Self::Invalid(_) => ErrorKind::Invalid,
             Self::Probe { .. } => ErrorKind::Unreachable,
             Self::Migration(e) => e.kind(),
@@ -134,6 +137,12 @@ pub trait SchemaMigrator {
         temporal: SchemaVersion,
         visibility: VisibilityTarget,
     ) -> impl Future<Output = Result<(), UpgradeError>> + Send;
+    /// Read-only checks of the stores for the hops still to migrate, before the first write
+    /// (the known hazards a database can be checked for, such as temporalio/temporal#9930).
+    fn preflight(&self, hops: &[&Hop]) -> impl Future<Output = Result<(), UpgradeError>> + Send {
+        let _ = hops;
+        async { Ok(()) }
+    }
 }
 
 /// What an executor did to roll a hop.

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::VisibilityTarget;
 use crate::config::model::{PersistenceConfig, PlatformConfig, SearchFlavor, VisibilityConfig};
 use crate::config::types::TemporalVersion;
+use crate::postgres::GinForCharacter;
 use crate::versions::{self, Hop, UpgradeRefusal};
 
 /// Minutes per hop for the schema step and rolling the services, on top of the soak. Schema
@@ -126,8 +127,9 @@ pub fn build(
     from_source: FromSource,
     to: TemporalVersion,
     soak_minutes: u64,
+    options: &versions::HopOptions,
 ) -> Result<UpgradePlan, UpgradeRefusal> {
-    let hops = versions::plan_hops(from, to)?;
+    let hops = versions::plan_hops(from, to, options)?;
     let store = VisibilityStore::of(config);
     let planned: Vec<PlannedHop> = hops
         .into_iter()
@@ -137,6 +139,8 @@ pub fn build(
                 // The table rewrite is a PostgreSQL visibility matter.
                 hop.warnings.retain(|w| !w.starts_with("SQL visibility"));
                 hop.visibility_rewrite = false;
+                hop.hazards
+                    .retain(|h| h.store != versions::HazardStore::PostgresVisibility);
             }
             PlannedHop {
                 index: i + 1,
@@ -171,6 +175,81 @@ pub fn build(
     })
 }
 
+/// Whether the plan runs the PostgreSQL visibility versions of
+/// [`versions::GIN_CHARACTER_ISSUE`] (a hop into 1.30 on PostgreSQL visibility): then the
+/// database must be checked with [`crate::postgres::gin_for_character`] before any write.
+pub fn needs_gin_check(plan: &UpgradePlan) -> bool {
+    plan.visibility_store == VisibilityStore::Postgres
+        && plan.hops.iter().any(|h| {
+            h.hop
+                .hazards
+                .iter()
+                .any(|z| z.issue == versions::GIN_CHARACTER_ISSUE)
+        })
+}
+
+/// The #9930 pre-flight check from what the visibility database said (or why it could not be
+/// read). Fails when the 1.29 -> 1.30 visibility update would stop at v1.10.
+pub fn gin_check(found: Result<GinForCharacter, String>) -> Check {
+    let name = "visibility-gin-character";
+    match found {
+        Ok(g) if g.usable => check(
+            name,
+            CheckStatus::Pass,
+            false,
+            format!(
+                "{}: a GIN operator class for character is usable (btree_gin in schema {}); {} will not stop the hop",
+                g.database,
+                g.btree_gin_schema.as_deref().unwrap_or("?"),
+                versions::GIN_CHARACTER_ISSUE
+            ),
+        ),
+        Ok(g) => check(
+            name,
+            CheckStatus::Fail,
+            false,
+            format!(
+                "{db}: no GIN operator class for character is usable by the application role ({where_}); the 1.29 -> 1.30 visibility update would stop at v1.10 with \"data type character has no default operator class for access method gin\" ({issue}). Before the hop, in {db}, as a role allowed to: {fix}",
+                db = g.database,
+                where_ = match &g.btree_gin_schema {
+                    Some(s) =>
+                        format!("btree_gin is installed in schema {s}, outside its search_path"),
+                    None => "btree_gin is not installed".to_string(),
+                },
+                issue = versions::GIN_CHARACTER_ISSUE,
+                fix = match &g.btree_gin_schema {
+                    Some(s) => format!(
+                        "ALTER EXTENSION btree_gin SET SCHEMA public; (or add {s} to the role's search_path)"
+                    ),
+                    None => "CREATE EXTENSION IF NOT EXISTS btree_gin;".to_string(),
+                }
+            ),
+        ),
+        Err(why) => check(
+            name,
+            CheckStatus::Fail,
+            false,
+            format!(
+                "cannot read the visibility database to rule out {} ({why}); fix the connection and plan again",
+                versions::GIN_CHARACTER_ISSUE
+            ),
+        ),
+    }
+}
+
+/// The #9930 check when the databases may not be contacted (`upgrade plan --from`).
+pub fn gin_check_not_evaluated(why: &str) -> Check {
+    check(
+        "visibility-gin-character",
+        CheckStatus::NotEvaluated,
+        false,
+        format!(
+            "{why} (`upgrade apply` checks it before any write): a hop into 1.30 on PostgreSQL visibility stops at v1.10 when the application role sees no GIN operator class for character ({})",
+            versions::GIN_CHARACTER_ISSUE
+        ),
+    )
+}
+
 fn preflight(
     config: &PlatformConfig,
     from: TemporalVersion,
@@ -191,7 +270,7 @@ fn preflight(
             CheckStatus::Pass,
             true,
             format!(
-                "{} hop(s), each to the next minor's latest patch",
+                "{} hop(s), each to the next minor (its latest patch unless --via)",
                 hops.len()
             ),
         ),
@@ -415,6 +494,7 @@ mod tests {
             FromSource::Flag,
             v("1.31.2"),
             10,
+            &versions::HopOptions::default(),
         )
         .unwrap();
         assert_eq!(p.hops.len(), 4);
@@ -438,6 +518,7 @@ mod tests {
             FromSource::Flag,
             v("1.31.2"),
             10,
+            &versions::HopOptions::default(),
         )
         .unwrap();
         let failed = p.failed_checks();
