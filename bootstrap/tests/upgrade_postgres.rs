@@ -1,6 +1,6 @@
 //! `upgrade apply` against a real PostgreSQL (TB_PG_HOST, TB_PG_PORT, TB_PG_ADMIN_USER,
 //! TB_PG_ADMIN_PASSWORD from `scripts/dev-services env`): the orchestration of
-//! `temporal_bootstrap::upgrade::apply` with the REAL [`PostgresMigrator`] (the schema runner of
+//! `temporal_bootstrap::upgrade::apply` with the REAL [`StoreMigrator`] (the schema runner of
 //! the `persistence`/`visibility` steps), an in-process fake cluster probe and a fake executor.
 //!
 //! Schema folders are our own fixtures (tests/fixtures/upgrade-schema, never Temporal's files),
@@ -31,7 +31,7 @@ use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::{self, SchemaKind};
 use temporal_bootstrap::reconcile::{Context, ErrorClass};
 use temporal_bootstrap::upgrade::apply::{self, ApplyReport, ApplyRequest};
-use temporal_bootstrap::upgrade::migrator::PostgresMigrator;
+use temporal_bootstrap::upgrade::migrator::StoreMigrator;
 use temporal_bootstrap::upgrade::plan::VisibilityStore;
 use temporal_bootstrap::upgrade::state::{self, Phase};
 use temporal_bootstrap::upgrade::{
@@ -368,7 +368,7 @@ impl Executor for FakeCluster {
 /// number fails. Per hop the orchestrator reads (before), migrates, reads again (verify), so
 /// failing read 4 is a crash of hop 2 after its schema commit and before its state save.
 struct CrashingMigrator {
-    inner: PostgresMigrator,
+    inner: StoreMigrator,
     reads: AtomicUsize,
     fail_read: usize,
 }
@@ -394,7 +394,7 @@ async fn upgrade(
     cluster: &FakeCluster,
     to: &str,
 ) -> Result<ApplyReport, UpgradeError> {
-    let migrator = PostgresMigrator {
+    let migrator = StoreMigrator {
         ctx: case.context(),
         progress: None,
     };
@@ -410,7 +410,7 @@ const PATH: [Release; 5] = [
     ("1.27.4", (1, 16), (1, 9)),
     ("1.28.4", (1, 17), (1, 9)),
     ("1.29.7", (1, 18), (1, 9)),
-    ("1.30.6", (1, 18), (1, 13)),
+    ("1.30.9", (1, 18), (1, 13)),
     ("1.31.2", (1, 19), (1, 14)),
 ];
 
@@ -479,17 +479,17 @@ async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_bo
     let report = upgrade(&case, &cluster, "1.31.2").await.unwrap();
     assert!(!report.resumed && !report.converged);
     let path: Vec<String> = report.hops.iter().map(|h| h.to.to_string()).collect();
-    assert_eq!(path, ["1.28.4", "1.29.7", "1.30.6", "1.31.2"]);
+    assert_eq!(path, ["1.28.4", "1.29.7", "1.30.9", "1.31.2"]);
 
     // After each hop's schema phase (= when the executor is asked to roll), the databases record
     // exactly that hop's release versions: not below (schema first), not above (no look-ahead).
     let rolls = cluster.w().rolls.clone();
-    let expected: Vec<Roll> = ["1.28.4", "1.29.7", "1.30.6", "1.31.2"]
+    let expected: Vec<Roll> = ["1.28.4", "1.29.7", "1.30.9", "1.31.2"]
         .into_iter()
         .map(expected_roll)
         .collect();
     assert_eq!(rolls, expected);
-    // The hop log says the same: 1.29.7 -> 1.30.6 moves only visibility (1.9 -> 1.13).
+    // The hop log says the same: 1.29.7 -> 1.30.9 moves only visibility (1.9 -> 1.13).
     let schema_action = |i: usize| {
         report.hops[i]
             .actions
@@ -550,7 +550,8 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
     assert!(!err.is_invalid());
     assert_eq!(err.kind().class(), ErrorClass::Runtime);
 
-    // Hop 1 finished; hop 2's schema (1.18 / 1.9) is in, its roll died.
+    // Hop 1 finished; hop 2's schema (1.18 / 1.9) is in (no search mapping on SQL visibility),
+    // its roll died.
     let st = state::load(&case.request("1.31.2").state_path)
         .unwrap()
         .unwrap();
@@ -559,7 +560,7 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
         phases,
         [
             Phase::Done,
-            Phase::SchemaApplied,
+            Phase::MappingApplied,
             Phase::Pending,
             Phase::Pending
         ]
@@ -579,7 +580,7 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
     let report = upgrade(&case, &cluster, "1.31.2").await.unwrap();
     assert!(report.resumed);
     let path: Vec<String> = report.hops.iter().map(|h| h.to.to_string()).collect();
-    assert_eq!(path, ["1.29.7", "1.30.6", "1.31.2"]);
+    assert_eq!(path, ["1.29.7", "1.30.9", "1.31.2"]);
     assert!(
         !report.hops[0]
             .actions
@@ -593,7 +594,7 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
         rolls[2..],
         [
             expected_roll("1.29.7"),
-            expected_roll("1.30.6"),
+            expected_roll("1.30.9"),
             expected_roll("1.31.2")
         ]
     );
@@ -679,7 +680,7 @@ async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twi
     case.install_1_27();
     let cluster = FakeCluster::new(case.context(), "1.27.4");
     let crashing = CrashingMigrator {
-        inner: PostgresMigrator {
+        inner: StoreMigrator {
             ctx: case.context(),
             progress: None,
         },
@@ -715,7 +716,7 @@ async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twi
     );
     assert_eq!(
         cluster.w().rolls,
-        ["1.28.4", "1.29.7", "1.30.6", "1.31.2"]
+        ["1.28.4", "1.29.7", "1.30.9", "1.31.2"]
             .into_iter()
             .map(expected_roll)
             .collect::<Vec<_>>()

@@ -178,7 +178,7 @@ pub async fn run(
         }
         UpgradeAction::Apply(a) => {
             // apply_with plans and refuses (exit 2) before anything is changed.
-            let migrator = migrator::PostgresMigrator {
+            let migrator = migrator::StoreMigrator {
                 ctx: context(&loaded),
                 progress: super::progress::schema_bar(),
             };

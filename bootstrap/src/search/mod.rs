@@ -176,6 +176,8 @@ pub type ShardHook = fn(&Context) -> u32;
 pub struct SearchVisibilityStep {
     primary_shards: u32,
     shard_hook: Option<ShardHook>,
+    /// `Some(n)`: the template of schema vN instead of the release's current one.
+    schema_version: Option<u32>,
 }
 
 impl Default for SearchVisibilityStep {
@@ -190,7 +192,15 @@ impl SearchVisibilityStep {
         Self {
             primary_shards: 1,
             shard_hook: None,
+            schema_version: None,
         }
+    }
+
+    /// Aims at the template of Elasticsearch schema `version` (`versioned/vN/` of the configured
+    /// schema folder) instead of the release's current one: one hop of an upgrade.
+    pub fn at_schema_version(mut self, version: u32) -> Self {
+        self.schema_version = Some(version);
+        self
     }
 
     /// A fixed primary shard count for new visibility indices (at least 1).
@@ -232,9 +242,10 @@ impl SearchVisibilityStep {
                 "visibility.elasticsearch.schema_dir is not set: point it at the release's schema/elasticsearch folder (it holds visibility/index_template_v7.json)".into(),
             )
         })?;
-        let folder = schema::load_folder(&ctx.resolve_path(schema_dir))?;
-        if let Ok(release) =
-            crate::versions::SupportedRelease::of(ctx.config.cluster.temporal_version)
+        let folder = schema::load_folder_at(&ctx.resolve_path(schema_dir), self.schema_version)?;
+        if self.schema_version.is_none()
+            && let Ok(release) =
+                crate::versions::SupportedRelease::of(ctx.config.cluster.temporal_version)
             && let Some(found) = folder
                 .schema_version
                 .as_deref()
@@ -743,6 +754,27 @@ impl Step for SearchVisibilityStep {
             }
             Ok(done)
         })
+    }
+}
+
+/// The Elasticsearch schema version recorded in the visibility index's `_meta` by the last
+/// apply (`None`: no index yet, or an index this tool never wrote). Reads only.
+pub async fn recorded_schema_version(ctx: &Context) -> Result<Option<u32>, SearchError> {
+    let VisibilityConfig::Elasticsearch(cfg) = &ctx.config.visibility else {
+        return Ok(None);
+    };
+    let client = SearchClient::new(cfg, &ctx.base_dir, Duration::from_secs(30))?;
+    let path = format!("/{}/_mapping", cfg.index);
+    let reply = client.send(Method::GET, &path, None, None).await?;
+    match reply.status {
+        404 => Ok(None),
+        200 => Ok(index_state(&reply.body)
+            .meta
+            .get(schema::META_KEY)
+            .and_then(|m| m.get("schema_version"))
+            .and_then(Value::as_str)
+            .and_then(schema::version_number)),
+        _ => Err(client.api_error(&format!("GET {path}"), &reply)),
     }
 }
 

@@ -109,13 +109,36 @@ impl DesiredTemplate {
 
 /// Reads `<schema_dir>/visibility/`.
 pub fn load_folder(schema_dir: &Path) -> Result<SchemaFolder, SearchError> {
+    load_folder_at(schema_dir, None)
+}
+
+/// Reads `<schema_dir>/visibility/` with the template of schema version `version`
+/// (`versioned/vN/`, which a release folder keeps for every version up to its own: what one
+/// upgrade hop applies), or the release's current template when `None`.
+pub fn load_folder_at(
+    schema_dir: &Path,
+    version: Option<u32>,
+) -> Result<SchemaFolder, SearchError> {
     let mut vis = schema_dir.join("visibility");
-    if !vis.is_dir() && schema_dir.join(TEMPLATE_FILE).is_file() {
+    if !vis.is_dir()
+        && (schema_dir.join(TEMPLATE_FILE).is_file() || schema_dir.join("versioned").is_dir())
+    {
         // Pointed at the `visibility` folder itself: accept it.
         vis = schema_dir.to_path_buf();
     }
     let mut template_path = vis.join(TEMPLATE_FILE);
-    if !template_path.is_file() {
+    if let Some(n) = version {
+        template_path = vis
+            .join("versioned")
+            .join(format!("v{n}"))
+            .join(TEMPLATE_FILE);
+        if !template_path.is_file() {
+            return Err(SearchError::Schema(format!(
+                "{} not found: Elasticsearch schema v{n} is needed; point visibility.elasticsearch.schema_dir at a release folder that holds it (the target release's folder keeps every earlier version)",
+                template_path.display()
+            )));
+        }
+    } else if !template_path.is_file() {
         // The release's `visibility/index_template_v7.json` is a symlink to the newest
         // `versioned/vN/` copy; Go module zips (`go mod download go.temporal.io/server`) drop
         // symlinks, so the newest versioned copy is the current template.

@@ -96,7 +96,9 @@ fn hops_from_state(s: &UpgradeState, options: &HopOptions) -> Result<Vec<Hop>, U
     Ok(hops)
 }
 
-fn at_least(
+/// Whether the PostgreSQL schemas of a hop are in place (an Elasticsearch target is the
+/// mapping phase's).
+fn schema_at_least(
     current: &CurrentSchemas,
     temporal: versions::SchemaVersion,
     vis: VisibilityTarget,
@@ -104,8 +106,7 @@ fn at_least(
     let t = current.postgres_temporal.is_some_and(|c| c >= temporal);
     let v = match vis {
         VisibilityTarget::Postgres(want) => current.postgres_visibility.is_some_and(|c| c >= want),
-        VisibilityTarget::Elasticsearch(want) => current.elasticsearch.is_some_and(|c| c >= want),
-        VisibilityTarget::Sqlite => true,
+        VisibilityTarget::Elasticsearch(_) | VisibilityTarget::Sqlite => true,
     };
     t && v
 }
@@ -199,7 +200,7 @@ where
             let hop = &hops[i];
             let mut actions = Vec::new();
             let label = format!("hop {}/{} {} -> {}", i + 1, hops.len(), hop.from, hop.to);
-            if st.hops[i].phase <= Phase::SchemaApplied {
+            if st.hops[i].phase <= Phase::MappingApplied {
                 running = Some(
                     self.running_at_hop_start(hop, &label, running, &mut first_probe)
                         .await?,
@@ -210,6 +211,10 @@ where
                 self.advance(&mut st, i, Phase::SchemaApplied, self.clock.now())?;
             }
             if st.hops[i].phase == Phase::SchemaApplied {
+                actions.push(self.migrate_mapping(hop, &label).await?);
+                self.advance(&mut st, i, Phase::MappingApplied, self.clock.now())?;
+            }
+            if st.hops[i].phase == Phase::MappingApplied {
                 actions.push(self.roll(hop, &label, running).await?);
                 self.advance(&mut st, i, Phase::Rolled, self.clock.now())?;
             }
@@ -354,7 +359,7 @@ where
         let temporal = hop.schemas.postgres_temporal;
         let vis = self.req.store.target(hop);
         let before = self.migrator.current_versions().await?;
-        if at_least(&before, temporal, vis) {
+        if schema_at_least(&before, temporal, vis) {
             return Ok(format!(
                 "schema already at or above target ({})",
                 fmt_current(&before)
@@ -366,7 +371,7 @@ where
         ));
         self.migrator.migrate_to(temporal, vis).await?;
         let after = self.migrator.current_versions().await?;
-        if !at_least(&after, temporal, vis) {
+        if !schema_at_least(&after, temporal, vis) {
             return Err(UpgradeError::Schema(format!(
                 "{label}: after migrating, the stores report {}; expected temporal {temporal}, visibility {vis:?}",
                 fmt_current(&after)
@@ -377,6 +382,33 @@ where
             fmt_current(&before),
             fmt_current(&after)
         ))
+    }
+
+    /// The Elasticsearch/OpenSearch template and mapping of the hop's schema version, after the
+    /// PostgreSQL schemas and before any service of the new release starts: documents the new
+    /// release writes must find their fields mapped (the template has `dynamic: false`).
+    async fn migrate_mapping(&self, hop: &Hop, label: &str) -> Result<String, UpgradeError> {
+        let VisibilityTarget::Elasticsearch(want) = self.req.store.target(hop) else {
+            return Ok("no search mapping on this visibility store".into());
+        };
+        let before = self.migrator.current_versions().await?.elasticsearch;
+        if before.is_some_and(|v| v >= want) {
+            return Ok(format!("search mapping already at or above v{want}"));
+        }
+        let shown = |v: Option<u32>| v.map_or("-".to_string(), |v| format!("v{v}"));
+        log(&format!(
+            "{label}: search mapping {} -> v{want}",
+            shown(before)
+        ));
+        self.migrator.migrate_search(want).await?;
+        let after = self.migrator.current_versions().await?.elasticsearch;
+        if !after.is_some_and(|v| v >= want) {
+            return Err(UpgradeError::Schema(format!(
+                "{label}: after migrating, the visibility index records search schema {}; expected v{want}",
+                shown(after)
+            )));
+        }
+        Ok(format!("search mapping {} -> v{want}", shown(before)))
     }
 
     async fn roll(
@@ -505,6 +537,9 @@ mod tests_with_in_memory_fakes {
         crash_on_roll: Option<u32>,
         /// Migrations are recorded but do not take effect.
         broken_migrator: bool,
+        search_calls: u32,
+        /// The search migration with this 1-based number fails (the process "dies" there).
+        crash_on_search: Option<u32>,
         /// Probe calls after which the cluster reports this version (regression during soak).
         regress_after: Option<(u32, TemporalVersion)>,
         probes: u32,
@@ -599,6 +634,19 @@ mod tests_with_in_memory_fakes {
             }
             Ok(())
         }
+        async fn migrate_search(&self, version: u32) -> Result<(), UpgradeError> {
+            let mut w = self.w();
+            w.search_calls += 1;
+            if w.crash_on_search == Some(w.search_calls) {
+                return Err(UpgradeError::Schema("process killed".into()));
+            }
+            assert!(
+                w.schema.postgres_temporal.is_some(),
+                "mapping before the PostgreSQL schema"
+            );
+            w.schema.elasticsearch = Some(version);
+            Ok(())
+        }
     }
 
     impl Executor for Fake {
@@ -614,10 +662,13 @@ mod tests_with_in_memory_fakes {
             let needs = crate::versions::SupportedRelease::of(hop.to)
                 .unwrap()
                 .schemas();
+            let visibility_ready = match w.schema.elasticsearch {
+                Some(es) => es >= needs.elasticsearch,
+                None => w.schema.postgres_visibility >= Some(needs.postgres_visibility),
+            };
             assert!(
-                w.schema.postgres_temporal >= Some(needs.postgres_temporal)
-                    && w.schema.postgres_visibility >= Some(needs.postgres_visibility),
-                "services rolled to {} before the schema was migrated",
+                w.schema.postgres_temporal >= Some(needs.postgres_temporal) && visibility_ready,
+                "services rolled to {} before the schema and mapping were migrated",
                 hop.to
             );
             w.rolling_to = Some(hop.to);
@@ -709,7 +760,7 @@ mod tests_with_in_memory_fakes {
         assert!(err.to_string().contains("killed"));
         let st = state::load(&r.state_path).unwrap().unwrap();
         assert_eq!(st.hops[0].phase, Phase::Done);
-        assert_eq!(st.hops[1].phase, Phase::SchemaApplied);
+        assert_eq!(st.hops[1].phase, Phase::MappingApplied);
         assert_eq!(f.w().migrate_calls, 2);
         assert_eq!(f.w().version, Some(v("1.28.4")));
 
@@ -895,5 +946,44 @@ mod tests_with_in_memory_fakes {
         assert!(err.to_string().contains("not on PATH"));
         assert_eq!(f.counts(), (0, 0));
         assert!(!r.state_path.exists());
+    }
+
+    /// OpenSearch visibility: per hop the PostgreSQL schema, then the index mapping of the hop's
+    /// schema version, then the roll; a crash between the schema and the mapping resumes at the
+    /// mapping without migrating the schema again.
+    #[tokio::test]
+    async fn search_mappings_migrate_per_hop_before_the_roll_and_resume_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fake::at("1.29.7");
+        {
+            let mut w = f.w();
+            w.schema.postgres_visibility = None;
+            w.schema.elasticsearch = Some(9);
+            w.crash_on_search = Some(2);
+        }
+        let mut r = req(dir.path(), "1.32.2");
+        r.store = VisibilityStore::Opensearch;
+        let err = run(&f, &r).await.unwrap_err();
+        assert!(err.to_string().contains("killed"), "{err}");
+        let st = state::load(&r.state_path).unwrap().unwrap();
+        assert_eq!(
+            st.hops.iter().map(|h| h.phase).collect::<Vec<_>>(),
+            [Phase::Done, Phase::SchemaApplied, Phase::Pending]
+        );
+        {
+            let w = f.w();
+            // Hop 1 (1.30.9) keeps persistence 1.18: only its mapping (v13) moves.
+            assert_eq!((w.migrate_calls, w.search_calls), (1, 2));
+            assert_eq!(w.schema.elasticsearch, Some(13));
+        }
+
+        f.w().crash_on_search = None;
+        let resumed = run(&f, &r).await.unwrap();
+        assert!(resumed.resumed);
+        let w = f.w();
+        assert_eq!(w.version, Some(v("1.32.2")));
+        assert_eq!(w.schema.elasticsearch, Some(14));
+        // Hop 2's schema is not migrated again, its mapping is; hop 3 (1.32) needs neither.
+        assert_eq!((w.migrate_calls, w.search_calls), (1, 3));
     }
 }

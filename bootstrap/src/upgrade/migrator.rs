@@ -1,20 +1,24 @@
 //! The real [`SchemaMigrator`]: the PostgreSQL schema runner of the `persistence` and
-//! `visibility` steps, driven to each hop's exact versions.
+//! `visibility` steps, and the `visibility` step on Elasticsearch/OpenSearch, driven to each
+//! hop's exact versions.
 //!
-//! Guarantees: versions are applied in order, each in its own transaction with its
-//! `schema_update_history` row (the runner's guarantees); a store at or above the target is left
-//! alone. Caveats: Elasticsearch visibility mappings are not migrated here: after a hop, run
-//! `apply --only visibility` with the new release's `schema_dir` (the step adds missing fields
-//! and records the template version in the index `_meta`).
+//! Guarantees: PostgreSQL versions are applied in order, each in its own transaction with its
+//! `schema_update_history` row (the runner's guarantees); a search index gets the template and
+//! the missing fields of the hop's `versioned/vN/` template, and its `_meta` records vN; a store
+//! at or above the target is left alone.
+//!
+//! Assumptions: `visibility.elasticsearch.schema_dir` is the target release's folder, which
+//! keeps the template of every earlier schema version.
 
 use super::plan::{self, CheckStatus, VisibilityStore};
 use super::{CurrentSchemas, SchemaMigrator, UpgradeError, VisibilityTarget};
 use crate::config::{PersistenceConfig, VisibilityConfig};
 use crate::postgres::{self, ProgressSink, SchemaKind, StepOptions};
-use crate::reconcile::Context;
+use crate::reconcile::{Action, Context, Step};
+use crate::search;
 use crate::versions::{self, Hop, SchemaVersion};
 
-pub struct PostgresMigrator {
+pub struct StoreMigrator {
     pub ctx: Context,
     /// Receives the migrations' progress (the CLI draws a bar with it).
     pub progress: Option<ProgressSink>,
@@ -24,7 +28,15 @@ fn schema_err(e: postgres::PgError) -> UpgradeError {
     UpgradeError::Migration(e)
 }
 
-impl SchemaMigrator for PostgresMigrator {
+fn search_err(e: search::SearchError) -> UpgradeError {
+    UpgradeError::Schema(format!("visibility index: {e}"))
+}
+
+fn step_err(e: crate::reconcile::StepError) -> UpgradeError {
+    UpgradeError::Schema(format!("visibility index: {}", e.message))
+}
+
+impl SchemaMigrator for StoreMigrator {
     async fn current_versions(&self) -> Result<CurrentSchemas, UpgradeError> {
         let mut current = CurrentSchemas::default();
         if matches!(self.ctx.config.persistence, PersistenceConfig::Postgres(_)) {
@@ -32,11 +44,19 @@ impl SchemaMigrator for PostgresMigrator {
                 .await
                 .map_err(schema_err)?;
         }
-        if matches!(self.ctx.config.visibility, VisibilityConfig::Postgres(_)) {
-            current.postgres_visibility =
-                postgres::recorded_version(&self.ctx, SchemaKind::Visibility)
+        match &self.ctx.config.visibility {
+            VisibilityConfig::Postgres(_) => {
+                current.postgres_visibility =
+                    postgres::recorded_version(&self.ctx, SchemaKind::Visibility)
+                        .await
+                        .map_err(schema_err)?;
+            }
+            VisibilityConfig::Elasticsearch(_) => {
+                current.elasticsearch = search::recorded_schema_version(&self.ctx)
                     .await
-                    .map_err(schema_err)?;
+                    .map_err(search_err)?;
+            }
+            VisibilityConfig::Sqlite(_) => {}
         }
         Ok(current)
     }
@@ -65,13 +85,17 @@ impl SchemaMigrator for PostgresMigrator {
                     .await
                     .map_err(schema_err)?;
             }
-            VisibilityTarget::Elasticsearch(v) => {
-                tracing::warn!(
-                    schema = v,
-                    "Elasticsearch visibility is not migrated by `upgrade apply`; run `apply --only visibility` with the release's schema_dir after this hop"
-                );
-            }
-            VisibilityTarget::Sqlite => {}
+            // The mapping phase, after this one.
+            VisibilityTarget::Elasticsearch(_) | VisibilityTarget::Sqlite => {}
+        }
+        Ok(())
+    }
+
+    async fn migrate_search(&self, version: u32) -> Result<(), UpgradeError> {
+        let step = search::SearchVisibilityStep::new().at_schema_version(version);
+        let pending = step.plan(&self.ctx).await.map_err(step_err)?;
+        if pending.iter().any(|c| c.action != Action::Drift) {
+            step.apply(&self.ctx, &pending).await.map_err(step_err)?;
         }
         Ok(())
     }

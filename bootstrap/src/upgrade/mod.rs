@@ -8,7 +8,7 @@
 //!   [`probe::HttpClusterProbe`] (frontend HTTP API, `GET /api/v1/system-info`); the gRPC adapter
 //!   can implement it too once merged.
 //! - [`SchemaMigrator`]: current schema versions and migration to a release's exact versions
-//!   ([`migrator::PostgresMigrator`]: the PostgreSQL schema runner of the steps).
+//!   ([`migrator::StoreMigrator`]: the PostgreSQL schema runner of the steps).
 //! - [`Executor`]: rolls the services to a hop's release ([`executor::Manual`],
 //!   [`executor::Helm`], [`executor::K3s`]).
 
@@ -131,12 +131,27 @@ pub trait SchemaMigrator {
     /// Versions currently recorded in the stores.
     fn current_versions(&self)
     -> impl Future<Output = Result<CurrentSchemas, UpgradeError>> + Send;
-    /// Brings the persistence schema to `temporal` and visibility to `visibility`.
+    /// Brings the persistence schema to `temporal`, and SQL visibility to a
+    /// [`VisibilityTarget::Postgres`] target; an Elasticsearch target is left to
+    /// [`Self::migrate_search`], which runs after it.
     fn migrate_to(
         &self,
         temporal: SchemaVersion,
         visibility: VisibilityTarget,
     ) -> impl Future<Output = Result<(), UpgradeError>> + Send;
+    /// Brings the Elasticsearch/OpenSearch visibility template and index mapping to schema
+    /// `version` (new fields added, none removed), and records it where
+    /// [`Self::current_versions`] reads it.
+    fn migrate_search(
+        &self,
+        version: u32,
+    ) -> impl Future<Output = Result<(), UpgradeError>> + Send {
+        async move {
+            Err(UpgradeError::Invalid(format!(
+                "this schema adapter cannot migrate Elasticsearch visibility (schema v{version})"
+            )))
+        }
+    }
     /// Read-only checks of the stores for the hops still to migrate, before the first write
     /// (the known hazards a database can be checked for, such as temporalio/temporal#9930).
     fn preflight(&self, hops: &[&Hop]) -> impl Future<Output = Result<(), UpgradeError>> + Send {

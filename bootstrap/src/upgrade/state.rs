@@ -17,8 +17,11 @@ use crate::config::types::TemporalVersion;
 pub enum Phase {
     /// Nothing done yet.
     Pending,
-    /// Schema at the hop's exact versions.
+    /// PostgreSQL schemas at the hop's exact versions.
     SchemaApplied,
+    /// Elasticsearch/OpenSearch visibility template and index mapping at the hop's schema
+    /// version (passed through at once on other visibility stores).
+    MappingApplied,
     /// The executor was asked to roll the services.
     Rolled,
     /// The cluster reported the hop's version; soaking since `version_seen_at`.
