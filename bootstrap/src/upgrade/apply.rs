@@ -402,7 +402,7 @@ where
         ));
         self.migrator.migrate_search(want).await?;
         let after = self.migrator.current_versions().await?.elasticsearch;
-        if !after.is_some_and(|v| v >= want) {
+        if after.is_none_or(|v| v < want) {
             return Err(UpgradeError::Schema(format!(
                 "{label}: after migrating, the visibility index records search schema {}; expected v{want}",
                 shown(after)
