@@ -129,6 +129,8 @@ pub struct ConfigArg {
     pub file: PathBuf,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check platform.yaml without contacting anything.
@@ -354,6 +356,15 @@ pub struct UpgradeArgs {
     /// one per line), e.g. when a registry mirror lacks the latest patch.
     #[arg(long, value_name = "VERSION,...")]
     pub via: Option<String>,
+    /// process executor: the PID file of the running Temporal server.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// process executor: the folder holding <release>/bin/temporal-server for every hop.
+    #[arg(long, value_name = "DIR")]
+    pub server_binaries: Option<PathBuf>,
+    /// process executor: where the new server's output goes [default: the PID file with .log].
+    #[arg(long, value_name = "FILE")]
+    pub server_log: Option<PathBuf>,
 }
 
 /// Entry point used by `main`.

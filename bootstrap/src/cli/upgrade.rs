@@ -18,6 +18,7 @@ use crate::upgrade::plan::{
     self, CheckStatus, FromSource, SCHEMA_AND_ROLL_MINUTES, UpgradePlan, VisibilityStore,
 };
 use crate::upgrade::probe::HttpClusterProbe;
+use crate::upgrade::process::Process;
 use crate::upgrade::{
     ClusterProbe, SchemaMigrator, SystemClock, UpgradeError, VisibilityTarget, migrator, state,
 };
@@ -234,10 +235,42 @@ pub async fn apply_with<M: SchemaMigrator>(
             };
             apply::apply(&req, migrator, &probe, &ex, &clock).await
         }
+        ExecutorKind::Process => {
+            let ex = process_executor(a)?;
+            apply::apply(&req, migrator, &probe, &ex, &clock).await
+        }
     }
     .map_err(to_cli)?;
     print_apply(output, &report);
     Ok(exit::OK)
+}
+
+/// `--executor process`: its three paths, all required.
+fn process_executor(a: &UpgradeArgs) -> Result<Process, CliError> {
+    let need = |v: &Option<std::path::PathBuf>, flag: &str| {
+        v.clone().ok_or_else(|| {
+            CliError::invalid(format!(
+                "--executor process needs {flag} (the running server's PID file, the folder of <release>/bin/temporal-server binaries, and the server log)"
+            ))
+        })
+    };
+    let pid_file = need(&a.pid_file, "--pid-file")?;
+    let binaries = need(&a.server_binaries, "--server-binaries")?;
+    if !binaries.is_dir() {
+        return Err(CliError::invalid(format!(
+            "--server-binaries {}: not a folder; give the folder holding <release>/bin/temporal-server for each hop",
+            binaries.display()
+        )));
+    }
+    let log_file = a
+        .server_log
+        .clone()
+        .unwrap_or_else(|| pid_file.with_extension("log"));
+    Ok(Process {
+        pid_file,
+        binaries,
+        log_file,
+    })
 }
 
 fn print_apply(output: OutputFormat, r: &ApplyReport) {

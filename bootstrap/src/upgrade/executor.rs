@@ -28,6 +28,9 @@ pub enum ExecutorKind {
     Helm,
     /// Patch the k3s HelmChart resource with kubectl (needs `kubectl` on PATH).
     K3s,
+    /// Stop the server process named by --pid-file and start the hop's binary from
+    /// --server-binaries with the same arguments (Linux).
+    Process,
 }
 
 /// Prints what to change and lets an operator (or a GitOps pipeline) roll the services.

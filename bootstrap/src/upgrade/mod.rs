@@ -17,6 +17,7 @@ pub mod executor;
 pub mod migrator;
 pub mod plan;
 pub mod probe;
+pub mod process;
 pub mod state;
 
 use std::future::Future;
