@@ -304,14 +304,6 @@ fn status_str(s: CheckStatus) -> &'static str {
     }
 }
 
-fn vis_str(t: VisibilityTarget) -> String {
-    match t {
-        VisibilityTarget::Postgres(v) => format!("pg {v}"),
-        VisibilityTarget::Elasticsearch(v) => format!("es v{v}"),
-        VisibilityTarget::Sqlite => "sqlite (server)".into(),
-    }
-}
-
 /// `upgrade releases`: every patch of the exact lines, and the latest patch of each older line.
 pub fn print_releases(output: OutputFormat) {
     let releases = crate::versions::known_releases();
@@ -395,7 +387,7 @@ pub fn render_table(plan: &UpgradePlan) -> String {
                 "v{} -> v{}",
                 h.hop.schemas_before.elasticsearch, h.hop.schemas.elasticsearch
             ),
-            vis_str(h.visibility_target),
+            h.visibility_target.to_string(),
             h.hop.server_image.clone(),
             h.hop.admin_tools_image.clone(),
             format!(

@@ -366,14 +366,14 @@ where
             ));
         }
         log(&format!(
-            "{label}: schema {} -> temporal {temporal}, visibility {vis:?}",
+            "{label}: schema {} -> temporal {temporal}, visibility {vis}",
             fmt_current(&before)
         ));
         self.migrator.migrate_to(temporal, vis).await?;
         let after = self.migrator.current_versions().await?;
         if !schema_at_least(&after, temporal, vis) {
             return Err(UpgradeError::Schema(format!(
-                "{label}: after migrating, the stores report {}; expected temporal {temporal}, visibility {vis:?}",
+                "{label}: after migrating, the stores report {}; expected temporal {temporal}, visibility {vis}",
                 fmt_current(&after)
             )));
         }

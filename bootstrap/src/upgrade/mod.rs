@@ -115,6 +115,16 @@ pub enum VisibilityTarget {
     Sqlite,
 }
 
+impl std::fmt::Display for VisibilityTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Postgres(v) => write!(f, "pg {v}"),
+            Self::Elasticsearch(v) => write!(f, "es v{v}"),
+            Self::Sqlite => f.write_str("sqlite (server)"),
+        }
+    }
+}
+
 /// Reads the release the cluster runs.
 pub trait ClusterProbe {
     /// Where the probe asks (for messages).
