@@ -19,9 +19,7 @@ use crate::upgrade::plan::{
 };
 use crate::upgrade::probe::HttpClusterProbe;
 use crate::upgrade::process::Process;
-use crate::upgrade::{
-    ClusterProbe, SchemaMigrator, SystemClock, UpgradeError, VisibilityTarget, migrator, state,
-};
+use crate::upgrade::{ClusterProbe, SchemaMigrator, SystemClock, UpgradeError, migrator, state};
 use crate::versions::HopOptions;
 
 /// Poll interval while waiting for a version and during the soak.
