@@ -588,7 +588,7 @@ pub const HAZARDS: &[Hazard] = &[
         into_minor: 30,
         issue: GIN_CHARACTER_ISSUE,
         store: HazardStore::PostgresVisibility,
-        summary: "visibility 1.9 -> 1.10 can fail with \"data type character has no default operator class for access method gin\" when no GIN operator class for character (extension btree_gin) is usable in the visibility database (open issue); `upgrade plan` (without --from) and `upgrade apply` check this before any write",
+        summary: "visibility 1.9 -> 1.10 can fail with \"data type character has no default operator class for access method gin\" when the visibility database lacks a GIN operator class for character (extension btree_gin) (open issue); `upgrade plan` (without --from) and `upgrade apply` check this before any write",
     },
     Hazard {
         into_minor: 30,

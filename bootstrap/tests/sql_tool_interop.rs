@@ -14,7 +14,10 @@
 //!   continues from there; our runner is then a no-op;
 //! - tables owned by the admin role (the tool run with `-u postgres`) are refused before any
 //!   write, with the owner and the one statement that fixes it; after it, the run succeeds;
-//! - a statement in lower case is refused by both tools.
+//! - a statement in lower case is refused by both tools;
+//! - temporalio/temporal#9930 for real: a visibility database set up by 1.29.7 that lost its
+//!   `btree_gin` extension makes the real 1.30.9 schema fail at v1.10; the upgrade's read-only
+//!   pre-flight finds it first, writes nothing, and its fix works.
 //!
 //! The tool gets its connection from SQL_* environment variables, so no password is in argv.
 
@@ -140,13 +143,22 @@ impl Case {
 
     /// platform.yaml of this case; `managed`: with the release's schema folder.
     fn config(&self, managed: bool) -> PathBuf {
+        let name = if managed {
+            "managed.yaml"
+        } else {
+            "unmanaged.yaml"
+        };
+        let schema = managed.then(|| self.rel.schema.clone());
+        self.config_at(&self.rel.version.to_string(), schema.as_deref(), name)
+    }
+
+    /// platform.yaml for release `version` with `schema` as its schema folder, written to `name`.
+    fn config_at(&self, version: &str, schema: Option<&Path>, name: &str) -> PathBuf {
         let pw = self.dir.path().join("app-password");
         std::fs::write(&pw, APP_PASSWORD).unwrap();
-        let schema = if managed {
-            format!("    schema_dir: {}\n", self.rel.schema.display())
-        } else {
-            String::new()
-        };
+        let schema = schema
+            .map(|s| format!("    schema_dir: {}\n", s.display()))
+            .unwrap_or_default();
         let text = format!(
             "cluster:\n  name: interop\n  temporal_version: \"{version}\"\n  environment: development\n  frontend: {{ address: 127.0.0.1:57233 }}\n\
              capacity:\n  peak_workflow_starts_per_second: 5\n  activities_per_workflow: 4\n  average_workflow_duration: 10m\n\
@@ -154,7 +166,6 @@ impl Case {
              \x20   admin: {{ user: {admin}, password: env:TB_PG_ADMIN_PASSWORD }}\n    tls: {{ mode: disable }}\n{schema}\
              visibility:\n  postgres: {{ database: {vis} }}\n\
              namespaces:\n  - {{ name: demo, retention: 3d }}\n",
-            version = self.rel.version,
             host = self.pg.host,
             port = self.pg.port,
             db = self.temporal(),
@@ -163,24 +174,29 @@ impl Case {
             admin = self.pg.admin_user,
             vis = self.visibility(),
         );
-        let path = self.dir.path().join(if managed {
-            "managed.yaml"
-        } else {
-            "unmanaged.yaml"
-        });
+        let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
 
     fn ours_command(&self, managed: bool, args: &[&str]) -> Command {
+        self.ours_command_with(&self.config(managed), args)
+    }
+
+    fn ours_command_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
             .arg("-f")
-            .arg(self.config(managed))
+            .arg(config)
             .env("TB_PG_ADMIN_PASSWORD", &self.pg.admin_password)
             .env("TEMPORAL_BOOTSTRAP_LOG", "warn")
             .stdin(Stdio::null());
         c
+    }
+
+    /// `temporal-bootstrap <args> -f <config>` with any config file.
+    fn ours_with(&self, config: &Path, args: &[&str]) -> Output {
+        self.ours_command_with(config, args).output().unwrap()
     }
 
     /// `temporal-bootstrap <args> -f <config>`.
@@ -648,4 +664,107 @@ async fn a_statement_in_lower_case_is_refused_by_both_tools() {
         SchemaVersion::new(0, 1),
     )
     .unwrap();
+}
+
+/// `TB_TEMPORAL_RELEASES_DIR/<release>/schema/postgresql/v12` (scripts/dev-services build-release).
+fn release_schema(release: &str) -> PathBuf {
+    let root = std::env::var("TB_TEMPORAL_RELEASES_DIR")
+        .expect("TB_TEMPORAL_RELEASES_DIR is set by `scripts/dev-services env`");
+    let dir = Path::new(&root).join(release).join("schema/postgresql/v12");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: TB_TEMPORAL_VERSION={release} scripts/dev-services build-release",
+        dir.display()
+    );
+    dir
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
+async fn the_9930_condition_is_found_before_any_write_and_its_fix_works() {
+    let case = Case::new("gin");
+    let v = case.visibility();
+    let at_129 = case.config_at("1.29.7", Some(&release_schema("1.29.7")), "at-1.29.7.yaml");
+    let out = case.ours_with(&at_129, &["apply", "--only", "persistence,visibility"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut cv = case.admin(&v).await;
+    assert_eq!(current(&mut cv, &v).await, "1.9");
+    // A database that lost the extension (restored without extensions, or dropped with its
+    // indexes).
+    sqlx::raw_sql("DROP EXTENSION btree_gin CASCADE")
+        .execute(&mut cv)
+        .await
+        .unwrap();
+
+    let at_130 = case.config_at("1.30.9", Some(&release_schema("1.30.9")), "at-1.30.9.yaml");
+    // The pre-flight of the upgrade finds it, read-only.
+    let before = fingerprint(&mut cv).await;
+    let loaded = temporal_bootstrap::config::load_file(&at_130).unwrap();
+    let ctx = temporal_bootstrap::reconcile::Context {
+        config: std::sync::Arc::new(loaded.config),
+        base_dir: case.dir.path().to_path_buf(),
+        offline: false,
+        force: false,
+    };
+    let found = temporal_bootstrap::postgres::gin_for_character(&ctx)
+        .await
+        .unwrap();
+    assert!(!found.usable);
+    assert_eq!(found.btree_gin_schema, None);
+    let migrator = temporal_bootstrap::upgrade::migrator::StoreMigrator {
+        ctx: ctx.clone(),
+        progress: None,
+    };
+    let hops = temporal_bootstrap::versions::plan_hops(
+        "1.29.7".parse().unwrap(),
+        "1.30.9".parse().unwrap(),
+        &temporal_bootstrap::versions::HopOptions::default(),
+    )
+    .unwrap();
+    use temporal_bootstrap::upgrade::SchemaMigrator;
+    let e = migrator
+        .preflight(&hops.iter().collect::<Vec<_>>())
+        .await
+        .unwrap_err();
+    assert!(e.is_invalid(), "refused, exit 2: {e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("temporalio/temporal#9930")
+            && msg.contains("btree_gin is not installed"),
+        "{msg}"
+    );
+    assert_eq!(before, fingerprint(&mut cv).await, "the pre-flight wrote");
+
+    // Without the pre-flight, the real 1.30.9 schema stops half-way, as in the issue.
+    let out = case.ours_with(&at_130, &["apply", "--only", "visibility"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "data type character has no default operator class for access method \"gin\""
+        ),
+        "{}",
+        text(&out)
+    );
+    // 1.10 to 1.12 carry no statement in 1.30.9 (folded into 1.13): the stop is at 1.13.
+    assert_eq!(current(&mut cv, &v).await, "1.12");
+
+    // The fix it prints, then the hop's schema goes through.
+    let start = msg
+        .find("CREATE EXTENSION")
+        .expect("the fix is in the message");
+    let fix = &msg[start..start + msg[start..].find(';').unwrap() + 1];
+    sqlx::raw_sql(AssertSqlSafe(fix.to_string()))
+        .execute(&mut cv)
+        .await
+        .unwrap();
+    migrator
+        .preflight(&hops.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let out = case.ours_with(&at_130, &["apply", "--only", "visibility"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(current(&mut cv, &v).await, "1.13");
 }

@@ -3,13 +3,12 @@
 //! [`gin_for_character`]: temporalio/temporal#9930 (open). The PostgreSQL visibility versions of
 //! 1.30 create GIN indexes on `(namespace_id, <jsonb column>)`; `namespace_id` is `CHAR(64)`,
 //! which has a GIN operator class only through the `btree_gin` extension. Visibility v1.2
-//! creates the extension, but a database where it was installed into a schema outside the
-//! application role's `search_path` (managed services often use an `extensions` schema), or
-//! dropped, fails at v1.10 with "data type character has no default operator class for access
-//! method gin", half-way through the 1.29 -> 1.30 hop.
+//! creates the extension, but a database without it (restored without its extensions, or
+//! where it was dropped) fails at v1.10 with "data type character has no default operator
+//! class for access method gin", half-way through the 1.29 -> 1.30 hop. (PostgreSQL finds a
+//! default operator class in any schema: only its absence matters, not the `search_path`.)
 //!
-//! Guarantees: reads the catalogue only, as the application role (whose `search_path` the
-//! migration uses).
+//! Guarantees: reads the catalogue only, as the application role.
 
 use sqlx::postgres::PgConnection;
 
@@ -23,7 +22,7 @@ use crate::reconcile::Context;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GinForCharacter {
     pub database: String,
-    /// A default GIN operator class for `character` is visible to the application role.
+    /// A default GIN operator class for `character` exists in the database.
     pub usable: bool,
     /// The schema `btree_gin` is installed in, when it is installed.
     pub btree_gin_schema: Option<String>,
@@ -47,7 +46,7 @@ async fn read(conn: &mut PgConnection, database: &str) -> Result<(bool, Option<S
     sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod \
                         WHERE a.amname = 'gin' AND c.opcdefault \
-                          AND c.opcintype = 'bpchar'::regtype AND pg_opclass_is_visible(c.oid)), \
+                          AND c.opcintype = 'bpchar'::regtype), \
                 (SELECT n.nspname::text FROM pg_extension e \
                    JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'btree_gin')",
     )

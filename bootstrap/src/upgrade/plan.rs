@@ -198,7 +198,7 @@ pub fn gin_check(found: Result<GinForCharacter, String>) -> Check {
             CheckStatus::Pass,
             false,
             format!(
-                "{}: a GIN operator class for character is usable (btree_gin in schema {}); {} will not stop the hop",
+                "{}: a GIN operator class for character exists (btree_gin in schema {}); {} will not stop the hop",
                 g.database,
                 g.btree_gin_schema.as_deref().unwrap_or("?"),
                 versions::GIN_CHARACTER_ISSUE
@@ -209,20 +209,9 @@ pub fn gin_check(found: Result<GinForCharacter, String>) -> Check {
             CheckStatus::Fail,
             false,
             format!(
-                "{db}: no GIN operator class for character is usable by the application role ({where_}); the 1.29 -> 1.30 visibility update would stop at v1.10 with \"data type character has no default operator class for access method gin\" ({issue}). Before the hop, in {db}, as a role allowed to: {fix}",
+                "{db}: no GIN operator class for character exists (extension btree_gin is not installed); the 1.29 -> 1.30 visibility update would stop at v1.10 with \"data type character has no default operator class for access method gin\" ({issue}). Before the hop, in {db}, as its owner or a superuser: CREATE EXTENSION IF NOT EXISTS btree_gin;",
                 db = g.database,
-                where_ = match &g.btree_gin_schema {
-                    Some(s) =>
-                        format!("btree_gin is installed in schema {s}, outside its search_path"),
-                    None => "btree_gin is not installed".to_string(),
-                },
                 issue = versions::GIN_CHARACTER_ISSUE,
-                fix = match &g.btree_gin_schema {
-                    Some(s) => format!(
-                        "ALTER EXTENSION btree_gin SET SCHEMA public; (or add {s} to the role's search_path)"
-                    ),
-                    None => "CREATE EXTENSION IF NOT EXISTS btree_gin;".to_string(),
-                }
             ),
         ),
         Err(why) => check(
@@ -244,7 +233,7 @@ pub fn gin_check_not_evaluated(why: &str) -> Check {
         CheckStatus::NotEvaluated,
         false,
         format!(
-            "{why} (`upgrade apply` checks it before any write): a hop into 1.30 on PostgreSQL visibility stops at v1.10 when the application role sees no GIN operator class for character ({})",
+            "{why} (`upgrade apply` checks it before any write): a hop into 1.30 on PostgreSQL visibility stops at v1.10 when the database has no GIN operator class for character ({})",
             versions::GIN_CHARACTER_ISSUE
         ),
     )
