@@ -285,6 +285,48 @@ pub const REWRITING_VISIBILITY_VERSIONS: &[SchemaVersion] = &[
     SchemaVersion::new(1, 14),
 ];
 
+/// Measured cost of the visibility versions that rewrite `executions_visibility`, in
+/// microseconds per row (the rewrite plus the indexes the version builds), by
+/// `scripts/bench/upgrade` on the reference machine: 2 shared cores, PostgreSQL 15, the real
+/// schema of 1.30.9 (v1.13, which folds 1.10 to 1.12) and 1.31.2 (v1.14), 100k and 1M rows.
+/// Another machine differs: the estimate says so, and the runbook asks for a rehearsal.
+pub const REWRITE_MICROS_PER_ROW: &[(SchemaVersion, f64)] = &[
+    // 146 (100k rows) and 136 (1M rows) measured.
+    (SchemaVersion::new(1, 13), 140.0),
+    // 258 and 259 measured: two ALTERs, each rewriting the table and all its indexes.
+    (SchemaVersion::new(1, 14), 260.0),
+];
+
+/// Seconds a rewriting visibility version takes on `rows` rows, from
+/// [`REWRITE_MICROS_PER_ROW`]; versions never measured (before 1.13) get the highest measured
+/// cost. `None` for a version that does not rewrite the table.
+pub fn visibility_rewrite_seconds(version: SchemaVersion, rows: u64) -> Option<f64> {
+    if !REWRITING_VISIBILITY_VERSIONS.contains(&version) {
+        return None;
+    }
+    let micros = REWRITE_MICROS_PER_ROW
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, c)| *c)
+        .unwrap_or_else(|| {
+            REWRITE_MICROS_PER_ROW
+                .iter()
+                .map(|(_, c)| *c)
+                .fold(0.0, f64::max)
+        });
+    Some(rows as f64 * micros / 1e6)
+}
+
+/// `42s`, `3m10s`, `2h05m`.
+pub fn human_seconds(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// Releases with known defects, or retracted by the server module (`retract` in its go.mod:
 /// 1.26.0 published by accident, 1.26.1 carrying only the retraction, 1.30.0), that must not be
 /// deployed; use the next patch.

@@ -68,28 +68,7 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let pg = self.pg.clone();
-        let names = self.names.clone();
-        let role = self.role.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let Ok(mut c) = admin_conn(&pg, "postgres").await else {
-                    return;
-                };
-                for db in names {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-                let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\"")))
-                    .execute(&mut c)
-                    .await;
-            });
-        })
-        .join();
+        common::drop_databases_and_role(&self.pg, &self.names, &self.role);
     }
 }
 

@@ -82,29 +82,8 @@ struct Case {
 
 impl Drop for Case {
     fn drop(&mut self) {
-        let pg = self.pg.clone();
         let dbs = [self.temporal(), self.visibility(), self.reference()];
-        let role = self.role();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let Ok(mut c) = connect(&pg, &pg.admin_user, &pg.admin_password, "postgres").await
-                else {
-                    return;
-                };
-                for db in dbs {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-                let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\"")))
-                    .execute(&mut c)
-                    .await;
-            });
-        })
-        .join();
+        common::drop_databases_and_role(&self.pg, &dbs, &self.role());
     }
 }
 
@@ -255,6 +234,40 @@ impl Case {
             args.extend(["-v".to_string(), v.to_string()]);
         }
         args
+    }
+
+    /// Persistence at 1.12 and visibility at the release's version, both by the tool; returns
+    /// an admin connection to the persistence database.
+    async fn at_persistence_1_12(&self) -> PgConnection {
+        self.tool_to(false, &self.temporal(), "temporal", Some("1.12"));
+        self.tool_to(false, &self.visibility(), "visibility", None);
+        self.admin(&self.temporal()).await
+    }
+
+    /// Runs `command` (a migration to persistence v1.13: DROP nexus_incoming_services; DROP
+    /// nexus_incoming_services_partition_status; CREATE ...) while another session holds the
+    /// second table, so it stops between the two DROPs; then SIGKILLs it, ends its backend as
+    /// the server would once it noticed, and releases the table.
+    async fn kill_inside_v1_13(&self, mut command: Command, ct: &mut PgConnection) {
+        let t = self.temporal();
+        let mut locker = self.admin(&t).await;
+        let mut hold = locker.begin().await.unwrap();
+        sqlx::raw_sql(
+            "LOCK TABLE nexus_incoming_services_partition_status IN ACCESS EXCLUSIVE MODE",
+        )
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = blocked_backend(ct, &t, "nexus_incoming_services_partition_status").await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        terminate(ct, pid).await;
+        hold.rollback().await.unwrap();
     }
 
     async fn admin(&self, db: &str) -> PgConnection {
@@ -443,30 +456,11 @@ async fn the_tool_then_our_runner_records_what_the_tool_would_and_the_tool_is_th
 )]
 async fn a_version_the_tool_was_killed_in_is_completed_by_our_runner() {
     let case = Case::new("toolkill");
-    let (t, v) = (case.temporal(), case.visibility());
-    case.tool_to(false, &t, "temporal", Some("1.12"));
-    case.tool_to(false, &v, "visibility", None);
-    let mut ct = case.admin(&t).await;
-
-    // v1.13: DROP nexus_incoming_services; DROP nexus_incoming_services_partition_status;
-    // CREATE ... Hold the second table so the tool stops between the two DROPs, then kill it.
-    let mut locker = case.admin(&t).await;
-    let mut hold = locker.begin().await.unwrap();
-    sqlx::raw_sql("LOCK TABLE nexus_incoming_services_partition_status IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
-    let mut child = case
-        .tool_command(false, &t, &case.update_args("temporal", Some("1.13")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = blocked_backend(&mut ct, &t, "nexus_incoming_services_partition_status").await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    terminate(&mut ct, pid).await;
-    hold.rollback().await.unwrap();
+    let t = case.temporal();
+    let mut ct = case.at_persistence_1_12().await;
+    // The tool stops between the two DROPs of v1.13.
+    let tool = case.tool_command(false, &t, &case.update_args("temporal", Some("1.13")));
+    case.kill_inside_v1_13(tool, &mut ct).await;
 
     assert_eq!(current(&mut ct, &t).await, "1.12");
     assert!(
@@ -526,28 +520,10 @@ async fn a_version_the_tool_was_killed_in_is_completed_by_our_runner() {
 )]
 async fn a_version_our_runner_was_killed_in_is_continued_by_the_tool() {
     let case = Case::new("ourkill");
-    let (t, v) = (case.temporal(), case.visibility());
-    case.tool_to(false, &t, "temporal", Some("1.12"));
-    case.tool_to(false, &v, "visibility", None);
-    let mut ct = case.admin(&t).await;
-
-    let mut locker = case.admin(&t).await;
-    let mut hold = locker.begin().await.unwrap();
-    sqlx::raw_sql("LOCK TABLE nexus_incoming_services_partition_status IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
-    let mut child = case
-        .ours_command(true, &["apply", "--only", "persistence"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = blocked_backend(&mut ct, &t, "nexus_incoming_services_partition_status").await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    terminate(&mut ct, pid).await;
-    hold.rollback().await.unwrap();
+    let t = case.temporal();
+    let mut ct = case.at_persistence_1_12().await;
+    let ours = case.ours_command(true, &["apply", "--only", "persistence"]);
+    case.kill_inside_v1_13(ours, &mut ct).await;
 
     // One transaction per version: nothing of v1.13 happened.
     assert_eq!(current(&mut ct, &t).await, "1.12");
@@ -732,8 +708,7 @@ async fn the_9930_condition_is_found_before_any_write_and_its_fix_works() {
     assert!(e.is_invalid(), "refused, exit 2: {e}");
     let msg = e.to_string();
     assert!(
-        msg.contains("temporalio/temporal#9930")
-            && msg.contains("btree_gin is not installed"),
+        msg.contains("temporalio/temporal#9930") && msg.contains("btree_gin is not installed"),
         "{msg}"
     );
     assert_eq!(before, fingerprint(&mut cv).await, "the pre-flight wrote");

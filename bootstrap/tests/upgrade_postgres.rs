@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, ConnectOptions};
 use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::{self, SchemaKind};
 use temporal_bootstrap::reconcile::{Context, ErrorClass};
@@ -206,29 +206,12 @@ impl Case {
 
 impl Drop for Case {
     fn drop(&mut self) {
-        let pg = self.pg.clone();
-        let prefix = self.prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let Ok(mut c) = admin_conn(&pg, "postgres").await else {
-                    return;
-                };
-                for db in [format!("{prefix}_t"), format!("{prefix}_v")] {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-                let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP ROLE IF EXISTS \"{prefix}_app\""
-                )))
-                .execute(&mut c)
-                .await;
-            });
-        })
-        .join();
+        let p = &self.prefix;
+        common::drop_databases_and_role(
+            &self.pg,
+            &[format!("{p}_t"), format!("{p}_v")],
+            &format!("{p}_app"),
+        );
     }
 }
 

@@ -106,6 +106,15 @@ async fn make_plan(
         };
         p.preflight.push(check);
     }
+    if read_databases
+        && p.visibility_store == VisibilityStore::Postgres
+        && p.hops.iter().any(|h| h.hop.visibility_rewrite)
+        && let Some(rows) = crate::postgres::visibility_rows(&context(loaded))
+            .await
+            .map_err(|e| CliError::of_kind(e.kind(), e.to_string()))?
+    {
+        plan::add_rewrite_estimates(&mut p, &rows);
+    }
     Ok(p)
 }
 

@@ -62,8 +62,8 @@ pub use apply::{ApplyOutcome, apply, apply_with};
 pub use connection::{CONNECT_TIMEOUT, DatabaseSpec, Login, SchemaSpec, Spec, TlsSpec};
 pub use error::PgError;
 pub use observe::{DatabaseState, Observed, RoleState, SchemaState, observe};
-pub use plan::{Plan, RolePlan, SchemaPlan, plan};
-pub use preflight::{GinForCharacter, gin_for_character};
+pub use plan::{Plan, RolePlan, RowCount, SchemaPlan, plan};
+pub use preflight::{GinForCharacter, gin_for_character, visibility_rows};
 pub use schema::{PendingVersion, SchemaError, SchemaKind};
 pub use step::{
     LOCK_TIMEOUT_ENV, PersistenceStep, SchemaTargetFn, StepOptions, VisibilityStep, migrate_to,

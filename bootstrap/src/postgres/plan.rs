@@ -353,7 +353,7 @@ fn version_change(
     current: SchemaVersion,
     pending: &[PendingVersion],
     v: &PendingVersion,
-    counts: &[(String, Option<String>)],
+    counts: &[(String, Option<RowCount>)],
     announce: bool,
 ) -> Change {
     let from = if v.version == pending[0].version {
@@ -375,11 +375,22 @@ fn version_change(
         match counts
             .iter()
             .find(|(t, _)| t == table)
-            .and_then(|(_, r)| r.clone())
+            .and_then(|(_, r)| *r)
         {
             Some(rows) => {
+                // The measured costs are those of Temporal's own visibility table.
+                let estimate = (table == "executions_visibility")
+                    .then(|| crate::versions::visibility_rewrite_seconds(v.version, rows.rows))
+                    .flatten()
+                    .map(|s| {
+                        format!(
+                            ", estimated {} at the rate measured by scripts/bench/upgrade (rehearse on your hardware)",
+                            crate::versions::human_seconds(s)
+                        )
+                    })
+                    .unwrap_or_default();
                 let warning = format!(
-                    "rewrites table {table} ({rows}) to fill a stored generated column, holding an exclusive lock; on a large table this takes long, and no pod of the new release may start before it ends"
+                    "rewrites table {table} ({rows}{estimate}) to fill a stored generated column, holding an exclusive lock; on a large table this takes long, and no pod of the new release may start before it ends"
                 );
                 if announce {
                     tracing::warn!(database = %database, version = %v.version, "{warning}");
@@ -425,7 +436,7 @@ async fn rewrite_counts(
     app_logs_in: bool,
     database: &str,
     pending: &[PendingVersion],
-) -> Result<Vec<(String, Option<String>)>, PgError> {
+) -> Result<Vec<(String, Option<RowCount>)>, PgError> {
     let tables: Vec<&String> = pending.iter().flat_map(|p| p.rewrites.iter()).collect();
     if tables.is_empty() {
         return Ok(vec![]);
@@ -440,7 +451,28 @@ async fn rewrite_counts(
 }
 
 /// Rows of `table`: exact below [`EXACT_COUNT_LIMIT`] estimated rows, else the estimate.
-async fn row_count(conn: &mut PgConnection, table: &str) -> Result<Option<String>, PgError> {
+/// Rows of a table: counted below [`EXACT_COUNT_LIMIT`], from `pg_class` statistics above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowCount {
+    pub rows: u64,
+    pub estimated: bool,
+}
+
+impl std::fmt::Display for RowCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.estimated {
+            write!(f, "about {} rows (estimate from pg_class)", self.rows)
+        } else {
+            write!(f, "{} rows", self.rows)
+        }
+    }
+}
+
+/// [`RowCount`] of `table` (`None` when it does not exist).
+pub(crate) async fn row_count(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Option<RowCount>, PgError> {
     let est: Option<f32> = sqlx::query_scalar(
         "SELECT reltuples FROM pg_class WHERE oid = to_regclass(quote_ident($1))",
     )
@@ -451,10 +483,10 @@ async fn row_count(conn: &mut PgConnection, table: &str) -> Result<Option<String
     .flatten();
     Ok(match est {
         None => None,
-        Some(e) if f64::from(e) >= EXACT_COUNT_LIMIT => Some(format!(
-            "about {} rows (estimate from pg_class)",
-            e.round() as i64
-        )),
+        Some(e) if f64::from(e) >= EXACT_COUNT_LIMIT => Some(RowCount {
+            rows: f64::from(e).round() as u64,
+            estimated: true,
+        }),
         Some(_) => {
             let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
                 "SELECT count(*) FROM {}",
@@ -463,7 +495,10 @@ async fn row_count(conn: &mut PgConnection, table: &str) -> Result<Option<String
             .fetch_one(&mut *conn)
             .await
             .map_err(query_err(format!("counting rows of {table}")))?;
-            Some(format!("{n} rows"))
+            Some(RowCount {
+                rows: u64::try_from(n).unwrap_or(0),
+                estimated: false,
+            })
         }
     })
 }

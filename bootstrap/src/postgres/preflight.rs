@@ -14,6 +14,7 @@ use sqlx::postgres::PgConnection;
 
 use super::connection::Session;
 use super::error::{PgError, query_err};
+use super::plan::{RowCount, row_count};
 use super::schema::SchemaKind;
 use super::step::{StepOptions, spec_for};
 use crate::reconcile::Context;
@@ -40,6 +41,16 @@ pub async fn gin_for_character(ctx: &Context) -> Result<GinForCharacter, PgError
         usable,
         btree_gin_schema,
     })
+}
+
+/// Rows of `executions_visibility` in the configured PostgreSQL visibility database (what the
+/// rewriting versions cost is proportional to); `None` before the table exists.
+pub async fn visibility_rows(ctx: &Context) -> Result<Option<RowCount>, PgError> {
+    let spec = spec_for(ctx, SchemaKind::Visibility, &StepOptions::default())?;
+    let database = spec.databases[0].name.clone();
+    let mut session = Session::open(&spec).await?;
+    let conn = session.app(&database).await?;
+    row_count(conn, "executions_visibility").await
 }
 
 async fn read(conn: &mut PgConnection, database: &str) -> Result<(bool, Option<String>), PgError> {

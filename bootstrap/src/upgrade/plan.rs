@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::VisibilityTarget;
 use crate::config::model::{PersistenceConfig, PlatformConfig, SearchFlavor, VisibilityConfig};
 use crate::config::types::TemporalVersion;
-use crate::postgres::GinForCharacter;
+use crate::postgres::{GinForCharacter, RowCount};
 use crate::versions::{self, Hop, UpgradeRefusal};
 
 /// Minutes per hop for the schema step and rolling the services, on top of the soak. Schema
@@ -224,6 +224,26 @@ pub fn gin_check(found: Result<GinForCharacter, String>) -> Check {
             ),
         ),
     }
+}
+
+/// Adds to each hop that rewrites `executions_visibility` the estimated rewrite time for `rows`
+/// rows ([`versions::visibility_rewrite_seconds`]), as a warning and in its minutes.
+pub fn add_rewrite_estimates(plan: &mut UpgradePlan, rows: &RowCount) {
+    for h in plan.hops.iter_mut().filter(|h| h.hop.visibility_rewrite) {
+        let before = h.hop.schemas_before.postgres_visibility;
+        let after = h.hop.schemas.postgres_visibility;
+        let seconds: f64 = versions::REWRITING_VISIBILITY_VERSIONS
+            .iter()
+            .filter(|v| **v > before && **v <= after)
+            .filter_map(|v| versions::visibility_rewrite_seconds(*v, rows.rows))
+            .sum();
+        h.estimated_minutes += (seconds / 60.0).ceil() as u64;
+        h.hop.warnings.push(format!(
+            "estimated rewrite time {} for executions_visibility ({rows}), from the per-row cost scripts/bench/upgrade measured on a 2-core reference machine: rehearse on a restored copy to know yours",
+            versions::human_seconds(seconds)
+        ));
+    }
+    plan.estimated_minutes_total = plan.hops.iter().map(|h| h.estimated_minutes).sum();
 }
 
 /// The #9930 check when the databases may not be contacted (`upgrade plan --from`).
@@ -517,6 +537,48 @@ mod tests {
         assert_eq!(
             p.hops[1].visibility_target,
             VisibilityTarget::Elasticsearch(13)
+        );
+    }
+
+    #[test]
+    fn rewrite_estimates_grow_with_the_rows_and_count_in_the_hop() {
+        let mut p = build(
+            &config("1.29.7", "pg"),
+            v("1.29.7"),
+            FromSource::Flag,
+            v("1.31.2"),
+            10,
+            &versions::HopOptions::default(),
+        )
+        .unwrap();
+        let before = p.estimated_minutes_total;
+        add_rewrite_estimates(
+            &mut p,
+            &RowCount {
+                rows: 35_000_000,
+                estimated: true,
+            },
+        );
+        let per_hop = |v: versions::SchemaVersion| {
+            (versions::visibility_rewrite_seconds(v, 35_000_000).unwrap() / 60.0).ceil() as u64
+        };
+        assert_eq!(
+            p.hops[0].estimated_minutes,
+            15 + per_hop(versions::SchemaVersion::new(1, 13))
+        );
+        assert_eq!(
+            p.hops[1].estimated_minutes,
+            15 + per_hop(versions::SchemaVersion::new(1, 14))
+        );
+        assert!(p.estimated_minutes_total > before);
+        assert!(
+            p.hops[1]
+                .hop
+                .warnings
+                .iter()
+                .any(|w| w.contains("estimated rewrite time") && w.contains("about 35000000 rows")),
+            "{:?}",
+            p.hops[1].hop.warnings
         );
     }
 }
