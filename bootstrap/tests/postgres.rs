@@ -25,7 +25,7 @@ use temporal_bootstrap::versions::{SchemaTargets, SchemaVersion};
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
 const APP_PASSWORD: &str = "app pass; it's \"quoted\" \\ ok";
 
-use common::{Pg, pg};
+use common::{Pg, admin_conn, pg};
 
 /// Unique names for one test: databases `<p>_t`, `<p>_v`, role `<p>_app`.
 struct Names {
@@ -203,18 +203,6 @@ impl Case {
             force: false,
         }
     }
-}
-
-async fn admin_conn(pg: &Pg, db: &str) -> Result<PgConnection, sqlx::Error> {
-    PgConnectOptions::new_without_pgpass()
-        .host(&pg.host)
-        .port(pg.port)
-        .username(&pg.admin_user)
-        .password(&pg.admin_password)
-        .database(db)
-        .disable_statement_logging()
-        .connect()
-        .await
 }
 
 fn text(o: &Output) -> String {

@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection};
 use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::schema;
 use temporal_bootstrap::versions::{SchemaVersion, SupportedRelease};
@@ -271,28 +271,8 @@ impl Case {
     }
 
     async fn admin(&self, db: &str) -> PgConnection {
-        connect(&self.pg, &self.pg.admin_user, &self.pg.admin_password, db)
-            .await
-            .unwrap()
+        common::admin_conn(&self.pg, db).await.unwrap()
     }
-}
-
-async fn connect(
-    pg: &Pg,
-    user: &str,
-    password: &str,
-    db: &str,
-) -> Result<PgConnection, sqlx::Error> {
-    PgConnectOptions::new_without_pgpass()
-        .host(&pg.host)
-        .port(pg.port)
-        .username(user)
-        .password(password)
-        .database(db)
-        .ssl_mode(sqlx::postgres::PgSslMode::Disable)
-        .disable_statement_logging()
-        .connect()
-        .await
 }
 
 fn text(o: &Output) -> String {

@@ -25,8 +25,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
 use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::{self, SchemaKind};
 use temporal_bootstrap::reconcile::{Context, ErrorClass};
@@ -43,7 +41,7 @@ use temporal_bootstrap::versions::{self, Hop, SchemaVersion, UpgradeRefusal};
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
 const APP_PASSWORD: &str = "upgrade app pass; it's ok";
 
-use common::{Pg, pg};
+use common::{Pg, admin_conn, pg};
 
 fn v(s: &str) -> TemporalVersion {
     s.parse().unwrap()
@@ -55,18 +53,6 @@ fn sv(major: u32, minor: u32) -> SchemaVersion {
 
 fn fixture_schema() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade-schema/postgresql/v12")
-}
-
-async fn admin_conn(pg: &Pg, db: &str) -> Result<PgConnection, sqlx::Error> {
-    PgConnectOptions::new_without_pgpass()
-        .host(&pg.host)
-        .port(pg.port)
-        .username(&pg.admin_user)
-        .password(&pg.admin_password)
-        .database(db)
-        .disable_statement_logging()
-        .connect()
-        .await
 }
 
 /// One test's databases (`<p>_t`, `<p>_v`), role (`<p>_app`) and config directory; the

@@ -31,25 +31,31 @@ pub fn pg() -> Pg {
     }
 }
 
+/// An admin connection to `db` on the dev stack's PostgreSQL (no TLS, no statement logging).
+pub async fn admin_conn(pg: &Pg, db: &str) -> Result<sqlx::postgres::PgConnection, sqlx::Error> {
+    use sqlx::ConnectOptions;
+    sqlx::postgres::PgConnectOptions::new_without_pgpass()
+        .host(&pg.host)
+        .port(pg.port)
+        .username(&pg.admin_user)
+        .password(&pg.admin_password)
+        .database(db)
+        .ssl_mode(sqlx::postgres::PgSslMode::Disable)
+        .disable_statement_logging()
+        .connect()
+        .await
+}
+
 /// Drops `databases` (with FORCE) and `role` on the dev stack's PostgreSQL, ignoring errors: the
 /// cleanup of a test's own objects, called from `Drop` (so on a thread and runtime of its own,
 /// even while a test panics).
 pub fn drop_databases_and_role(pg: &Pg, databases: &[String], role: &str) {
-    use sqlx::{AssertSqlSafe, ConnectOptions};
+    use sqlx::AssertSqlSafe;
     let (pg, databases, role) = (pg.clone(), databases.to_vec(), role.to_string());
     let _ = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("a tokio runtime for the cleanup");
         rt.block_on(async move {
-            let Ok(mut c) = sqlx::postgres::PgConnectOptions::new_without_pgpass()
-                .host(&pg.host)
-                .port(pg.port)
-                .username(&pg.admin_user)
-                .password(&pg.admin_password)
-                .database("postgres")
-                .disable_statement_logging()
-                .connect()
-                .await
-            else {
+            let Ok(mut c) = admin_conn(&pg, "postgres").await else {
                 return;
             };
             for db in databases {
