@@ -29,11 +29,11 @@ fn schema_err(e: postgres::PgError) -> UpgradeError {
 }
 
 fn search_err(e: search::SearchError) -> UpgradeError {
-    UpgradeError::Schema(format!("visibility index: {e}"))
+    UpgradeError::Search(e.into())
 }
 
 fn step_err(e: crate::reconcile::StepError) -> UpgradeError {
-    UpgradeError::Schema(format!("visibility index: {}", e.message))
+    UpgradeError::Search(e)
 }
 
 impl SchemaMigrator for StoreMigrator {
@@ -117,5 +117,23 @@ impl SchemaMigrator for StoreMigrator {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_failure_keeps_its_kind_in_the_upgrade_error() {
+        let e = search_err(search::SearchError::Config(
+            "visibility.elasticsearch.url: bad".into(),
+        ));
+        assert_eq!(e.kind(), search::SearchError::Config(String::new()).kind());
+        assert!(
+            e.to_string().contains("visibility.elasticsearch.url: bad"),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

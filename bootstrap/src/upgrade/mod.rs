@@ -44,6 +44,10 @@ pub enum UpgradeError {
     /// The schema adapter failed.
     #[error("schema migration failed: {0}")]
     Migration(#[from] crate::postgres::PgError),
+    /// The Elasticsearch/OpenSearch visibility migration failed (its kind is the step's: an
+    /// unreachable cluster stays `unreachable`).
+    #[error("visibility index migration failed: {0}")]
+    Search(#[source] crate::reconcile::StepError),
     /// The migration ran but the stores do not report the hop's versions.
     #[error("schema migration failed: {0}")]
     Schema(String),
@@ -82,6 +86,7 @@ impl UpgradeError {
             Self::Invalid(_) => ErrorKind::Invalid,
             Self::Probe { .. } => ErrorKind::Unreachable,
             Self::Migration(e) => e.kind(),
+            Self::Search(e) => e.kind,
             Self::Schema(_) | Self::Executor(_) | Self::Regressed { .. } | Self::State { .. } => {
                 ErrorKind::Failed
             }
