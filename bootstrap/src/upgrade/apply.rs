@@ -201,10 +201,24 @@ where
             let mut actions = Vec::new();
             let label = format!("hop {}/{} {} -> {}", i + 1, hops.len(), hop.from, hop.to);
             if st.hops[i].phase <= Phase::MappingApplied {
-                running = Some(
-                    self.running_at_hop_start(hop, &label, running, &mut first_probe)
-                        .await?,
-                );
+                match self
+                    .running_at_hop_start(hop, &label, running, &mut first_probe)
+                    .await
+                {
+                    Ok(v) => running = Some(v),
+                    // A roll interrupted after the services stopped (a killed `process` roll):
+                    // nothing answers. Rolling again is idempotent and starts them; the wait
+                    // then checks which release comes up.
+                    Err(UpgradeError::Probe { reason, .. })
+                        if st.hops[i].phase == Phase::MappingApplied =>
+                    {
+                        log(&format!(
+                            "{label}: the cluster does not answer ({reason}); a previous roll was interrupted: rolling again"
+                        ));
+                        running = None;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if st.hops[i].phase == Phase::Pending {
                 actions.push(self.migrate_schema(hop, &label).await?);
@@ -535,6 +549,8 @@ mod tests_with_in_memory_fakes {
         roll_calls: u32,
         /// The roll with this 1-based number fails (the process "dies" there).
         crash_on_roll: Option<u32>,
+        /// The crashing roll had already stopped the services (nothing answers afterwards).
+        crash_after_stop: bool,
         /// Migrations are recorded but do not take effect.
         broken_migrator: bool,
         search_calls: u32,
@@ -657,6 +673,9 @@ mod tests_with_in_memory_fakes {
             let mut w = self.w();
             w.roll_calls += 1;
             if w.crash_on_roll == Some(w.roll_calls) {
+                if w.crash_after_stop {
+                    w.version = None;
+                }
                 return Err(UpgradeError::Executor("process killed".into()));
             }
             let needs = crate::versions::SupportedRelease::of(hop.to)
@@ -985,5 +1004,27 @@ mod tests_with_in_memory_fakes {
         assert_eq!(w.schema.elasticsearch, Some(14));
         // Hop 2's schema is not migrated again, its mapping is; hop 3 (1.32) needs neither.
         assert_eq!((w.migrate_calls, w.search_calls), (1, 3));
+    }
+
+    /// A roll killed after it stopped the services: the re-run finds nothing answering, rolls
+    /// again (idempotent) and finishes.
+    #[tokio::test]
+    async fn a_roll_killed_after_the_services_stopped_is_rolled_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fake::at("1.29.7");
+        {
+            let mut w = f.w();
+            w.crash_on_roll = Some(2);
+            w.crash_after_stop = true;
+        }
+        let r = req(dir.path(), "1.31.2");
+        run(&f, &r).await.unwrap_err();
+        assert_eq!(f.w().version, None, "the services are down");
+        f.w().crash_on_roll = None;
+        let resumed = run(&f, &r).await.unwrap();
+        assert!(resumed.resumed);
+        let w = f.w();
+        assert_eq!(w.version, Some(v("1.31.2")));
+        assert_eq!(w.roll_calls, 3);
     }
 }
