@@ -78,8 +78,27 @@ async fn make_plan(
             let probe =
                 HttpClusterProbe::from_config(&loaded.config.cluster.frontend, base_dir(loaded))
                     .map_err(to_cli)?;
-            let v = probe.server_version().await.map_err(to_cli)?;
-            (v, FromSource::Cluster(probe.address()))
+            match probe.server_version().await {
+                Ok(v) => (v, FromSource::Cluster(probe.address())),
+                // An interrupted roll may have left nothing answering: an unfinished upgrade to
+                // the same target continues from its state file (apply checks the version again).
+                Err(e) => {
+                    let path = a
+                        .state
+                        .clone()
+                        .unwrap_or_else(|| state::default_path(&loaded.path));
+                    match state::load(&path).ok().flatten() {
+                        Some(s) if !s.is_done() && s.to == to => {
+                            eprintln!(
+                                "upgrade: the cluster does not answer ({e}); continuing the unfinished upgrade in {}",
+                                path.display()
+                            );
+                            (s.from, FromSource::StateFile(path.display().to_string()))
+                        }
+                        _ => return Err(to_cli(e)),
+                    }
+                }
+            }
         }
     };
     let mut p = plan::build(
@@ -349,6 +368,7 @@ pub fn render_table(plan: &UpgradePlan) -> String {
     let source = match &plan.from_source {
         FromSource::Flag => "--from".to_string(),
         FromSource::Cluster(url) => url.clone(),
+        FromSource::StateFile(path) => format!("the unfinished upgrade in {path}"),
     };
     out.push_str(&format!(
         "Upgrade plan for cluster {}: {} -> {} (running version from {source}; visibility store: {})\n",

@@ -22,6 +22,9 @@ pub enum FromSource {
     Flag,
     /// Read from the cluster at this URL.
     Cluster(String),
+    /// The cluster did not answer; taken from the unfinished upgrade recorded in this state file
+    /// (a roll interrupted after the services stopped).
+    StateFile(String),
 }
 
 /// Which visibility store the configuration uses.
@@ -327,6 +330,14 @@ fn running_version_check(from: TemporalVersion, from_source: &FromSource) -> Che
             CheckStatus::NotEvaluated,
             false,
             format!("--from {from} taken as given; apply compares it with the cluster"),
+        ),
+        FromSource::StateFile(path) => check(
+            "running-version",
+            CheckStatus::NotEvaluated,
+            false,
+            format!(
+                "the cluster did not answer; {from} taken from the unfinished upgrade in {path}"
+            ),
         ),
     }
 }
