@@ -215,7 +215,10 @@ fn admin_statements(spec: &Spec, plan: &Plan) -> Result<Vec<(String, Change)>, P
     }
     if plan.role.fix_attributes {
         out.push((
-            format!("ALTER ROLE {role_q} {ROLE_ATTRIBUTES}"),
+            format!(
+                "ALTER ROLE {role_q} {}",
+                plan.observed.role.fix_keywords().join(" ")
+            ),
             role_change(),
         ));
     }
@@ -227,6 +230,9 @@ fn admin_statements(spec: &Spec, plan: &Plan) -> Result<Vec<(String, Change)>, P
             ),
             plan.change(&format!("role {} password", spec.app.user)),
         ));
+    }
+    if let Some((sql, resource)) = &plan.grant_membership {
+        out.push((sql.clone(), plan.change(resource)));
     }
     for db in &plan.create_databases {
         out.push((

@@ -68,6 +68,18 @@ pub enum PgError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The admin login lacks what the role and database work needs (see `privileges`).
+    #[error(
+        "the admin role `{admin}` (PostgreSQL {}, not a superuser) lacks {}. Nothing was written. Run as a superuser (on Amazon RDS the master user has CREATEROLE and CREATEDB; a managed service's admin role may also run the GRANT on a role it created): {}; then run this command again",
+        .server_version_num / 10_000,
+        .missing.iter().map(|m| m.what.as_str()).collect::<Vec<_>>().join("; "),
+        .missing.iter().map(|m| m.fix.as_str()).collect::<Vec<_>>().join("; ")
+    )]
+    AdminPrivileges {
+        admin: String,
+        server_version_num: i32,
+        missing: Vec<super::privileges::Missing>,
+    },
     /// Objects the application role may not alter (see `ownership`). Boxed: it is large.
     #[error("{0}")]
     ForeignOwner(Box<super::ownership::ForeignOwnership>),
@@ -132,7 +144,9 @@ impl PgError {
             | Self::NeedsAdmin(_)
             | Self::Invalid(_)
             | Self::BadVersionRow { .. } => ErrorKind::Invalid,
-            Self::ProtectedRole { .. } | Self::ForeignOwner(_) => ErrorKind::Refused,
+            Self::ProtectedRole { .. } | Self::ForeignOwner(_) | Self::AdminPrivileges { .. } => {
+                ErrorKind::Refused
+            }
             Self::Auth { .. } => ErrorKind::Denied,
             Self::Unreachable { .. } => ErrorKind::Unreachable,
             Self::LockTimeout { .. } => ErrorKind::Conflict,

@@ -28,7 +28,9 @@
 //! [`SchemaProgress`] events to whoever asked for them; this module draws nothing.
 //!
 //! Assumptions: PostgreSQL 12 or later (transactional DDL, `pg_try_advisory_lock`); the admin
-//! user may create roles and databases; the schema folder follows Temporal's layout
+//! user is a superuser or has CREATEROLE and CREATEDB (a managed service's master user, e.g.
+//! Amazon RDS's; what it lacks is refused before any write, and on PostgreSQL 16+ it gives itself
+//! SET on the application role: see `privileges`); the schema folder follows Temporal's layout
 //! (see [`schema`]). Schema statements run as the application role, so the tables it creates
 //! belong to the role Temporal connects as.
 //!
@@ -50,6 +52,7 @@ mod observe;
 pub mod ownership;
 mod plan;
 mod preflight;
+mod privileges;
 pub mod schema;
 mod scram;
 pub mod sql;
@@ -64,6 +67,7 @@ pub use error::PgError;
 pub use observe::{DatabaseState, Observed, RoleState, SchemaState, observe};
 pub use plan::{Plan, RolePlan, RowCount, SchemaPlan, plan};
 pub use preflight::{GinForCharacter, gin_for_character, visibility_rows};
+pub use privileges::Missing as MissingPrivilege;
 pub use schema::{PendingVersion, SchemaError, SchemaKind};
 pub use step::{
     LOCK_TIMEOUT_ENV, PersistenceStep, SchemaTargetFn, StepOptions, VisibilityStep, migrate_to,

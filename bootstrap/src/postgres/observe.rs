@@ -57,6 +57,22 @@ impl RoleState {
         out
     }
 
+    /// The `ALTER ROLE` keywords that set back only the attributes that drifted: an admin that is
+    /// not a superuser may not even name SUPERUSER or REPLICATION (a role holding either is
+    /// never altered, see [`Self::protected_reason`]).
+    pub fn fix_keywords(&self) -> Vec<&'static str> {
+        [
+            (self.login, true, "LOGIN"),
+            (self.superuser, false, "NOSUPERUSER"),
+            (self.create_role, false, "NOCREATEROLE"),
+            (self.create_db, false, "NOCREATEDB"),
+            (self.replication, false, "NOREPLICATION"),
+        ]
+        .into_iter()
+        .filter_map(|(have, want, keyword)| (have != want).then_some(keyword))
+        .collect()
+    }
+
     /// Why this role must never be altered, if it must not: it holds a privilege only an
     /// administrator's role should have, or this tool did not create it.
     pub fn protected_reason(&self) -> Option<String> {
@@ -248,7 +264,14 @@ async fn schema_via_admin(
     match &spec.admin {
         Some((login, _)) => {
             let conn = session.login(login, &db.name).await?;
-            read_schema_state(conn, &db.name).await
+            match read_schema_state(conn, &db.name).await {
+                // An admin that is not a superuser (a managed service's) may hold SET on the
+                // role without its privileges (PostgreSQL 16+ membership without INHERIT).
+                Err(e) if e.sqlstate() == Some("42501") => {
+                    read_as_role(conn, &db.name, &spec.app.user, e).await
+                }
+                other => other,
+            }
         }
         None => Ok(SchemaState::Unknown {
             reason: format!(
@@ -257,6 +280,30 @@ async fn schema_via_admin(
             ),
         }),
     }
+}
+
+/// The schema state read after `SET ROLE role` on the admin's connection (then `RESET ROLE`);
+/// `denied` is returned when the admin may not SET ROLE to it either.
+async fn read_as_role(
+    conn: &mut sqlx::postgres::PgConnection,
+    database: &str,
+    role: &str,
+    denied: PgError,
+) -> Result<SchemaState, PgError> {
+    let set = format!("SET ROLE {}", super::sql::quote_ident(role));
+    if sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+        .execute(&mut *conn)
+        .await
+        .is_err()
+    {
+        return Err(denied);
+    }
+    let state = read_schema_state(conn, database).await;
+    sqlx::raw_sql("RESET ROLE")
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err("RESET ROLE after reading the schema version"))?;
+    state
 }
 
 #[cfg(test)]
@@ -289,5 +336,6 @@ mod tests {
                 "createdb true -> false"
             ]
         );
+        assert_eq!(r.fix_keywords(), ["LOGIN", "NOSUPERUSER", "NOCREATEDB"]);
     }
 }

@@ -22,6 +22,7 @@ use super::connection::{DatabaseSpec, Login, Session, Spec};
 use super::error::{PgError, query_err};
 use super::observe::{DatabaseState, Observed, RoleState, SchemaState, observe_with};
 use super::ownership;
+use super::privileges::{self, Work};
 use super::schema::{self, PendingVersion, SchemaKind};
 use super::sql::quote_ident;
 use super::{ROLE_ATTRIBUTES, ROLE_MARKER};
@@ -54,6 +55,9 @@ pub struct Plan {
     /// Databases to create, and databases whose owner must change.
     pub create_databases: Vec<String>,
     pub reown_databases: Vec<String>,
+    /// The membership the admin gives itself in the application role before the databases
+    /// (PostgreSQL 16+ on a managed service): `(statement, resource of its change)`.
+    pub grant_membership: Option<(String, String)>,
 }
 
 impl Plan {
@@ -95,13 +99,43 @@ pub(crate) async fn plan_with(session: &mut Session<'_>, announce: bool) -> Resu
     let observed = observe_with(session).await?;
     let mut changes = Vec::new();
     let role = plan_role(spec, &observed.role, &mut changes)?;
+    let database_changes = changes.len();
     let (create_databases, reown_databases) =
         plan_databases(spec, &observed.databases, &mut changes);
-    if spec.admin.is_none()
-        && (role.any() || !create_databases.is_empty() || !reown_databases.is_empty())
-    {
+    let admin_work = role.any() || !create_databases.is_empty() || !reown_databases.is_empty();
+    if spec.admin.is_none() && admin_work {
         return Err(needs_admin(&changes));
     }
+    let grant_membership = if admin_work {
+        let rights = privileges::read(session.control(), &spec.app.user, &reown_databases).await?;
+        let work = Work {
+            app: &spec.app.user,
+            create_role: role.create,
+            alter_role: role.fix_attributes || role.reset_password,
+            create_databases: &create_databases,
+            reown_databases: &reown_databases,
+        };
+        match privileges::decide(&rights, &work) {
+            Ok(None) => None,
+            Ok(Some(sql)) => {
+                let resource = format!("membership of {} in role {}", rights.user, spec.app.user);
+                changes.insert(
+                    database_changes,
+                    Change::new(
+                        Action::Create,
+                        &resource,
+                        format!(
+                            "{sql}: the admin is not a superuser, and a database can be created for or given to a role only by one that may SET ROLE to it"
+                        ),
+                    ),
+                );
+                Some((sql, resource))
+            }
+            Err(missing) => return Err(privileges::refusal(&rights, missing)),
+        }
+    } else {
+        None
+    };
     let mut schemas = Vec::new();
     for (db, state) in spec.databases.iter().zip(observed.databases.iter()) {
         if let Some(s) = plan_schema(session, &observed, db, state, announce, &mut changes).await? {
@@ -115,6 +149,7 @@ pub(crate) async fn plan_with(session: &mut Session<'_>, announce: bool) -> Resu
         role,
         create_databases,
         reown_databases,
+        grant_membership,
     })
 }
 
