@@ -356,6 +356,7 @@ fn render(cli: &Cli, a: &RenderArgs) -> Result<u8, CliError> {
         RenderTarget::GrafanaProvisioning => r::grafana_provisioning(&loaded.config),
         RenderTarget::HelmValues => r::helm_values(&loaded.config, &a.config.file),
         RenderTarget::K3s => r::k3s(&loaded.config, &a.config.file),
+        RenderTarget::TerraformVars => r::terraform_vars(&loaded.config, &a.config.file),
     }
     .map_err(|e| match e {
         RenderError::Io { .. } => CliError::runtime(e.to_string()),

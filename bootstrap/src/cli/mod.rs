@@ -291,7 +291,7 @@ pub struct RenderArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// Output directory (created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(short = 'o', long, value_name = "DIR")]
     pub out: PathBuf,
 }
 
@@ -301,6 +301,9 @@ pub enum RenderTarget {
     K3s,
     GrafanaProvisioning,
     PrometheusRules,
+    /// EKS node groups sized from the plan (node-groups.auto.tfvars.json) and the chart values
+    /// placing pods on them (placement-values.yaml), for terraform/examples/aws-complete.
+    TerraformVars,
 }
 
 #[derive(Debug, Subcommand)]

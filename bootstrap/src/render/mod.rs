@@ -12,9 +12,11 @@ use crate::observability::{grafana, rules};
 
 pub mod helm;
 pub mod k3s;
+pub mod terraform;
 
 pub use helm::helm_values;
 pub use k3s::k3s;
+pub use terraform::terraform_vars;
 
 /// One rendered file, relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
