@@ -9,8 +9,12 @@ locals {
   tags       = merge(var.tags, { "temporal-platform/name" = var.name })
   pg         = var.postgres
   os         = var.opensearch
-  # OpenSearch zone awareness: one subnet per zone, two or three zones.
+  # OpenSearch zone awareness: one subnet per zone, two or three zones. The data node count must
+  # be a multiple of the zone count (checked by a precondition on the domain).
   os_zone_count = min(3, length(var.private_subnet_ids))
+  # Temporal's own OpenSearch user (not the master user): created once with the master
+  # credentials through the security plugin's REST API, see the README.
+  os_temporal_user = local.os.temporal_user
 }
 
 # --------------------------------------------------------------------------------------- KMS
@@ -91,6 +95,21 @@ resource "aws_iam_role_policy_attachment" "cluster" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonEKSClusterPolicy"
 }
 
+# Envelope encryption of Secrets: the control plane encrypts and decrypts data keys with the
+# platform key as the cluster role (AmazonEKSClusterPolicy grants no KMS access).
+data "aws_iam_policy_document" "cluster_kms" {
+  statement {
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]
+    resources = [aws_kms_key.this.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "cluster_kms" {
+  name   = "${var.name}-eks-secrets-kms"
+  role   = aws_iam_role.cluster.id
+  policy = data.aws_iam_policy_document.cluster_kms.json
+}
+
 resource "aws_cloudwatch_log_group" "eks" {
   name              = "/aws/eks/${var.name}/cluster"
   retention_in_days = var.log_retention_days
@@ -126,7 +145,7 @@ resource "aws_eks_cluster" "this" {
 
   tags = local.tags
 
-  depends_on = [aws_iam_role_policy_attachment.cluster, aws_cloudwatch_log_group.eks]
+  depends_on = [aws_iam_role_policy_attachment.cluster, aws_iam_role_policy.cluster_kms, aws_cloudwatch_log_group.eks]
 }
 
 data "aws_iam_policy_document" "node_assume" {
@@ -192,6 +211,7 @@ resource "aws_eks_node_group" "this" {
   node_role_arn   = aws_iam_role.node.arn
   subnet_ids      = var.private_subnet_ids
   instance_types  = each.value.instance_types
+  ami_type        = each.value.ami_type
   capacity_type   = each.value.capacity_type
   labels          = merge(each.value.labels, { "temporal-platform/node-group" = each.key })
 
@@ -317,6 +337,44 @@ resource "aws_iam_role_policy_attachment" "rds_monitoring" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }
 
+# Master password: generated here, not by RDS. With manage_master_user_password RDS rotates the
+# password every 7 days in Secrets Manager, while the chart's admin Secret (the schema hook and
+# the daemon create databases and the role with it) would keep the first value: the next
+# schema hook after a rotation fails. Here one value feeds RDS, Secrets Manager and the
+# Kubernetes Secret in the same apply; rotate by raising postgres.master_password_version.
+resource "random_password" "master" {
+  length  = 40
+  special = false
+  keepers = {
+    version = local.pg.master_password_version
+  }
+}
+
+resource "aws_secretsmanager_secret" "master" {
+  #checkov:skip=CKV2_AWS_57:Rotated by Terraform (postgres.master_password_version) together with RDS and the Kubernetes Secret; a Lambda rotation would leave the Kubernetes Secret stale
+  name        = "${var.name}/postgres-master"
+  description = "Master user of the Temporal RDS instance (${local.pg.master_user}), for operators"
+  kms_key_id  = aws_kms_key.this.arn
+  tags        = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "master" {
+  secret_id = aws_secretsmanager_secret.master.id
+  secret_string = jsonencode({
+    username = local.pg.master_user
+    password = random_password.master.result
+  })
+}
+
+# A new suffix per instance: every destroy leaves a final snapshot with its own name, so a
+# second destroy (after a re-create) is not refused for an existing snapshot name.
+resource "random_id" "final_snapshot" {
+  byte_length = 4
+  keepers = {
+    identifier = var.name
+  }
+}
+
 resource "aws_db_instance" "this" {
   #checkov:skip=CKV_AWS_293:deletion_protection comes from var.postgres (default true), which checkov cannot resolve through optional() defaults
   #checkov:skip=CKV_AWS_133:backup_retention_period comes from var.postgres (default 14 days), which checkov cannot resolve through optional() defaults
@@ -337,9 +395,7 @@ resource "aws_db_instance" "this" {
 
   db_name  = local.pg.database
   username = local.pg.master_user
-  # RDS generates and rotates the master password in Secrets Manager: it never enters the state.
-  manage_master_user_password   = true
-  master_user_secret_kms_key_id = aws_kms_key.this.arn
+  password = random_password.master.result
 
   multi_az               = local.pg.multi_az
   db_subnet_group_name   = aws_db_subnet_group.this.name
@@ -354,8 +410,11 @@ resource "aws_db_instance" "this" {
   copy_tags_to_snapshot     = true
   deletion_protection       = local.pg.deletion_protection
   skip_final_snapshot       = false
-  final_snapshot_identifier = "${var.name}-final"
+  final_snapshot_identifier = "${var.name}-final-${random_id.final_snapshot.hex}"
 
+  # Version policy: engine_version is the major version only ("16") and RDS applies minor
+  # versions in the maintenance window. A pinned minor ("16.4") with auto upgrades would show a
+  # downgrade diff after every automatic upgrade.
   auto_minor_version_upgrade      = true
   enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
 
@@ -425,6 +484,38 @@ resource "aws_cloudwatch_log_resource_policy" "opensearch" {
   policy_document = data.aws_iam_policy_document.opensearch_logs[0].json
 }
 
+resource "random_password" "opensearch_temporal" {
+  count = local.os.enabled ? 1 : 0
+
+  length           = 40
+  special          = true
+  override_special = "!#%*-_"
+  min_upper        = 1
+  min_lower        = 1
+  min_numeric      = 1
+  min_special      = 1
+}
+
+resource "aws_secretsmanager_secret" "opensearch_temporal" {
+  #checkov:skip=CKV2_AWS_57:The Temporal OpenSearch user is rotated by an operator (new value here, the same value through the security API) together with the Kubernetes Secret; no Lambda rotation exists for OpenSearch internal users
+  count = local.os.enabled ? 1 : 0
+
+  name        = "${var.name}/opensearch-temporal"
+  description = "Internal user Temporal uses on the visibility domain (not the master user)"
+  kms_key_id  = aws_kms_key.this.arn
+  tags        = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "opensearch_temporal" {
+  count = local.os.enabled ? 1 : 0
+
+  secret_id = aws_secretsmanager_secret.opensearch_temporal[0].id
+  secret_string = jsonencode({
+    username = local.os_temporal_user
+    password = random_password.opensearch_temporal[0].result
+  })
+}
+
 resource "random_password" "opensearch_master" {
   count = local.os.enabled ? 1 : 0
 
@@ -442,7 +533,7 @@ resource "aws_secretsmanager_secret" "opensearch" {
   count = local.os.enabled ? 1 : 0
 
   name        = "${var.name}/opensearch"
-  description = "Fine-grained access control user of the Temporal visibility domain"
+  description = "Fine-grained access control master user of the Temporal visibility domain (operators only)"
   kms_key_id  = aws_kms_key.this.arn
   tags        = local.tags
 }
@@ -545,6 +636,13 @@ resource "aws_opensearch_domain" "this" {
   }
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.os.instance_count % local.os_zone_count == 0
+      error_message = "opensearch.instance_count (${local.os.instance_count}) must be a multiple of the zone count (${local.os_zone_count}, one per private subnet, at most 3): OpenSearch zone awareness spreads data nodes evenly over the zones."
+    }
+  }
 
   depends_on = [aws_cloudwatch_log_resource_policy.opensearch]
 }

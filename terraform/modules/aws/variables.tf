@@ -42,9 +42,10 @@ variable "cluster_endpoint_public_access_cidrs" {
 }
 
 variable "node_groups" {
-  description = "EKS managed node groups, name => settings. Sized from the capacity plan (history nodes, worker nodes)."
+  description = "EKS managed node groups, name => settings: the `node_groups` of `temporal-bootstrap render terraform-vars` (node-groups.auto.tfvars.json), sized from the capacity plan."
   type = map(object({
     instance_types = list(string)
+    ami_type       = optional(string, "AL2023_x86_64_STANDARD")
     min_size       = number
     max_size       = number
     desired_size   = number
@@ -57,20 +58,28 @@ variable "node_groups" {
       effect = string
     })), [])
   }))
-  default = {
-    system = {
-      instance_types = ["m7i.xlarge"]
-      min_size       = 3
-      max_size       = 6
-      desired_size   = 3
-    }
+
+  validation {
+    condition     = length(var.node_groups) > 0
+    error_message = "node_groups is empty: render it with `temporal-bootstrap render terraform-vars -f platform.yaml -o DIR`."
+  }
+}
+
+variable "secret_names" {
+  description = "Kubernetes Secret names by role (postgres, postgres_admin, postgres_ca, elasticsearch, elasticsearch_ca, ...): yamldecode of helm/temporal-platform/secret-names.yaml."
+  type        = map(string)
+
+  validation {
+    condition     = alltrue([for role in ["postgres", "postgres_admin", "postgres_ca", "elasticsearch", "elasticsearch_ca"] : contains(keys(var.secret_names), role)])
+    error_message = "secret_names must name the Secrets of the roles postgres, postgres_admin, postgres_ca, elasticsearch and elasticsearch_ca (helm/temporal-platform/secret-names.yaml)."
   }
 }
 
 variable "postgres" {
   description = "RDS PostgreSQL settings for Temporal persistence and SQL visibility."
   type = object({
-    engine_version          = optional(string, "16.4")
+    engine_version          = optional(string, "16")
+    master_password_version = optional(number, 1)
     instance_class          = optional(string, "db.r7g.large")
     allocated_storage_gib   = optional(number, 100)
     max_allocated_storage   = optional(number, 1000)
@@ -85,6 +94,11 @@ variable "postgres" {
     monitoring_interval_sec = optional(number, 60)
   })
   default = {}
+
+  validation {
+    condition     = can(regex("^[0-9]+$", var.postgres.engine_version))
+    error_message = "postgres.engine_version is the major version only (e.g. \"16\"): RDS applies minor versions itself (auto_minor_version_upgrade), and a pinned minor would drift after each one."
+  }
 }
 
 variable "opensearch" {
@@ -97,7 +111,8 @@ variable "opensearch" {
     dedicated_master_type  = optional(string, "m7g.large.search")
     dedicated_master_count = optional(number, 3)
     volume_size_gib        = optional(number, 100)
-    master_user            = optional(string, "temporal")
+    master_user            = optional(string, "admin")
+    temporal_user          = optional(string, "temporal")
   })
   default = {}
 }

@@ -8,7 +8,7 @@ terraform {
     }
     kubernetes = {
       source  = "hashicorp/kubernetes"
-      version = ">= 2.36.0, < 3.0.0"
+      version = ">= 2.36.0, < 4.0.0"
     }
   }
 }
