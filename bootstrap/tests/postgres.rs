@@ -7,6 +7,7 @@
 //! so the CLI runs with `temporal_version: "1.20.3"`; intermediate targets use a fake mapping
 //! through the library's `schema_target` hook.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use temporal_bootstrap::versions::{SchemaTargets, SchemaVersion};
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
 const APP_PASSWORD: &str = "app pass; it's \"quoted\" \\ ok";
 
-use common::{Pg, admin_conn, pg};
+use common::{Pg, admin_conn};
 
 /// Unique names for one test: databases `<p>_t`, `<p>_v`, role `<p>_app`.
 struct Names {
@@ -97,8 +98,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Case {
-    fn new(tag: &str) -> Self {
-        let pg = pg();
+    fn on(pg: Pg, tag: &str) -> Self {
         let names = Names::new(tag);
         let cleanup = Cleanup {
             pg: pg.clone(),
@@ -132,14 +132,45 @@ impl Case {
         self.config_with(
             &self.pg.host,
             self.pg.port,
-            "TB_PG_ADMIN_PASSWORD",
+            self.pg.admin_password_env,
             schema_dir,
             extra,
         )
     }
 
+    /// [`Case::config`] with the admin of `pg` (its password from `TB_PG_ADMIN_PASSWORD`).
+    fn config_as(&self, pg: &Pg, schema_dir: Option<&Path>) -> PathBuf {
+        self.config_admin(
+            &pg.admin_user,
+            &pg.host,
+            pg.port,
+            "TB_PG_ADMIN_PASSWORD",
+            schema_dir,
+            "",
+        )
+    }
+
     fn config_with(
         &self,
+        host: &str,
+        port: u16,
+        admin_password_env: &str,
+        schema_dir: Option<&Path>,
+        extra: &str,
+    ) -> PathBuf {
+        self.config_admin(
+            &self.pg.admin_user,
+            host,
+            port,
+            admin_password_env,
+            schema_dir,
+            extra,
+        )
+    }
+
+    fn config_admin(
+        &self,
+        admin: &str,
         host: &str,
         port: u16,
         admin_password_env: &str,
@@ -158,7 +189,6 @@ impl Case {
              namespaces:\n  - {{ name: demo, retention: 3d }}\n",
             db = self.names.temporal(),
             role = self.names.role(),
-            admin = self.pg.admin_user,
             vis = self.names.visibility(),
             pwfile = self.app_password_file().display(),
         );
@@ -179,7 +209,7 @@ impl Case {
         c.args(args)
             .arg("-f")
             .arg(config)
-            .env("TB_PG_ADMIN_PASSWORD", &self.pg.admin_password)
+            .env(self.pg.admin_password_env, &self.pg.admin_password)
             .env_remove("TEMPORAL_BOOTSTRAP_LOG")
             .stdin(Stdio::null());
         c
@@ -301,13 +331,8 @@ async fn install_intermediate(config: &Path) {
 
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn fresh_install_reaches_target_and_rerun_writes_nothing() {
-    let case = Case::new("fresh");
+async fn fresh_install_reaches_target_and_rerun_writes_nothing(pg: Pg) {
+    let case = Case::on(pg, "fresh");
     let config = case.config(Some(&Case::basic_schema()), "");
     let out = case.run(&config, &["apply", "--only", "persistence,visibility"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -418,13 +443,8 @@ async fn fresh_install_reaches_target_and_rerun_writes_nothing() {
     assert_eq!(before, after, "a converged re-run wrote to the database");
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn dry_run_on_an_empty_server_lists_everything_and_writes_nothing() {
-    let case = Case::new("dry");
+async fn dry_run_on_an_empty_server_lists_everything_and_writes_nothing(pg: Pg) {
+    let case = Case::on(pg, "dry");
     let config = case.config(Some(&Case::basic_schema()), "");
     let out = case.run(
         &config,
@@ -448,9 +468,24 @@ async fn dry_run_on_an_empty_server_lists_everything_and_writes_nothing() {
         .map(|c| c["resource"].as_str().unwrap())
         .collect();
     assert_eq!(resources[0], format!("role {}", case.names.role()));
-    assert_eq!(resources[1], format!("database {}", case.names.temporal()));
-    assert_eq!(resources.len(), 3 + 10, "{resources:?}");
-    let v13 = &p["changes"][3 + 3];
+    // An admin that is not a superuser first gives itself SET on the new role (PostgreSQL 16+).
+    let grant = usize::from(!case.pg.admin_is_superuser());
+    if grant == 1 {
+        assert_eq!(
+            resources[1],
+            format!(
+                "membership of {} in role {}",
+                case.pg.admin_user,
+                case.names.role()
+            )
+        );
+    }
+    assert_eq!(
+        resources[1 + grant],
+        format!("database {}", case.names.temporal())
+    );
+    assert_eq!(resources.len(), 3 + grant + 10, "{resources:?}");
+    let v13 = &p["changes"][3 + grant + 3];
     assert_eq!(
         v13["resource"],
         format!("schema {} v1.3", case.names.temporal())
@@ -459,7 +494,7 @@ async fn dry_run_on_an_empty_server_lists_everything_and_writes_nothing() {
         v13["detail"],
         "1.2 -> 1.3: two files in one version (3 statements)"
     );
-    let marker = &p["changes"][3 + 4];
+    let marker = &p["changes"][3 + grant + 4];
     assert!(
         marker["detail"]
             .as_str()
@@ -483,13 +518,8 @@ async fn dry_run_on_an_empty_server_lists_everything_and_writes_nothing() {
     assert_eq!((dbs, roles), (0, 0), "dry-run created something");
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn upgrade_from_an_intermediate_version_with_a_dry_run_first() {
-    let case = Case::new("upgrade");
+async fn upgrade_from_an_intermediate_version_with_a_dry_run_first(pg: Pg) {
+    let case = Case::on(pg, "upgrade");
     let config = case.config(Some(&Case::basic_schema()), "");
     install_intermediate(&config).await;
     let (t, v) = (case.names.temporal(), case.names.visibility());
@@ -566,13 +596,8 @@ async fn upgrade_from_an_intermediate_version_with_a_dry_run_first() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn two_concurrent_runs_leave_one_correct_history() {
-    let case = Case::new("conc");
+async fn two_concurrent_runs_leave_one_correct_history(pg: Pg) {
+    let case = Case::on(pg, "conc");
     let schema = case.schema_copy(true);
     let config = case.config(Some(&schema), "");
     let spawn = || {
@@ -607,13 +632,8 @@ async fn two_concurrent_runs_leave_one_correct_history() {
     assert_chain(&hist, "1.9");
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_run_killed_mid_version_leaves_a_clean_version_and_the_rerun_finishes() {
-    let case = Case::new("kill");
+async fn a_run_killed_mid_version_leaves_a_clean_version_and_the_rerun_finishes(pg: Pg) {
+    let case = Case::on(pg, "kill");
     let schema = case.schema_copy(true);
     let config = case.config(Some(&schema), "");
     let t = case.names.temporal();
@@ -669,13 +689,8 @@ async fn a_run_killed_mid_version_leaves_a_clean_version_and_the_rerun_finishes(
     assert_chain(&hist, "1.9");
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn continues_a_database_left_by_temporal_sql_tool() {
-    let case = Case::new("tool");
+async fn continues_a_database_left_by_temporal_sql_tool(pg: Pg) {
+    let case = Case::on(pg, "tool");
     assert!(
         Command::new("psql").arg("--version").output().is_ok(),
         "psql is needed (scripts/dev-services start installs the PostgreSQL client)"
@@ -798,13 +813,8 @@ async fn continues_a_database_left_by_temporal_sql_tool() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_newer_database_is_drift_with_a_warning_and_never_written() {
-    let case = Case::new("newer");
+async fn a_newer_database_is_drift_with_a_warning_and_never_written(pg: Pg) {
+    let case = Case::on(pg, "newer");
     let config = case.config(Some(&Case::basic_schema()), "");
     let out = case.run(&config, &["apply", "--only", "persistence"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -833,13 +843,8 @@ async fn a_newer_database_is_drift_with_a_warning_and_never_written() {
     assert_eq!(before, fingerprint(&mut ct).await);
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn role_drift_and_a_changed_password_are_reported_and_fixed() {
-    let case = Case::new("drift");
+async fn role_drift_and_a_changed_password_are_reported_and_fixed(pg: Pg) {
+    let case = Case::on(pg, "drift");
     let role = case.names.role();
     let config = case.config(None, "");
     // The tool creates (and marks) the role and database; then someone changes them by hand.
@@ -953,13 +958,8 @@ async fn database_exists(c: &mut PgConnection, db: &str) -> bool {
 /// Issue 16: the persistence step must never demote a superuser or touch a role it did not
 /// create. Each case is checked in `pg_roles` (pg_authid: attributes, password verifier and
 /// comment) before and after `plan` and `apply`.
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn privileged_and_foreign_roles_are_never_altered() {
-    let case = Case::new("safety");
+async fn privileged_and_foreign_roles_are_never_altered(pg: Pg) {
+    let case = Case::on(pg, "safety");
     let role = case.names.role();
     let mut c = case.admin("postgres").await;
 
@@ -972,9 +972,10 @@ async fn privileged_and_foreign_roles_are_never_altered() {
     let same_path = case.dir.path().join("same-role.yaml");
     std::fs::write(&same_path, same).unwrap();
     let admin_before = role_row(&mut c, &case.pg.admin_user).await;
-    assert!(
+    assert_eq!(
         admin_before.as_deref().unwrap().starts_with("t|"),
-        "the admin is a superuser"
+        case.pg.admin_is_superuser(),
+        "the admin is a superuser on the PostgreSQL 15 service, not on the RDS-like one"
     );
     for command in ["validate", "plan", "apply"] {
         let out = case.run(&same_path, &[command]);
@@ -1049,8 +1050,32 @@ async fn privileged_and_foreign_roles_are_never_altered() {
     .execute(&mut c)
     .await
     .unwrap();
+    let adopted = role_row(&mut c, &role).await;
     let out = case.run(&config, &["apply", "--only", "persistence"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    if !case.pg.admin_is_superuser() && server_version_num(&mut c).await >= 160_000 {
+        // PostgreSQL 16+: an admin that is not a superuser alters only the roles it
+        // administers; this one a superuser created. Refused with the grant that fixes it.
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        let fix = format!(
+            "GRANT \"{role}\" TO \"{}\" WITH ADMIN TRUE",
+            case.pg.admin_user
+        );
+        assert!(
+            t.contains("lacks ADMIN OPTION on role") && t.contains(&fix),
+            "{t}"
+        );
+        assert!(t.contains("Nothing was written"), "{t}");
+        assert_eq!(role_row(&mut c, &role).await, adopted);
+        sqlx::raw_sql(AssertSqlSafe(fix))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let out = case.run(&config, &["apply", "--only", "persistence"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
     assert_ne!(
         role_row(&mut c, &role).await,
         before,
@@ -1063,13 +1088,151 @@ async fn privileged_and_foreign_roles_are_never_altered() {
     assert_eq!(out.status.code(), Some(0), "converged: {}", text(&out));
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn observe_reports_role_databases_and_versions() {
-    let case = Case::new("observe");
+async fn server_version_num(c: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
+/// An admin without CREATEROLE, or without CREATEDB, or (PostgreSQL 16+) without SET on an
+/// existing application role it does not administer, is refused before any write with the
+/// missing privilege and the statement that grants it (exit 2); once granted, apply converges.
+/// On PostgreSQL 15, CREATEROLE may grant membership in any plain role: the admin grants itself.
+async fn an_admin_missing_a_privilege_is_refused_before_any_write(pg: Pg) {
+    let case = Case::on(pg, "priv");
+    let mut c = case.admin("postgres").await;
+    let v16 = server_version_num(&mut c).await >= 160_000;
+    let admin = format!("{}_adm", case.names.prefix);
+    let admin_password = "adm-secret-1";
+    let role = case.names.role();
+    let (t, v) = (case.names.temporal(), case.names.visibility());
+    // The test's own admin: a managed service's master user with CREATEDB, but no CREATEROLE.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE ROLE \"{admin}\" LOGIN NOSUPERUSER NOCREATEROLE CREATEDB PASSWORD '{admin_password}'"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let drop_admin = DropRole {
+        pg: case.pg.clone(),
+        role: admin.clone(),
+    };
+    let mut as_admin = case.pg.clone();
+    as_admin.admin_user = admin.clone();
+    as_admin.admin_password = admin_password.into();
+    let config = case.config_as(&as_admin, Some(&Case::basic_schema()));
+    let apply = |what: &str| {
+        let out = case
+            .cli(&config, &["apply", "--only", "persistence,visibility"])
+            .env("TB_PG_ADMIN_PASSWORD", admin_password)
+            .output()
+            .unwrap();
+        eprintln!("{what}: {}", text(&out));
+        out
+    };
+    let out = apply("no CREATEROLE");
+    let t1 = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t1}");
+    assert!(
+        t1.contains(&format!(
+            "lacks CREATEROLE, needed to create role \"{role}\""
+        )) && t1.contains(&format!("ALTER ROLE \"{admin}\" CREATEROLE; then run"))
+            && t1.contains("Nothing was written"),
+        "{t1}"
+    );
+    assert!(!t1.contains(admin_password), "{t1}");
+    assert_nothing_written(&mut c, &role, &[&t, &v]).await;
+
+    // CREATEROLE but no CREATEDB: refused before the role is created.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER ROLE \"{admin}\" CREATEROLE NOCREATEDB"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let out = apply("no CREATEDB");
+    let t2 = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t2}");
+    assert!(
+        t2.contains("lacks CREATEDB, needed to create database(s)")
+            && t2.contains(&format!("ALTER ROLE \"{admin}\" CREATEDB;")),
+        "{t2}"
+    );
+    assert_nothing_written(&mut c, &role, &[&t, &v]).await;
+
+    // An application role a superuser created (and marked), which the admin does not administer.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER ROLE \"{admin}\" CREATEDB; CREATE ROLE \"{role}\" {} PASSWORD '{}'; COMMENT ON ROLE \"{role}\" IS '{}'",
+        postgres::ROLE_ATTRIBUTES,
+        APP_PASSWORD.replace('\'', "''"),
+        postgres::ROLE_MARKER
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let before = role_row(&mut c, &role).await;
+    let out = apply("no SET on the role");
+    if v16 {
+        let t3 = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{t3}");
+        let fix = format!("GRANT \"{role}\" TO \"{admin}\" WITH INHERIT TRUE, SET TRUE");
+        assert!(
+            t3.contains(&format!(
+                "lacks membership with the SET option in role \"{role}\""
+            )) && t3.contains(&fix),
+            "{t3}"
+        );
+        assert_eq!(role_row(&mut c, &role).await, before);
+        assert!(!database_exists(&mut c, &t).await);
+        sqlx::raw_sql(AssertSqlSafe(fix))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let out = apply("after the grant");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = case
+        .cli(
+            &config,
+            &[
+                "plan",
+                "--only",
+                "persistence,visibility",
+                "--detailed-exitcode",
+            ],
+        )
+        .env("TB_PG_ADMIN_PASSWORD", admin_password)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "converged: {}", text(&out));
+    drop(case);
+    drop(drop_admin);
+}
+
+async fn assert_nothing_written(c: &mut PgConnection, role: &str, databases: &[&str]) {
+    assert_eq!(role_row(c, role).await, None, "the role was created");
+    for db in databases {
+        assert!(!database_exists(c, db).await, "database {db} was created");
+    }
+}
+
+/// Drops a role when dropped (after the databases of the case that used it).
+struct DropRole {
+    pg: Pg,
+    role: String,
+}
+
+impl Drop for DropRole {
+    fn drop(&mut self) {
+        common::drop_databases_and_role(&self.pg, &[], &self.role);
+    }
+}
+
+async fn observe_reports_role_databases_and_versions(pg: Pg) {
+    let case = Case::on(pg, "observe");
     let config = case.config(Some(&Case::basic_schema()), "");
     install_intermediate(&config).await;
     let ctx = Case::context(&config);
@@ -1104,13 +1267,8 @@ async fn observe_reports_role_databases_and_versions() {
     assert_eq!(postgres::plan(&spec).await.unwrap().changes.len(), 1);
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn the_lock_wait_is_bounded_and_fails_clearly() {
-    let case = Case::new("lock");
+async fn the_lock_wait_is_bounded_and_fails_clearly(pg: Pg) {
+    let case = Case::on(pg, "lock");
     let config = case.config(Some(&Case::basic_schema()), "");
     let ctx = Case::context(&config);
     let spec = postgres::spec_for(&ctx, SchemaKind::Temporal, &StepOptions::default()).unwrap();
@@ -1140,13 +1298,8 @@ async fn the_lock_wait_is_bounded_and_fails_clearly() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn bad_inputs_give_clear_errors_and_exit_codes() {
-    let case = Case::new("bad");
+async fn bad_inputs_give_clear_errors_and_exit_codes(pg: Pg) {
+    let case = Case::on(pg, "bad");
     let good_schema = Case::basic_schema();
 
     // Wrong admin password: the configuration is valid, the environment does not match it: a
@@ -1193,7 +1346,7 @@ async fn bad_inputs_give_clear_errors_and_exit_codes() {
     let config = case.config_with(
         "127.0.0.1",
         port,
-        "TB_PG_ADMIN_PASSWORD",
+        case.pg.admin_password_env,
         Some(&good_schema),
         "",
     );
@@ -1269,13 +1422,8 @@ async fn bad_inputs_give_clear_errors_and_exit_codes() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn tls_modes_are_honoured() {
-    let case = Case::new("tls");
+async fn tls_modes_are_honoured(pg: Pg) {
+    let case = Case::on(pg, "tls");
     let schema = Case::basic_schema();
     let mut c = case.admin("postgres").await;
     let ssl: String = sqlx::query_scalar("SELECT current_setting('ssl')")
@@ -1331,13 +1479,8 @@ async fn tls_modes_are_honoured() {
     }
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_large_rewritten_table_is_sized_from_statistics() {
-    let case = Case::new("large");
+async fn a_large_rewritten_table_is_sized_from_statistics(pg: Pg) {
+    let case = Case::on(pg, "large");
     let config = case.config(Some(&Case::basic_schema()), "");
     install_intermediate(&config).await;
     let mut cv = case.admin(&case.names.visibility()).await;
@@ -1359,13 +1502,8 @@ async fn a_large_rewritten_table_is_sized_from_statistics() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_failing_statement_is_named_and_its_version_rolled_back() {
-    let case = Case::new("fail");
+async fn a_failing_statement_is_named_and_its_version_rolled_back(pg: Pg) {
+    let case = Case::on(pg, "fail");
     let schema = case.schema_copy(false);
     std::fs::write(
         schema.join("temporal/versioned/v1.6/index.sql"),
@@ -1399,13 +1537,8 @@ async fn a_failing_statement_is_named_and_its_version_rolled_back() {
 
 /// The cause survives the layers: the same failure seen through the library carries
 /// PostgreSQL's SQLSTATE (42P01, undefined_table), and so does the step error built from it.
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_failing_statement_keeps_its_sqlstate() {
-    let case = Case::new("sqlstate");
+async fn a_failing_statement_keeps_its_sqlstate(pg: Pg) {
+    let case = Case::on(pg, "sqlstate");
     let schema = case.schema_copy(false);
     std::fs::write(
         schema.join("temporal/versioned/v1.6/index.sql"),
@@ -1427,13 +1560,8 @@ async fn a_failing_statement_keeps_its_sqlstate() {
     assert_eq!(cause.sqlstate(), Some("42P01"));
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn upgrade_hops_migrate_to_exact_versions_and_never_back() {
-    let case = Case::new("hops");
+async fn upgrade_hops_migrate_to_exact_versions_and_never_back(pg: Pg) {
+    let case = Case::on(pg, "hops");
     let config = case.config(Some(&Case::basic_schema()), "");
     let ctx = Case::context(&config);
     assert_eq!(
@@ -1471,15 +1599,10 @@ async fn upgrade_hops_migrate_to_exact_versions_and_never_back() {
     assert_chain(&versions(&mut ct, &t).await.1, "1.9");
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_concurrently_built_index_runs_outside_a_transaction_and_a_rerun_finishes() {
+async fn a_concurrently_built_index_runs_outside_a_transaction_and_a_rerun_finishes(pg: Pg) {
     // Temporal's own visibility v1.13 (release 1.31) uses CREATE INDEX CONCURRENTLY, which
     // PostgreSQL refuses inside a transaction block.
-    let case = Case::new("conc");
+    let case = Case::on(pg, "conc");
     let schema = case.schema_copy(false);
     let index_sql = schema.join("temporal/versioned/v1.6/index.sql");
     std::fs::write(
@@ -1538,4 +1661,26 @@ async fn a_concurrently_built_index_runs_outside_a_transaction_and_a_rerun_finis
         &["apply", "--only", "persistence", "--output", "json"],
     );
     assert_eq!(step(&json(&out), "persistence")["status"], "up-to-date");
+}
+
+on_every_server! {
+    an_admin_missing_a_privilege_is_refused_before_any_write,
+    fresh_install_reaches_target_and_rerun_writes_nothing,
+    dry_run_on_an_empty_server_lists_everything_and_writes_nothing,
+    upgrade_from_an_intermediate_version_with_a_dry_run_first,
+    two_concurrent_runs_leave_one_correct_history,
+    a_run_killed_mid_version_leaves_a_clean_version_and_the_rerun_finishes,
+    continues_a_database_left_by_temporal_sql_tool,
+    a_newer_database_is_drift_with_a_warning_and_never_written,
+    role_drift_and_a_changed_password_are_reported_and_fixed,
+    privileged_and_foreign_roles_are_never_altered,
+    observe_reports_role_databases_and_versions,
+    the_lock_wait_is_bounded_and_fails_clearly,
+    bad_inputs_give_clear_errors_and_exit_codes,
+    tls_modes_are_honoured,
+    a_large_rewritten_table_is_sized_from_statistics,
+    a_failing_statement_is_named_and_its_version_rolled_back,
+    a_failing_statement_keeps_its_sqlstate,
+    upgrade_hops_migrate_to_exact_versions_and_never_back,
+    a_concurrently_built_index_runs_outside_a_transaction_and_a_rerun_finishes,
 }

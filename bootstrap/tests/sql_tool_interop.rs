@@ -21,6 +21,7 @@
 //!
 //! The tool gets its connection from SQL_* environment variables, so no password is in argv.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ use temporal_bootstrap::config::types::TemporalVersion;
 use temporal_bootstrap::postgres::schema;
 use temporal_bootstrap::versions::{SchemaVersion, SupportedRelease};
 
-use common::{Pg, pg};
+use common::Pg;
 
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
 // Plain characters: the tool puts the password into a connection URL unescaped.
@@ -90,10 +91,10 @@ impl Drop for Case {
 impl Case {
     /// The role and both databases, created by our runner with the schema unmanaged (what the
     /// tool's users have before `setup-schema`).
-    fn new(tag: &str) -> Self {
+    fn on(pg: Pg, tag: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let case = Self {
-            pg: pg(),
+            pg,
             rel: release(),
             prefix: format!(
                 "tb_sqltool_{tag}_{}_{}",
@@ -142,7 +143,7 @@ impl Case {
             "cluster:\n  name: interop\n  temporal_version: \"{version}\"\n  environment: development\n  frontend: {{ address: 127.0.0.1:57233 }}\n\
              capacity:\n  peak_workflow_starts_per_second: 5\n  activities_per_workflow: 4\n  average_workflow_duration: 10m\n\
              persistence:\n  postgres:\n    host: {host}\n    port: {port}\n    database: {db}\n    user: {role}\n    password: file:{pw}\n\
-             \x20   admin: {{ user: {admin}, password: env:TB_PG_ADMIN_PASSWORD }}\n    tls: {{ mode: disable }}\n{schema}\
+             \x20   admin: {{ user: {admin}, password: env:{admin_env} }}\n    tls: {{ mode: disable }}\n{schema}\
              visibility:\n  postgres: {{ database: {vis} }}\n\
              namespaces:\n  - {{ name: demo, retention: 3d }}\n",
             host = self.pg.host,
@@ -151,6 +152,7 @@ impl Case {
             role = self.role(),
             pw = pw.display(),
             admin = self.pg.admin_user,
+            admin_env = self.pg.admin_password_env,
             vis = self.visibility(),
         );
         let path = self.dir.path().join(name);
@@ -167,7 +169,7 @@ impl Case {
         c.args(args)
             .arg("-f")
             .arg(config)
-            .env("TB_PG_ADMIN_PASSWORD", &self.pg.admin_password)
+            .env(self.pg.admin_password_env, &self.pg.admin_password)
             .env("TEMPORAL_BOOTSTRAP_LOG", "warn")
             .stdin(Stdio::null());
         c
@@ -377,13 +379,8 @@ fn by_version(mut rows: Vec<HistoryRow>) -> Vec<HistoryRow> {
     rows
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn the_tool_then_our_runner_records_what_the_tool_would_and_the_tool_is_then_a_no_op() {
-    let case = Case::new("handover");
+async fn the_tool_then_our_runner_records_what_the_tool_would_and_the_tool_is_then_a_no_op(pg: Pg) {
+    let case = Case::on(pg, "handover");
     let (t, v) = (case.temporal(), case.visibility());
     case.tool_to(false, &t, "temporal", Some("1.10"));
     case.tool_to(false, &v, "visibility", Some("1.5"));
@@ -395,8 +392,15 @@ async fn the_tool_then_our_runner_records_what_the_tool_would_and_the_tool_is_th
     assert_eq!(current(&mut ct, &t).await, case.rel.temporal.to_string());
     assert_eq!(current(&mut cv, &v).await, case.rel.visibility.to_string());
 
-    // The same release set up by the tool alone, in a database of its own.
-    let mut admin = case.admin("postgres").await;
+    // The same release set up by the tool alone (as the admin), in a database of its own.
+    let mut admin = common::conn_as(
+        &case.pg,
+        &case.pg.admin_user,
+        &case.pg.admin_password,
+        "postgres",
+    )
+    .await
+    .unwrap();
     let r = case.reference();
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{r}\"")))
         .execute(&mut admin)
@@ -429,13 +433,8 @@ async fn the_tool_then_our_runner_records_what_the_tool_would_and_the_tool_is_th
     );
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_version_the_tool_was_killed_in_is_completed_by_our_runner() {
-    let case = Case::new("toolkill");
+async fn a_version_the_tool_was_killed_in_is_completed_by_our_runner(pg: Pg) {
+    let case = Case::on(pg, "toolkill");
     let t = case.temporal();
     let mut ct = case.at_persistence_1_12().await;
     // The tool stops between the two DROPs of v1.13.
@@ -493,13 +492,8 @@ async fn a_version_the_tool_was_killed_in_is_completed_by_our_runner() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_version_our_runner_was_killed_in_is_continued_by_the_tool() {
-    let case = Case::new("ourkill");
+async fn a_version_our_runner_was_killed_in_is_continued_by_the_tool(pg: Pg) {
+    let case = Case::on(pg, "ourkill");
     let t = case.temporal();
     let mut ct = case.at_persistence_1_12().await;
     let ours = case.ours_command(true, &["apply", "--only", "persistence"]);
@@ -522,13 +516,8 @@ async fn a_version_our_runner_was_killed_in_is_continued_by_the_tool() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn tables_the_admin_owns_are_refused_before_any_write_with_the_fix() {
-    let case = Case::new("owner");
+async fn tables_the_admin_owns_are_refused_before_any_write_with_the_fix(pg: Pg) {
+    let case = Case::on(pg, "owner");
     let (t, v) = (case.temporal(), case.visibility());
     // What `temporal-sql-tool -u postgres` leaves: the tables belong to the admin.
     case.tool_to(true, &t, "temporal", Some("1.12"));
@@ -552,8 +541,11 @@ async fn tables_the_admin_owns_are_refused_before_any_write_with_the_fix() {
         .expect("the fix statement is in the message");
     let end =
         all[start..].find("END $tb$;").expect("the statement ends") + start + "END $tb$;".len();
+    let mut as_admin = common::conn_as(&case.pg, &case.pg.admin_user, &case.pg.admin_password, &t)
+        .await
+        .unwrap();
     sqlx::raw_sql(AssertSqlSafe(all[start..end].to_string()))
-        .execute(&mut ct)
+        .execute(&mut as_admin)
         .await
         .unwrap();
     let out = case.ours(true, &["apply", "--only", "persistence"]);
@@ -570,13 +562,8 @@ async fn tables_the_admin_owns_are_refused_before_any_write_with_the_fix() {
     assert_eq!(foreign, 0);
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn a_statement_in_lower_case_is_refused_by_both_tools() {
-    let case = Case::new("lower");
+async fn a_statement_in_lower_case_is_refused_by_both_tools(pg: Pg) {
+    let case = Case::on(pg, "lower");
     let t = case.temporal();
     let versioned = case.dir.path().join("temporal/versioned");
     let write = |rel: &str, body: &str| {
@@ -635,13 +622,8 @@ fn release_schema(release: &str) -> PathBuf {
     dir
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-async fn the_9930_condition_is_found_before_any_write_and_its_fix_works() {
-    let case = Case::new("gin");
+async fn the_9930_condition_is_found_before_any_write_and_its_fix_works(pg: Pg) {
+    let case = Case::on(pg, "gin");
     let v = case.visibility();
     let at_129 = case.config_at("1.29.7", Some(&release_schema("1.29.7")), "at-1.29.7.yaml");
     let out = case.ours_with(&at_129, &["apply", "--only", "persistence,visibility"]);
@@ -722,4 +704,13 @@ async fn the_9930_condition_is_found_before_any_write_and_its_fix_works() {
     let out = case.ours_with(&at_130, &["apply", "--only", "visibility"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(current(&mut cv, &v).await, "1.13");
+}
+
+on_every_server! {
+    the_tool_then_our_runner_records_what_the_tool_would_and_the_tool_is_then_a_no_op,
+    a_version_the_tool_was_killed_in_is_completed_by_our_runner,
+    a_version_our_runner_was_killed_in_is_continued_by_the_tool,
+    tables_the_admin_owns_are_refused_before_any_write_with_the_fix,
+    a_statement_in_lower_case_is_refused_by_both_tools,
+    the_9930_condition_is_found_before_any_write_and_its_fix_works,
 }

@@ -17,6 +17,7 @@
 //! save, resumes without applying a version twice; broken targets and downgrades are refused
 //! (exit class invalid / exit 2) with no write.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ use temporal_bootstrap::versions::{self, Hop, SchemaVersion, UpgradeRefusal};
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
 const APP_PASSWORD: &str = "upgrade app pass; it's ok";
 
-use common::{Pg, admin_conn, pg};
+use common::{Pg, admin_conn};
 
 fn v(s: &str) -> TemporalVersion {
     s.parse().unwrap()
@@ -65,9 +66,8 @@ struct Case {
 }
 
 impl Case {
-    fn new(tag: &str) -> Self {
+    fn on(pg: Pg, tag: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let pg = pg();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -85,12 +85,13 @@ impl Case {
             "cluster:\n  name: upgradetest\n  temporal_version: \"1.27.4\"\n  environment: development\n  frontend: {{ address: 127.0.0.1:57233 }}\n\
              capacity:\n  peak_workflow_starts_per_second: 5\n  activities_per_workflow: 4\n  average_workflow_duration: 10m\n\
              persistence:\n  postgres:\n    host: {host}\n    port: {port}\n    database: {prefix}_t\n    user: {prefix}_app\n    password: file:{pw}\n\
-             \x20   admin: {{ user: {admin}, password: env:TB_PG_ADMIN_PASSWORD }}\n    tls: {{ mode: disable }}\n    schema_dir: {schema}\n\
+             \x20   admin: {{ user: {admin}, password: env:{admin_env} }}\n    tls: {{ mode: disable }}\n    schema_dir: {schema}\n\
              visibility:\n  postgres: {{ database: {prefix}_v }}\n\
              namespaces:\n  - {{ name: demo, retention: 3d }}\n",
             host = pg.host,
             port = pg.port,
             admin = pg.admin_user,
+            admin_env = pg.admin_password_env,
             pw = pwfile.display(),
             schema = fixture_schema().display(),
         );
@@ -127,7 +128,7 @@ impl Case {
             .args(args)
             .arg("-f")
             .arg(&self.config)
-            .env("TB_PG_ADMIN_PASSWORD", &self.pg.admin_password)
+            .env(self.pg.admin_password_env, &self.pg.admin_password)
             .env_remove("TEMPORAL_BOOTSTRAP_LOG")
             .stdin(Stdio::null())
             .output()
@@ -415,17 +416,8 @@ fn rt() -> &'static tokio::runtime::Runtime {
 
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions() {
-    rt().block_on(multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_body());
-}
-
-async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_body() {
-    let case = Case::new("hops");
+async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions(pg: Pg) {
+    let case = Case::on(pg, "hops");
     case.install_1_27();
     let (t, vis) = case.both().await;
     assert_history(&t, 16);
@@ -500,17 +492,8 @@ async fn multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions_bo
     assert_eq!(case.both().await, before);
 }
 
-#[test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-fn a_run_aborted_between_hops_resumes_from_the_recorded_state() {
-    rt().block_on(a_run_aborted_between_hops_resumes_from_the_recorded_state_body());
-}
-
-async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
-    let case = Case::new("resume");
+async fn a_run_aborted_between_hops_resumes_from_the_recorded_state(pg: Pg) {
+    let case = Case::on(pg, "resume");
     case.install_1_27();
     let cluster = FakeCluster::new(case.context(), "1.27.4");
     cluster.w().fail_roll = Some(2);
@@ -575,17 +558,8 @@ async fn a_run_aborted_between_hops_resumes_from_the_recorded_state_body() {
     assert_eq!(cluster.w().version, v("1.31.2"));
 }
 
-#[test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-fn broken_targets_and_downgrades_are_refused_before_any_write() {
-    rt().block_on(broken_targets_and_downgrades_are_refused_before_any_write_body());
-}
-
-async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
-    let case = Case::new("refuse");
+async fn broken_targets_and_downgrades_are_refused_before_any_write(pg: Pg) {
+    let case = Case::on(pg, "refuse");
     case.install_1_27();
     let before = case.both().await;
     let state_path = case.request("1.27.0").state_path;
@@ -635,17 +609,8 @@ async fn broken_targets_and_downgrades_are_refused_before_any_write_body() {
     assert!(!case.dir.path().join("platform.upgrade-state.json").exists());
 }
 
-#[test]
-#[cfg_attr(
-    not(tb_stack),
-    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
-)]
-fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice() {
-    rt().block_on(a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice_body());
-}
-
-async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice_body() {
-    let case = Case::new("crash");
+async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice(pg: Pg) {
+    let case = Case::on(pg, "crash");
     case.install_1_27();
     let cluster = FakeCluster::new(case.context(), "1.27.4");
     let crashing = CrashingMigrator {
@@ -695,4 +660,12 @@ async fn a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twi
     assert_history(&vis, 14);
     assert_ledger(&t, &strs(&temporal_ledger(19)));
     assert_ledger(&vis, &strs(&visibility_ledger(14)));
+}
+
+on_every_server! {
+    block_on crate::rt;
+    multi_hop_upgrade_1_27_4_to_1_31_2_lands_on_each_hops_exact_versions,
+    a_run_aborted_between_hops_resumes_from_the_recorded_state,
+    broken_targets_and_downgrades_are_refused_before_any_write,
+    a_crash_after_a_schema_commit_before_the_state_save_applies_nothing_twice,
 }
