@@ -726,10 +726,14 @@ fn helm_engine(cases: &[(String, PathBuf)]) {
     let script = r#"
 import sys, yaml, helm_python as helm
 chart_dir, failures = sys.argv[1], 0
+# The operator's second values file (the bootstrap image), as a user passes it after the render.
+operator = yaml.safe_load(open(chart_dir + "/ci/_operator.yaml"))
+def merge(a, b):
+    return {**a, **{k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v for k, v in b.items()}}
 with helm.Chart.load(chart_dir) as chart:
     for arg in sys.argv[2:]:
         name, path = arg.split("=", 1)
-        values = yaml.safe_load(open(path))
+        values = merge(yaml.safe_load(open(path)), operator)
         try:
             chart.validate_schema(values)
             rendered = chart.render(values, name="tp", namespace="temporal", is_install=True)

@@ -12,10 +12,8 @@
 //! how to mount is an error, not a leak); every refusal names the platform.yaml field. Keys the
 //! contract does not list are left unset so chart defaults and later values files apply.
 //!
-//! Assumptions: the Secrets named here (`temporal-postgres`, `temporal-postgres-admin`,
-//! `temporal-postgres-ca`, `temporal-elasticsearch`, `temporal-elasticsearch-ca`,
-//! `temporal-<name>` for extra secrets) are created by the operator, Terraform or an operator
-//! before install.
+//! Assumptions: the Secrets named in helm/temporal-platform/secret-names.yaml
+//! ([`super::secret_names`]) are created by the user, Terraform or k3s/install.sh before install.
 //!
 //! Caveats: offline. `server.numHistoryShards` is the pinned or planned count, never the value of a
 //! running cluster: pin `capacity.history_shards` once the cluster exists. The plan sizes neither
@@ -26,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::secret_names::secret_names;
 use super::{Artefact, RenderError};
 use crate::capacity::{self, Service, Sizing};
 use crate::config::types::SecretRef;
@@ -47,12 +46,6 @@ pub const MIN_WORKFLOW_TASKS: u64 = 2;
 /// Where the chart mounts `bootstrap.extraSecrets` in the daemon.
 pub const EXTRA_SECRETS_DIR: &str = "/etc/temporal-bootstrap/secrets/extra";
 
-/// Conventional Secret names (not in platform.yaml; see the Values contract).
-pub const POSTGRES_SECRET: &str = "temporal-postgres";
-pub const POSTGRES_ADMIN_SECRET: &str = "temporal-postgres-admin";
-pub const POSTGRES_CA_SECRET: &str = "temporal-postgres-ca";
-pub const ELASTICSEARCH_SECRET: &str = "temporal-elasticsearch";
-pub const ELASTICSEARCH_CA_SECRET: &str = "temporal-elasticsearch-ca";
 
 /// The values file, `values.yaml`, as the only artefact of `render helm-values`.
 pub fn helm_values(config: &PlatformConfig, source: &Path) -> Result<Vec<Artefact>, RenderError> {
@@ -555,13 +548,13 @@ fn persistence(config: &PlatformConfig) -> Result<PersistenceValues, RenderError
             port: pg.port,
             database: pg.database.clone(),
             user: pg.user.clone(),
-            existing_secret: POSTGRES_SECRET.into(),
+            existing_secret: secret_names().postgres.clone(),
             admin: match &pg.admin {
                 Some(a) => PostgresAdminValues {
                     enabled: true,
                     user: Some(a.user.clone()),
                     database: Some(a.database.clone()),
-                    existing_secret: Some(POSTGRES_ADMIN_SECRET.into()),
+                    existing_secret: Some(secret_names().postgres_admin.clone()),
                 },
                 None => PostgresAdminValues {
                     enabled: false,
@@ -577,7 +570,7 @@ fn persistence(config: &PlatformConfig) -> Result<PersistenceValues, RenderError
                     PostgresTlsMode::VerifyFull => "verify-full",
                 },
                 ca_secret: (mode == PostgresTlsMode::VerifyFull)
-                    .then(|| POSTGRES_CA_SECRET.to_string()),
+                    .then(|| secret_names().postgres_ca.clone()),
             },
         },
     })
@@ -624,10 +617,10 @@ fn elasticsearch(es: &ElasticsearchConfig) -> Result<ElasticsearchValues, Render
             SearchFlavor::Opensearch => "opensearch",
         },
         index: es.index.clone(),
-        existing_secret: username.as_ref().map(|_| ELASTICSEARCH_SECRET.to_string()),
+        existing_secret: username.as_ref().map(|_| secret_names().elasticsearch.clone()),
         username,
         tls: es.ca.as_ref().map(|_| CaSecretValues {
-            ca_secret: ELASTICSEARCH_CA_SECRET.into(),
+            ca_secret: secret_names().elasticsearch_ca.clone(),
         }),
     })
 }
@@ -679,9 +672,14 @@ fn platform_sections(
 ) -> Result<(PlatformSections, Vec<ExtraSecret>), RenderError> {
     let c = &config.capacity;
     let mut observability = config.observability.clone();
+    // In the cluster the chart ships the alert rules as PrometheusRule objects
+    // (monitoring.prometheusRule, rendered from observability.prometheus below) for the
+    // Prometheus Operator to load; a rules_dir would point into the daemon's read-only root
+    // filesystem and duplicate them. So the daemon's alert-rules step is off in the cluster.
+    observability.prometheus = None;
     let mut extra = Vec::new();
     if let Some(g) = observability.grafana.as_mut() {
-        g.token = mount(&mut extra, "grafana-token", "token");
+        g.token = mount(&mut extra, "grafana-token", &secret_names().grafana_token, "token");
     }
     let sections = PlatformSections {
         capacity: CapacitySection {
@@ -722,10 +720,10 @@ fn platform_sections(
 }
 
 /// Registers `bootstrap.extraSecrets[name]` and returns the `file:` reference the daemon reads.
-fn mount(extra: &mut Vec<ExtraSecret>, name: &str, key: &str) -> SecretRef {
+fn mount(extra: &mut Vec<ExtraSecret>, name: &str, secret: &str, key: &str) -> SecretRef {
     extra.push(ExtraSecret {
         name: name.into(),
-        existing_secret: format!("temporal-{name}"),
+        existing_secret: secret.into(),
         key: key.into(),
     });
     SecretRef::File(PathBuf::from(format!("{EXTRA_SECRETS_DIR}/{name}/{key}")))

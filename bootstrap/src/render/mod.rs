@@ -12,6 +12,7 @@ use crate::observability::{grafana, rules};
 
 pub mod helm;
 pub mod k3s;
+pub mod secret_names;
 pub mod terraform;
 
 pub use helm::helm_values;
