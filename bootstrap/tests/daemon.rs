@@ -186,8 +186,11 @@ fn daemon_recovers_from_an_outage_and_readyz_follows() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(saw_failure, "the outage was not reported in /metrics");
-    let (code, _) = get(&format!("{base_url}/readyz")).unwrap();
-    assert_eq!(code, 503, "/readyz must not be ready during an outage");
+    // Readiness follows the steps the cluster needs, which this test's platform does not
+    // converge (no PostgreSQL credentials): unit-tested in daemon::tests instead.
+    let (code, body) = get(&format!("{base_url}/readyz")).unwrap();
+    assert_eq!(code, 503, "/readyz: {body}");
+    assert!(body.contains("not converged yet"), "{body}");
 
     // Recovery: Prometheus is back; the daemon retries (with backoff) and rewrites the rule file.
     prom = start_prometheus(&prom_bin, &tmp.path().join("p2"), prom_port, &rules);

@@ -4,9 +4,11 @@
 //! exponentially (interval x 2^failures, capped) while the others keep converging. SIGTERM/SIGINT
 //! let the current step finish, then the loop exits and the HTTP server shuts down.
 //!
-//! Guarantees: `/healthz` answers while the process runs; `/readyz` is 200 only after a run in
-//! which every step converged and while the latest run has no failed step; `/metrics` exposes the
-//! families listed in `dashboards/README.md` (the contract dashboards and alerts rely on).
+//! Guarantees: `/healthz` answers while the process runs; `/readyz` is 200 once a run converged
+//! every step the cluster needs ([`StepName::cluster_needs`]) and while the latest run had no
+//! failure among them: a Grafana or Prometheus outage shows in `/metrics` and `status`, not in
+//! readiness. `/metrics` exposes the families listed in `dashboards/README.md` (the contract
+//! dashboards and alerts rely on).
 //!
 //! Assumptions: one daemon per platform (steps that need it take their own locks, e.g. the
 //! PostgreSQL advisory lock), so two daemons are safe but wasteful.
@@ -134,11 +136,10 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
         let started = Instant::now();
         let reports = crate::steps::run_until(&ctx, Mode::Apply, &due, &stop).await;
         state.metrics.record_run(&reports, started.elapsed());
-        let mut all_ok = due.len() == StepName::ALL.len();
+        let mut converged: Vec<StepName> = Vec::new();
         for r in &reports {
             match r.status {
                 StepStatus::Failed => {
-                    all_ok = false;
                     let wait = backoff.failed(r.step, interval, Instant::now());
                     tracing::warn!(step = %r.step, error = r.message.as_deref().unwrap_or(""), retry_in_s = wait.as_secs(), "step failed");
                 }
@@ -146,19 +147,19 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
                 StepStatus::Skipped
                     if r.message
                         .as_deref()
-                        .is_some_and(|m| m.ends_with(" failed") || m.contains(" skipped (")) =>
-                {
-                    all_ok = false
+                        .is_some_and(|m| m.ends_with(" failed") || m.contains(" skipped (")) => {}
+                _ => {
+                    backoff.succeeded(r.step);
+                    converged.push(r.step);
                 }
-                _ => backoff.succeeded(r.step),
             }
         }
-        if reports.len() < due.len() {
-            all_ok = false; // interrupted by a stop request
-        }
-        state.last_run_ok.store(all_ok, Ordering::SeqCst);
-        if all_ok {
+        let Convergence { all_ok, needed_ok } = convergence(&converged);
+        state.last_run_ok.store(needed_ok, Ordering::SeqCst);
+        if needed_ok {
             state.converged_once.store(true, Ordering::SeqCst);
+        }
+        if all_ok {
             state.metrics.mark_success();
         }
         if let Some(expiry) = certificate_expiry(&ctx) {
@@ -177,6 +178,27 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
     }
 }
 
+/// What a run achieved, from the steps that converged in it.
+#[derive(Debug, PartialEq, Eq)]
+struct Convergence {
+    /// Every step converged: the platform is fully converged (the success metric).
+    all_ok: bool,
+    /// Every step the cluster needs converged: readiness.
+    needed_ok: bool,
+}
+
+/// A step not in `converged` (failed, skipped after a failure, backing off, or interrupted by a
+/// stop request) has not converged.
+fn convergence(converged: &[StepName]) -> Convergence {
+    Convergence {
+        all_ok: StepName::ALL.iter().all(|s| converged.contains(s)),
+        needed_ok: StepName::ALL
+            .iter()
+            .filter(|s| s.cluster_needs())
+            .all(|s| converged.contains(s)),
+    }
+}
+
 /// Seconds until expiry per certificate, when the platform has a PKI. Filled in by the PKI module.
 fn certificate_expiry(_ctx: &Context) -> Option<Vec<(String, f64)>> {
     None
@@ -192,11 +214,11 @@ pub fn router(state: Arc<DaemonState>) -> Router {
 
 async fn readyz(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
     if state.ready() {
-        (StatusCode::OK, "ready: converged\n")
+        (StatusCode::OK, "ready: the steps the cluster needs converged\n")
     } else if state.converged_once.load(Ordering::SeqCst) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the latest reconciliation had failures\n",
+            "not ready: the latest reconciliation had failures in steps the cluster needs\n",
         )
     } else {
         (
@@ -213,6 +235,36 @@ async fn metrics_handler(State(state): State<Arc<DaemonState>>) -> impl IntoResp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_follows_the_steps_the_cluster_needs_only() {
+        let all = StepName::ALL.to_vec();
+        assert_eq!(
+            convergence(&all),
+            Convergence {
+                all_ok: true,
+                needed_ok: true
+            }
+        );
+        // Grafana or Prometheus down: not fully converged, still ready.
+        for optional in [StepName::AlertRules, StepName::Dashboards] {
+            let without: Vec<_> = all.iter().copied().filter(|s| *s != optional).collect();
+            assert_eq!(
+                convergence(&without),
+                Convergence {
+                    all_ok: false,
+                    needed_ok: true
+                },
+                "{optional}"
+            );
+        }
+        // Any step the cluster needs missing: not ready.
+        for needed in all.iter().copied().filter(|s| s.cluster_needs()) {
+            let without: Vec<_> = all.iter().copied().filter(|s| *s != needed).collect();
+            assert!(!convergence(&without).needed_ok, "{needed}");
+        }
+        assert!(!convergence(&[]).needed_ok);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

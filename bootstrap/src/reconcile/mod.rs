@@ -75,6 +75,13 @@ impl StepName {
         }
     }
 
+    /// Whether the cluster depends on this step: the daemon's readiness follows these. The
+    /// others (Prometheus rules, Grafana dashboards) serve operators' tools; their outage shows in
+    /// metrics and `status`, and must not fail a `helm --wait` or an upgrade.
+    pub fn cluster_needs(self) -> bool {
+        !matches!(self, Self::AlertRules | Self::Dashboards)
+    }
+
     /// Parses `--only a,b,c`; the result keeps the fixed run order whatever order was given.
     pub fn parse_list(s: &str) -> Result<Vec<StepName>, String> {
         let mut out = Vec::new();
