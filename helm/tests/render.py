@@ -2,7 +2,8 @@
 """Render the chart with every ci/*-values.yaml through the real Helm engine (helm-python-sdk).
 
 Extra cases can be given as NAME=VALUES_FILE after OUT (e.g. the values embedded in the k3s
-HelmChart). For each values file: validate it against values.schema.json, `helm lint --strict` it, render
+HelmChart). Every case gets ci/_operator.yaml merged on top, the second values file an operator
+passes (the bootstrap image reference). For each values file: validate it against values.schema.json, `helm lint --strict` it, render
 (install and upgrade must give the same objects), split the output into
 one file per Kubernetes object under OUT/<case>/<kind>-<name>.yaml, and write OUT/<case>/all.yaml.
 Exits non-zero when any values file fails the schema or the templates fail to render.
@@ -23,11 +24,12 @@ def main() -> int:
     out = pathlib.Path(sys.argv[2])
     failures = 0
     total = 0
+    operator = yaml.safe_load((chart_dir / "ci" / "_operator.yaml").read_text()) or {}
     with helm.Chart.load(str(chart_dir)) as chart:
         cases = [(f.name.removesuffix("-values.yaml"), f) for f in sorted((chart_dir / "ci").glob("*-values.yaml"))]
         cases += [(name, pathlib.Path(path)) for name, path in (arg.split("=", 1) for arg in sys.argv[3:])]
         for case, values_file in cases:
-            values = yaml.safe_load(values_file.read_text()) or {}
+            values = merge(yaml.safe_load(values_file.read_text()) or {}, operator)
             try:
                 chart.validate_schema(values)
                 report = helm.lint(str(chart_dir), values, strict=True, namespace=NAMESPACE, kube_version=KUBE_VERSION)
@@ -62,6 +64,14 @@ def main() -> int:
             print(f"ok   {values_file.name}: schema valid, lint clean, {len(docs)} objects rendered")
     print(f"rendered {total} objects from {len(cases)} values files, {failures} failed")
     return 1 if failures else 0
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Helm's rule for a later values file: maps merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 if __name__ == "__main__":

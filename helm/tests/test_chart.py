@@ -221,7 +221,8 @@ def test_security_contexts_everywhere(case, values, docs):
             assert sc.get("privileged") in (None, False), f"{cname}: privileged"
             assert (sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{cname}: seccomp"
             assert (c.get("resources") or {}).get("requests"), f"{cname}: resource requests"
-            if d["kind"] != "Job":
+            # Init containers run to completion: the API server refuses probes on them.
+            if d["kind"] != "Job" and c in spec.get("containers", []):
                 assert c.get("readinessProbe") and c.get("livenessProbe"), f"{cname}: probes"
 
 
@@ -432,12 +433,94 @@ def test_codec_server(case, values, docs):
         assert web_env.get("TEMPORAL_CODEC_PASS_ACCESS_TOKEN") == str(c["web"]["passAccessToken"]).lower(), web_env
 
 
-TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+
+
+def test_schema_reaches_the_hook_and_the_daemon(case, values, docs):
+    """The release's schema is copied from admin-tools:<server.version> into an emptyDir that the
+    schema hook and the daemon read, and platform.yaml points schema_dir at it."""
+    schema_dir = "/etc/temporal-bootstrap/schema"
+    expected_image = f"{values['bootstrap']['schema']['image']['repository']}:" + (
+        values["bootstrap"]["schema"]["image"]["tag"] or values["server"]["version"])
+    pods = [d for d in docs if d["kind"] in ("Job", "Deployment") and component(d) in ("bootstrap-schema", "bootstrap")]
+    assert {component(d) for d in pods} >= {"bootstrap-schema"}, "no schema hook rendered"
+    for doc in pods:
+        spec = pod_spec(doc)
+        inits = {c["name"]: c for c in spec.get("initContainers", [])}
+        assert "copy-schema" in inits, f"{doc['metadata']['name']}: no copy-schema init container"
+        init = inits["copy-schema"]
+        assert init["image"] == expected_image, init["image"]
+        assert init["command"] == ["cp", "-R", "/etc/temporal/schema/.", f"{schema_dir}/"], init["command"]
+        assert {"name": "schema", "mountPath": schema_dir} in init["volumeMounts"]
+        main = spec["containers"][0]
+        assert {"name": "schema", "mountPath": schema_dir, "readOnly": True} in main["volumeMounts"], main["volumeMounts"]
+        assert any(v["name"] == "schema" and "emptyDir" in v for v in spec["volumes"])
+        names = [c["name"] for c in spec.get("initContainers", []) + spec["containers"]]
+        assert len(names) == len(set(names)), f"container names repeat: {names}"
+    for cm in (d for d in docs if d["kind"] == "ConfigMap" and "platform.yaml" in d.get("data", {})
+               and component(d) in ("platform", "platform-hook")):
+        p = yaml.safe_load(cm["data"]["platform.yaml"])
+        assert p["persistence"]["postgres"]["schema_dir"] == f"{schema_dir}/postgresql/v12", cm["metadata"]["name"]
+        if "elasticsearch" in p["visibility"]:
+            assert p["visibility"]["elasticsearch"]["schema_dir"] == f"{schema_dir}/elasticsearch"
+
+
+def test_secret_names_follow_the_one_list(case, values, docs):
+    """The ci values use the names of secret-names.yaml, as render, install.sh and Terraform do."""
+    names = yaml.safe_load((CHART / "secret-names.yaml").read_text())
+    pg = values["persistence"]["postgres"]
+    es = values["visibility"]["elasticsearch"]
+    pairs = [(pg.get("existingSecret"), "postgres"), (pg["admin"].get("existingSecret"), "postgres_admin"),
+             (pg["tls"].get("caSecret"), "postgres_ca")]
+    if values["visibility"]["type"] == "elasticsearch":
+        pairs += [(es.get("existingSecret"), "elasticsearch"), (es["tls"].get("caSecret"), "elasticsearch_ca")]
+    pairs += [(x["existingSecret"], "grafana_token") for x in values["bootstrap"].get("extraSecrets", [])
+              if x["name"] == "grafana-token"]
+    wrong = [f"{role}: {got} (expected {names[role]})" for got, role in pairs if got and got != names[role]]
+    assert not wrong, "; ".join(wrong)
+
+
+def test_web_ui_can_start_on_a_read_only_root(case, values, docs):
+    """temporalio/ui before 2.37.3 writes config/docker.yaml at start (dockerize); from 2.37.3 the
+    image carries the file, so a mount there would hide it."""
+    if not values["web"]["enabled"]:
+        return
+    web = next(d for d in docs if d["kind"] == "Deployment" and component(d) == "web")
+    container = pod_spec(web)["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    tag = values["web"]["image"]["tag"].lstrip("v")
+    old = tuple(int(x) for x in tag.split(".")) < (2, 37, 3)
+    assert ("/home/ui-server/config" in mounts) == old, f"UI {tag}: mounts {sorted(mounts)}"
+    assert "/tmp" in mounts
+
+
+def ui_config_mount_by_tag(chart):
+    base = merge(yaml.safe_load((CHART / "ci" / "minimal-values.yaml").read_text()), operator_values())
+    out = {}
+    for tag in ("2.34.0", "2.37.3", "2.53.3", "latest"):
+        values = merge(yaml.safe_load(yaml.safe_dump(base)), {"web": {"enabled": True, "image": {"tag": tag}}})
+        web = next(d for d in render(chart, values) if d["kind"] == "Deployment" and component(d) == "web")
+        out[tag] = any(m["mountPath"] == "/home/ui-server/config" for m in pod_spec(web)["containers"][0]["volumeMounts"])
+    return out
+
+
+def missing_bootstrap_image_message(chart):
+    values = yaml.safe_load((CHART / "ci" / "minimal-values.yaml").read_text())
+    try:
+        chart.validate_schema(values)
+        render(chart, values)
+    except Exception as err:  # the SDK's typed render error carries the template's message
+        return str(err)
+    return ""
+
+
+def operator_values():
+    return yaml.safe_load((CHART / "ci" / "_operator.yaml").read_text()) or {}
 
 
 def negative_cases(chart):
     """Values the chart must refuse (schema or template), each with the reason it must."""
-    base = yaml.safe_load((CHART / "ci" / "minimal-values.yaml").read_text())
+    base = merge(yaml.safe_load((CHART / "ci" / "minimal-values.yaml").read_text()), operator_values())
     bad = {
         "inline password": {"persistence": {"postgres": {"password": "hunter2"}}},
         "unknown server key": {"server": {"numHistoryShard": 4}},
@@ -481,12 +564,15 @@ def merge(a, b):
     return a
 
 
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+
+
 def main() -> int:
     passed = failed = 0
     with helm.Chart.load(str(CHART)) as chart:
         for values_file in sorted((CHART / "ci").glob("*-values.yaml")):
             case = values_file.name.removesuffix("-values.yaml")
-            user = yaml.safe_load(values_file.read_text()) or {}
+            user = merge(yaml.safe_load(values_file.read_text()) or {}, operator_values())
             values = chart.merge_values(user)
             docs = render(chart, user)
             for test in TESTS:
@@ -500,6 +586,15 @@ def main() -> int:
                     print(f"FAIL {label}: {err}")
                     if not isinstance(err, AssertionError):
                         traceback.print_exc()
+        checks = {
+            "an absent bootstrap image is refused with the field and what to do":
+                "bootstrap.image.repository is required" in missing_bootstrap_image_message(chart),
+            "UI config mount only for images that write it at start":
+                ui_config_mount_by_tag(chart) == {"2.34.0": True, "2.37.3": False, "2.53.3": False, "latest": False},
+        }
+        for name, ok in checks.items():
+            passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+            print(f"{'PASS' if ok else 'FAIL'} {name}")
         for name, refused in negative_cases(chart):
             if refused:
                 passed += 1

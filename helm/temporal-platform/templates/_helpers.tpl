@@ -65,6 +65,12 @@ temporal-platform/frontend-client: "true"
 {{- end -}}
 {{- end -}}
 
+{{/* The bootstrap image: no public one exists, so the reference is required. */}}
+{{- define "tp.bootstrapImage" -}}
+{{- $_ := required "bootstrap.image.repository is required: build the image from the repository's Dockerfile, push it to your registry and set bootstrap.image.repository (README: Publishing the bootstrap image)" .Values.bootstrap.image.repository -}}
+{{- include "tp.image" (dict "image" .Values.bootstrap.image "default" .Chart.Version) -}}
+{{- end -}}
+
 {{/* Pod-level security context (non-root, RuntimeDefault seccomp). */}}
 {{- define "tp.podSecurityContext" -}}
 runAsNonRoot: true
@@ -233,6 +239,37 @@ tls:
 {{- define "tp.bootstrapStateDir" -}}/var/lib/temporal-bootstrap{{- end -}}
 {{- define "tp.bootstrapPkiDir" -}}{{ include "tp.bootstrapStateDir" . }}/pki{{- end -}}
 {{- define "tp.bootstrapClientTlsDir" -}}/etc/temporal-bootstrap/tls/client{{- end -}}
+{{- define "tp.bootstrapSchemaDir" -}}/etc/temporal-bootstrap/schema{{- end -}}
+
+{{/*
+Init container that copies the release's schema folder out of Temporal's admin-tools image into
+the `schema` emptyDir (the image carries it at /etc/temporal/schema; cp keeps no ownership, so
+the files belong to the pod's user). No shell: plain cp with arguments.
+*/}}
+{{- define "tp.schemaInitContainer" -}}
+- name: copy-schema
+  image: {{ include "tp.image" (dict "image" .Values.bootstrap.schema.image "default" .Values.server.version) | quote }}
+  imagePullPolicy: {{ .Values.bootstrap.schema.image.pullPolicy }}
+  command: ["cp", "-R", "/etc/temporal/schema/.", "{{ include "tp.bootstrapSchemaDir" . }}/"]
+  resources:
+    requests: { cpu: 10m, memory: 16Mi }
+    limits: { memory: 64Mi }
+  securityContext:
+    {{- include "tp.containerSecurityContext" .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: schema
+      mountPath: {{ include "tp.bootstrapSchemaDir" . }}
+{{- end -}}
+{{- define "tp.schemaVolume" -}}
+- name: schema
+  emptyDir:
+    sizeLimit: 32Mi
+{{- end -}}
+{{- define "tp.schemaMount" -}}
+- name: schema
+  mountPath: {{ include "tp.bootstrapSchemaDir" . }}
+  readOnly: true
+{{- end -}}
 
 {{/*
 platform.yaml for the bootstrap: bootstrap.platform plus the wiring the chart owns (cluster,
@@ -263,9 +300,7 @@ mounted existing Secrets, never values.
 {{- $_ := set $pgtls "ca" (printf "%s/persistence-ca/%s" $sd $pg.tls.caKey) -}}
 {{- end -}}
 {{- $_ := set $pgc "tls" $pgtls -}}
-{{- if $v.bootstrap.schemaDir -}}
-{{- $_ := set $pgc "schema_dir" (printf "%s/postgresql/v12" $v.bootstrap.schemaDir) -}}
-{{- end -}}
+{{- $_ := set $pgc "schema_dir" (printf "%s/postgresql/v12" (include "tp.bootstrapSchemaDir" .)) -}}
 {{- $_ := set $p "persistence" (dict "postgres" $pgc) -}}
 {{- if eq $v.visibility.type "postgres" -}}
 {{- $_ := set $p "visibility" (dict "postgres" (dict "database" $v.visibility.postgres.database)) -}}
@@ -278,9 +313,7 @@ mounted existing Secrets, never values.
 {{- if $es.tls.caSecret -}}
 {{- $_ := set $esc "ca" (printf "%s/visibility-ca/%s" $sd $es.tls.caKey) -}}
 {{- end -}}
-{{- if $v.bootstrap.schemaDir -}}
-{{- $_ := set $esc "schema_dir" (printf "%s/elasticsearch" $v.bootstrap.schemaDir) -}}
-{{- end -}}
+{{- $_ := set $esc "schema_dir" (printf "%s/elasticsearch" (include "tp.bootstrapSchemaDir" .)) -}}
 {{- $_ := set $p "visibility" (dict "elasticsearch" $esc) -}}
 {{- end -}}
 {{- if eq (include "tp.tlsMode" .) "bootstrap" -}}
