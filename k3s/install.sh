@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On-prem install of the Temporal platform on k3s. Air-gap friendly and idempotent.
 #
-# Usage: k3s/install.sh [--dry-run] [--bundle-dir DIR] [--values FILE]
+# Usage: k3s/install.sh [--dry-run] [--bundle-dir DIR] [--values FILE] [--bootstrap-image REF]
 #                       [--postgres cnpg|external] [--visibility postgres|opensearch-operator|external]
 #                       [--data-dir DIR] [--config-dir DIR] [--no-secrets] [--root DIR]
 #
@@ -10,8 +10,12 @@
 #   DIR/install-k3s.sh      the k3s install script    (run with INSTALL_K3S_SKIP_DOWNLOAD=true)
 #   DIR/images/*.tar[.zst]  image archives, imported by k3s at start (agent/images)
 #   DIR/charts/*.tgz        chart archives served by k3s at /static/charts/ to its HelmCharts:
-#                           temporal-platform.tgz, kube-prometheus-stack.tgz, cloudnative-pg.tgz,
-#                           opensearch-operator.tgz (optional)
+#                           temporal-platform.tgz, kube-prometheus-stack.tgz, keda.tgz,
+#                           cloudnative-pg.tgz, opensearch-operator.tgz (optional)
+# --bootstrap-image REF     the temporal-bootstrap image repository, without tag (default
+#                           temporal-bootstrap: `docker build -t temporal-bootstrap:<chart version> .`
+#                           saved into images/); the tag is the chart's version
+# Secret names come from ../helm/temporal-platform/secret-names.yaml (the chart's own list).
 #
 # Every step compares before it writes: running it twice changes nothing the second time.
 # Each action is printed as "+ ..."; --dry-run prints them and changes nothing.
@@ -30,6 +34,7 @@ config_dir=/etc/rancher/k3s
 make_secrets=true
 namespace=temporal
 root=""
+bootstrap_image=temporal-bootstrap
 
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
@@ -43,6 +48,7 @@ while (($# > 0)); do
     --dry-run) dry_run=true ;;
     --bundle-dir) bundle_dir="${2:?--bundle-dir needs a directory}"; shift ;;
     --values) values_file="${2:?--values needs a file}"; shift ;;
+    --bootstrap-image) bootstrap_image="${2:?--bootstrap-image needs an image repository}"; shift ;;
     --postgres) postgres="${2:?}"; shift ;;
     --visibility) visibility="${2:?}"; shift ;;
     --data-dir) data_dir="${2:?}"; shift ;;
@@ -57,6 +63,18 @@ done
 case "$postgres" in cnpg | external) ;; *) die "--postgres must be cnpg or external" ;; esac
 case "$visibility" in postgres | opensearch-operator | external) ;; *) die "--visibility must be postgres, opensearch-operator or external" ;; esac
 [[ -z "$values_file" || -r "$values_file" ]] || die "cannot read --values file $values_file"
+if [[ ! "$bootstrap_image" =~ ^[a-z0-9][a-z0-9._:/-]*$ || "${bootstrap_image##*/}" == *:* ]]; then
+  die "--bootstrap-image must be an image repository without tag or digest, e.g. registry.example.internal/temporal-bootstrap (got '$bootstrap_image'); the tag is the chart's version"
+fi
+secret_names_file="$here/../helm/temporal-platform/secret-names.yaml"
+[[ -r "$secret_names_file" ]] || die "cannot read $secret_names_file (run install.sh from the repository that holds helm/ next to k3s/)"
+# secret_name ROLE: the Secret name of ROLE in secret-names.yaml (flat `role: name` lines).
+secret_name() {
+  local name
+  name="$(sed -n "s/^$1: *//p" "$secret_names_file")"
+  [[ -n "$name" ]] || die "secret-names.yaml has no role '$1'"
+  printf '%s' "$name"
+}
 if [[ "$dry_run" == false && -z "$root" && "$(id -u)" -ne 0 ]]; then
   die "run as root (or use --dry-run / --root)"
 fi
@@ -150,7 +168,7 @@ fi
 
 # ------------------------------------------------------------------ 5. auto-deployed manifests
 say "== auto-deployed manifests ($data_dir/server/manifests)"
-manifests=("$here"/manifests/00-namespaces.yaml "$here"/manifests/10-kube-prometheus-stack.yaml)
+manifests=("$here"/manifests/00-namespaces.yaml "$here"/manifests/10-kube-prometheus-stack.yaml "$here"/manifests/15-keda.yaml)
 [[ "$postgres" == cnpg ]] && manifests+=("$here"/manifests/20-cloudnative-pg.yaml)
 [[ "$visibility" == opensearch-operator ]] && manifests+=("$here"/optional/30-opensearch-operator.yaml)
 for m in "${manifests[@]}"; do
@@ -166,6 +184,21 @@ else
   cp "$here/manifests/40-temporal-platform.yaml" "$platform"
 fi
 install_file "$platform" "$data_dir/server/manifests/temporal-platform-40-temporal-platform.yaml" 0600
+# What only this install knows, merged by k3s' helm-controller over the HelmChart's valuesContent.
+cat >"$tmp/41-temporal-platform-k3s.yaml" <<EOF
+# Written by k3s/install.sh: values only this install knows, merged over the HelmChart's.
+apiVersion: helm.cattle.io/v1
+kind: HelmChartConfig
+metadata:
+  name: temporal-platform
+  namespace: kube-system
+spec:
+  valuesContent: |-
+    bootstrap:
+      image:
+        repository: $bootstrap_image
+EOF
+install_file "$tmp/41-temporal-platform-k3s.yaml" "$data_dir/server/manifests/temporal-platform-41-temporal-platform-k3s.yaml" 0600
 
 # ------------------------------------------------------------------ 6. credentials
 # Generated once into Kubernetes Secrets when missing; never written to disk or printed.
@@ -196,10 +229,13 @@ if [[ "$make_secrets" == true ]]; then
     kubectl_ get namespace "$namespace" >/dev/null 2>&1 || die "namespace $namespace did not appear (is k3s running?)"
   fi
   if [[ "$postgres" == cnpg ]]; then
-    ensure_secret temporal-postgres temporal
-    ensure_secret temporal-pg-superuser postgres
+    ensure_secret "$(secret_name postgres)" temporal
+    ensure_secret "$(secret_name postgres_admin)" postgres
   fi
-  [[ "$visibility" == opensearch-operator ]] && ensure_secret temporal-opensearch admin
+  if [[ "$visibility" == opensearch-operator ]]; then
+    ensure_secret temporal-opensearch-admin admin
+    ensure_secret "$(secret_name elasticsearch)" temporal
+  fi
 fi
 
 say "== done"
