@@ -121,10 +121,25 @@ def test_history_and_matching_never_autoscaled(case, values, docs):
         q = trig["metadata"]["query"]
         assert "task_schedule_to_start_latency_bucket" in q
         assert f"/ {auto['scaleUpAboveSeconds']}) > 1" in q and f"/ {auto['scaleDownBelowSeconds']}) < 1" in q, q
-        assert pool["taskQueue"].replace("-", "_") in q
+        assert f'taskqueue="{server_label(pool["taskQueue"])}"' in q, q
+        assert f'namespace="{server_label(pool["namespace"])}"' in q, q
+        assert f"[{auto['rateWindow']}]" in q, q
         # KEDA owns the replica count of an autoscaled pool
         dep = by_name[("Deployment", s["spec"]["scaleTargetRef"]["name"])]
         assert "replicas" not in dep["spec"], "autoscaled Deployment must not set replicas"
+
+
+def server_label(value: str) -> str:
+    """What the server's metrics (tally's default sanitizer) make of a label value."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", value)
+
+
+def query_labels_for_odd_names(chart):
+    base = merge(yaml.safe_load((CHART / "ci" / "worker-pools-values.yaml").read_text()), operator_values())
+    pool = dict(base["workerPools"][0], namespace="payments.prod-eu", taskQueue="orders/v2 ü.x")
+    base["workerPools"] = [pool]
+    so = next(d for d in render(chart, base) if d["kind"] == "ScaledObject")
+    return dict(re.findall(r'(namespace|taskqueue)="([^"]*)"', so["spec"]["triggers"][0]["metadata"]["query"]))
 
 
 def test_every_secret_has_a_known_source(case, values, docs):
@@ -589,6 +604,8 @@ def main() -> int:
         checks = {
             "an absent bootstrap image is refused with the field and what to do":
                 "bootstrap.image.repository is required" in missing_bootstrap_image_message(chart),
+            "KEDA query labels sanitised as the server does ('.', '-', '/', space, unicode)":
+                query_labels_for_odd_names(chart) == {"namespace": "payments_prod_eu", "taskqueue": "orders_v2___x"},
             "UI config mount only for images that write it at start":
                 ui_config_mount_by_tag(chart) == {"2.34.0": True, "2.37.3": False, "2.53.3": False, "latest": False},
         }
