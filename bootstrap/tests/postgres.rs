@@ -1,6 +1,9 @@
 //! Integration tests of the PostgreSQL adapter and the `persistence`/`visibility` steps against a
 //! real PostgreSQL (TB_PG_HOST, TB_PG_PORT, TB_PG_ADMIN_USER, TB_PG_ADMIN_PASSWORD from
-//! `scripts/dev-services env`). Every test uses its own databases and role, so tests run in
+//! `scripts/dev-services env`). Every scenario runs twice (`on_every_server!`): there as its
+//! superuser (`superuser_pg15::`), and on the stack's PostgreSQL 18 (`TB_PG_RDS_*`) as an admin
+//! shaped like Amazon RDS's master user, CREATEROLE and CREATEDB but not a superuser
+//! (`rds_like::`). Every test uses its own databases and role, so tests run in
 //! parallel. Schema folders are our own fixtures (tests/fixtures/schema), never Temporal's.
 //!
 //! The fixtures match the real release mapping of Temporal 1.20 (temporal 1.9, visibility 1.2),

@@ -19,7 +19,10 @@
 //!   `btree_gin` extension makes the real 1.30.9 schema fail at v1.10; the upgrade's read-only
 //!   pre-flight finds it first, writes nothing, and its fix works.
 //!
-//! The tool gets its connection from SQL_* environment variables, so no password is in argv.
+//! Each runs twice: on PostgreSQL 15 as its superuser, and on the RDS-like PostgreSQL 18 as an
+//! admin that is not a superuser (`rds_like::`; there "the admin" the tool runs as is that
+//! admin). The tool gets its connection from SQL_* environment variables, so no password is in
+//! argv.
 
 #[macro_use]
 mod common;

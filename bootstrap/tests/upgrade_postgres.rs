@@ -1,5 +1,6 @@
 //! `upgrade apply` against a real PostgreSQL (TB_PG_HOST, TB_PG_PORT, TB_PG_ADMIN_USER,
-//! TB_PG_ADMIN_PASSWORD from `scripts/dev-services env`): the orchestration of
+//! TB_PG_ADMIN_PASSWORD from `scripts/dev-services env`; each test also runs on the RDS-like
+//! PostgreSQL 18 as a non-superuser admin, `rds_like::`): the orchestration of
 //! `temporal_bootstrap::upgrade::apply` with the REAL [`StoreMigrator`] (the schema runner of
 //! the `persistence`/`visibility` steps), an in-process fake cluster probe and a fake executor.
 //!
