@@ -74,6 +74,8 @@ def check_dir(d: pathlib.Path, is_module: bool) -> list[str]:
         if not providers:
             errors.append("versions.tf: required_providers missing")
         for pname, spec in providers.items():
+            if pname.startswith("__"):  # python-hcl2 8 marks blocks with `__is_block__`
+                continue
             spec = first(spec)
             if not isinstance(spec, dict) or "source" not in spec or "version" not in spec:
                 errors.append(f"versions.tf: provider {pname} needs source and version")
