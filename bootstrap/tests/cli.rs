@@ -197,6 +197,7 @@ fn production_example_exercises_every_section() {
         "profile: gpu",
         "prometheus:",
         "grafana:",
+        "authorization:",
     ] {
         assert!(yaml.contains(needle), "production example lacks `{needle}`");
     }
@@ -523,4 +524,53 @@ fn special_oversized_and_binary_files_are_refused_promptly() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn cluster_authorization_is_checked_and_its_absence_warned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo().join("examples/production.yaml")).unwrap();
+    let sources = "    jwt_key_sources:\n      - https://idp.example.com/.well-known/jwks.json\n";
+    assert!(
+        example.contains(sources),
+        "the production example sets cluster.authorization"
+    );
+    let validate = |name: &str, yaml: &str| {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, yaml).unwrap();
+        let out = run(&["validate", "-f", f.to_str().unwrap()]);
+        (out.status.code(), text(&out))
+    };
+
+    let start = example.find("  authorization:").unwrap();
+    let end = start + example[start..].find("\n\n").unwrap() + 1;
+    let (code, out) = validate(
+        "off.yaml",
+        &format!("{}{}", &example[..start], &example[end..]),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("cluster.authorization")
+            && out.contains("every client with a valid certificate"),
+        "{out}"
+    );
+
+    for (name, replacement, field, why) in [
+        (
+            "empty.yaml",
+            "    jwt_key_sources: []\n",
+            "cluster.authorization.jwt_key_sources",
+            "at least one JWKS URL",
+        ),
+        (
+            "plain.yaml",
+            "    jwt_key_sources:\n      - http://idp.example.com/jwks.json\n",
+            "cluster.authorization.jwt_key_sources",
+            "use https in production",
+        ),
+    ] {
+        let (code, out) = validate(name, &example.replace(sources, replacement));
+        assert_eq!(code, Some(2), "{name}: {out}");
+        assert!(out.contains(field) && out.contains(why), "{name}: {out}");
+    }
 }

@@ -145,6 +145,8 @@ def query_labels_for_odd_names(chart):
 def test_every_secret_has_a_known_source(case, values, docs):
     declared = {v for p, v in walk_values(values) if isinstance(v, str) and v and SECRET_VALUE_KEYS.search(p)}
     declared |= set(values.get("imagePullSecrets", []))
+    if values["server"]["authorization"]["enabled"]:  # named by secret-names.yaml, read by the chart
+        declared.add(yaml.safe_load((CHART / "secret-names.yaml").read_text())["bootstrap_token"])
     issued_by_cert_manager = {d["spec"]["secretName"] for d in docs if d["kind"] == "Certificate"}
     platform = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform"))
     pki = yaml.safe_load(platform["data"]["platform.yaml"]).get("pki") or {}
@@ -479,6 +481,31 @@ def test_schema_reaches_the_hook_and_the_daemon(case, values, docs):
             assert p["visibility"]["elasticsearch"]["schema_dir"] == f"{schema_dir}/elasticsearch"
 
 
+def test_authorization_wiring(case, values, docs):
+    """server.authorization: the server's authorizer and JWT claim mapper, no ALLOW_NO_AUTH, the
+    internal frontend, and the bootstrap's token mounted where platform.yaml reads it."""
+    auth = values["server"]["authorization"]
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-server-config"))
+    server = yaml.safe_load(strip_server_template(cm["data"]["docker.yaml"]))
+    servers = [d for d in docs if d["kind"] == "Deployment" and component(d) in {"frontend", "history", "matching", "worker", "internal-frontend"}]
+    no_auth = [d["metadata"]["name"] for d in servers
+               if any(e["name"] == "TEMPORAL_ALLOW_NO_AUTH" for e in pod_spec(d)["containers"][0].get("env", []))]
+    platform = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform"))["data"]["platform.yaml"])
+    if not auth["enabled"]:
+        assert "authorization" not in server["global"] and len(no_auth) == len(servers), no_auth
+        assert "authorization" not in platform["cluster"]
+        return
+    a = server["global"]["authorization"]
+    assert a["authorizer"] == "default" and a["claimMapper"] == "default", a
+    assert a["jwtKeyProvider"]["keySourceURIs"] == auth["jwtKeySources"] and a["permissionsClaimName"] == auth["permissionsClaim"]
+    assert not no_auth, f"ALLOW_NO_AUTH with an authorizer: {no_auth}"
+    assert any(component(d) == "internal-frontend" for d in servers), "no internal frontend"
+    token = platform["cluster"]["authorization"]["token"]
+    daemon = next(d for d in docs if d["kind"] == "Deployment" and component(d) == "bootstrap")
+    mounts = {m["mountPath"] for m in pod_spec(daemon)["containers"][0]["volumeMounts"]}
+    assert token.startswith("file:") and str(pathlib.Path(token[5:]).parent) in mounts, (token, mounts)
+
+
 def test_secret_names_follow_the_one_list(case, values, docs):
     """The ci values use the names of secret-names.yaml, as render, install.sh and Terraform do."""
     names = yaml.safe_load((CHART / "secret-names.yaml").read_text())
@@ -555,6 +582,10 @@ def negative_cases(chart):
         "codec with two current keys": {"codec": {"enabled": True, "tokens": [{"name": "a", "existingSecret": "t", "key": "a"}],
             "keys": {"existingSecret": "k", "items": [{"id": "k1", "key": "k1", "current": True}, {"id": "k2", "key": "k2", "current": True}]}}},
         "codec inline token": {"codec": {"tokens": [{"name": "a", "token": "hunter2"}]}},
+        "authorization without the internal frontend": {"server": {"authorization": {
+            "enabled": True, "jwtKeySources": ["https://idp.example.com/jwks.json"]}}},
+        "authorization without key sources": {"server": {"internalFrontend": {"enabled": True},
+            "authorization": {"enabled": True, "jwtKeySources": []}}},
         "codec jwt without a JWKS ConfigMap": {"codec": {"enabled": True, "keys": {
             "existingSecret": "k", "items": [{"id": "k1", "key": "k1", "current": True}]}, "jwt": {"enabled": True}}},
     }

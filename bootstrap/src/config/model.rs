@@ -54,6 +54,42 @@ pub struct ClusterConfig {
     pub environment: Environment,
     /// How the bootstrap reaches the frontend.
     pub frontend: FrontendConfig,
+    /// Who may call what: Temporal's JWT authorizer and claim mapper. Without it every client
+    /// that completes the mTLS handshake may do anything in every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationConfig>,
+}
+
+/// `global.authorization` of the server: the default authorizer with the default JWT claim
+/// mapper, which reads permissions such as `payments:write` or `temporal-system:admin` from a
+/// claim of the caller's token.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// JWKS URLs the server loads the token signing keys from (the identity provider's).
+    pub jwt_key_sources: Vec<HttpUrl>,
+    /// How often the server reloads the keys.
+    #[serde(default = "default_key_refresh")]
+    pub key_refresh_interval: HumanDuration,
+    /// The claim holding the permissions list.
+    #[serde(default = "default_permissions_claim")]
+    pub permissions_claim: String,
+    /// Audience the tokens must carry; unset accepts any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The bootstrap's own token (permission `temporal-system:admin`), sent as
+    /// `authorization: Bearer` to the frontend (secret reference).
+    pub token: SecretRef,
+}
+
+/// Default claim name of Temporal's JWT claim mapper.
+pub const DEFAULT_PERMISSIONS_CLAIM: &str = "permissions";
+
+fn default_permissions_claim() -> String {
+    DEFAULT_PERMISSIONS_CLAIM.into()
+}
+fn default_key_refresh() -> HumanDuration {
+    HumanDuration::from_secs(60)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -63,6 +63,41 @@ fn check_cluster(c: &PlatformConfig, r: &mut Report) {
             }
         }
     }
+    match &c.cluster.authorization {
+        None if c.cluster.environment == Environment::Production => r.warn(
+            "cluster.authorization",
+            "not set: every client with a valid certificate may do anything in every namespace; set jwt_key_sources and token (README: Authorization)",
+        ),
+        None => {}
+        Some(a) => {
+            if a.jwt_key_sources.is_empty() {
+                r.error(
+                    "cluster.authorization.jwt_key_sources",
+                    "needs at least one JWKS URL (your identity provider's, e.g. https://idp.example.com/.well-known/jwks.json)",
+                );
+            }
+            if let Some(u) = a.jwt_key_sources.iter().find(|u| u.as_url().scheme() != "https")
+                && c.cluster.environment == Environment::Production
+            {
+                r.error(
+                    "cluster.authorization.jwt_key_sources",
+                    format!("{u}: use https in production (the signing keys decide who is admin)"),
+                );
+            }
+            if a.permissions_claim.trim().is_empty() {
+                r.error(
+                    "cluster.authorization.permissions_claim",
+                    format!("must not be empty (Temporal's default is `{DEFAULT_PERMISSIONS_CLAIM}`)"),
+                );
+            }
+            if c.cluster.frontend.tls.is_none() {
+                r.error(
+                    "cluster.authorization",
+                    "needs cluster.frontend.tls: a bearer token must not cross the network in plaintext",
+                );
+            }
+        }
+    }
     if let Some(tls) = &c.cluster.frontend.tls
         && tls.cert.is_some() != tls.key.is_some()
     {

@@ -214,7 +214,10 @@ pub fn router(state: Arc<DaemonState>) -> Router {
 
 async fn readyz(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
     if state.ready() {
-        (StatusCode::OK, "ready: the steps the cluster needs converged\n")
+        (
+            StatusCode::OK,
+            "ready: the steps the cluster needs converged\n",
+        )
     } else if state.converged_once.load(Ordering::SeqCst) {
         (
             StatusCode::SERVICE_UNAVAILABLE,

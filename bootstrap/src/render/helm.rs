@@ -46,7 +46,6 @@ pub const MIN_WORKFLOW_TASKS: u64 = 2;
 /// Where the chart mounts `bootstrap.extraSecrets` in the daemon.
 pub const EXTRA_SECRETS_DIR: &str = "/etc/temporal-bootstrap/secrets/extra";
 
-
 /// The values file, `values.yaml`, as the only artefact of `render helm-values`.
 pub fn helm_values(config: &PlatformConfig, source: &Path) -> Result<Vec<Artefact>, RenderError> {
     Ok(vec![Artefact {
@@ -105,10 +104,27 @@ pub struct Values {
 pub struct ServerValues {
     pub version: String,
     pub num_history_shards: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationValues>,
+    /// Only rendered (enabled) with authorization: the worker service's calls carry no token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_frontend: Option<Enabled>,
     pub frontend: ServiceValues,
     pub history: ServiceValues,
     pub matching: ServiceValues,
     pub worker: ServiceValues,
+}
+
+/// `server.authorization` (platform.yaml `cluster.authorization`; the bootstrap's token is the
+/// `bootstrap_token` Secret of secret-names.yaml, which the chart mounts itself).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationValues {
+    pub enabled: bool,
+    pub jwt_key_sources: Vec<String>,
+    pub key_refresh_interval: String,
+    pub permissions_claim: String,
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -427,9 +443,25 @@ pub fn values(config: &PlatformConfig) -> Result<Values, RenderError> {
                 RenderError::Invalid(format!("the capacity plan has no `{name}` service"))
             })
     };
+    let authorization = config
+        .cluster
+        .authorization
+        .as_ref()
+        .map(|a| AuthorizationValues {
+            enabled: true,
+            jwt_key_sources: a.jwt_key_sources.iter().map(|u| u.to_string()).collect(),
+            key_refresh_interval: format!(
+                "{}s",
+                a.key_refresh_interval.as_secs_f64().ceil() as u64
+            ),
+            permissions_claim: a.permissions_claim.clone(),
+            audience: a.audience.clone().unwrap_or_default(),
+        });
     let server = ServerValues {
         version: config.cluster.temporal_version.to_string(),
         num_history_shards: sizing.history_shards.count,
+        internal_frontend: authorization.as_ref().map(|_| Enabled { enabled: true }),
+        authorization,
         frontend: service("frontend")?,
         history: service("history")?,
         matching: service("matching")?,
@@ -617,7 +649,9 @@ fn elasticsearch(es: &ElasticsearchConfig) -> Result<ElasticsearchValues, Render
             SearchFlavor::Opensearch => "opensearch",
         },
         index: es.index.clone(),
-        existing_secret: username.as_ref().map(|_| secret_names().elasticsearch.clone()),
+        existing_secret: username
+            .as_ref()
+            .map(|_| secret_names().elasticsearch.clone()),
         username,
         tls: es.ca.as_ref().map(|_| CaSecretValues {
             ca_secret: secret_names().elasticsearch_ca.clone(),
@@ -679,7 +713,12 @@ fn platform_sections(
     observability.prometheus = None;
     let mut extra = Vec::new();
     if let Some(g) = observability.grafana.as_mut() {
-        g.token = mount(&mut extra, "grafana-token", &secret_names().grafana_token, "token");
+        g.token = mount(
+            &mut extra,
+            "grafana-token",
+            &secret_names().grafana_token,
+            "token",
+        );
     }
     let sections = PlatformSections {
         capacity: CapacitySection {

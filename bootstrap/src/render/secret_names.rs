@@ -21,6 +21,7 @@ pub struct SecretNames {
     pub elasticsearch: String,
     pub elasticsearch_ca: String,
     pub grafana_token: String,
+    pub bootstrap_token: String,
 }
 
 /// The parsed list.
@@ -47,14 +48,16 @@ mod tests {
             &n.elasticsearch,
             &n.elasticsearch_ca,
             &n.grafana_token,
+            &n.bootstrap_token,
         ] {
             // RFC 1123 subdomain, as the API server checks Secret names.
             assert!(
                 !name.is_empty()
                     && name.len() <= 253
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                    && name.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'-'
+                        || b == b'.')
                     && !name.starts_with('-')
                     && !name.ends_with('-'),
                 "{name} is not a valid Secret name"
@@ -65,9 +68,15 @@ mod tests {
     #[test]
     fn install_sh_can_read_it_line_by_line() {
         // k3s/install.sh reads `role: name` lines with sed: one flat mapping, no quotes.
-        for line in SOURCE.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()) {
+        for line in SOURCE
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        {
             let (role, name) = line.split_once(": ").expect("role: name");
-            assert!(!role.starts_with(' ') && !name.contains(['"', '\'', ' ', '#']), "{line}");
+            assert!(
+                !role.starts_with(' ') && !name.contains(['"', '\'', ' ', '#']),
+                "{line}"
+            );
         }
     }
 }

@@ -148,6 +148,8 @@ pub struct ConnectSettings {
     pub address: String,
     pub tls: Option<TlsMaterial>,
     pub proxy: Option<ProxyChoice>,
+    /// Sent as `authorization: Bearer` on every call (cluster.authorization.token).
+    pub bearer: Option<crate::config::types::Secret>,
 }
 
 impl ConnectSettings {
@@ -175,12 +177,21 @@ impl ConnectSettings {
                 )?)
             }
         };
-        Self::new(
+        let bearer =
+            match &ctx.config.cluster.authorization {
+                None => None,
+                Some(a) => Some(a.token.resolve().map_err(|e| {
+                    TemporalError::Config(format!("cluster.authorization.token: {e}"))
+                })?),
+            };
+        let mut settings = Self::new(
             &fe.address.host,
             fe.address.port,
             tls,
             &ProxyEnv::from_env(),
-        )
+        )?;
+        settings.bearer = bearer;
+        Ok(settings)
     }
 
     /// From parts; the proxy is chosen for `host:port` from `proxy_env`.
@@ -197,6 +208,7 @@ impl ConnectSettings {
             address: format!("{host}:{port}"),
             tls,
             proxy,
+            bearer: None,
         })
     }
 
@@ -233,6 +245,7 @@ impl ConnectSettings {
                 hostname()
             ))
             .maybe_tls_options(tls)
+            .maybe_api_key(self.bearer.as_ref().map(|t| t.expose().to_string()))
             .maybe_http_connect_proxy(proxy)
             .dns_load_balancing(None)
             .connect_timeout(CONNECT_TIMEOUT)

@@ -287,6 +287,13 @@ mounted existing Secrets, never values.
 {{- $_ := set $frontend "tls" (dict "ca" (printf "%s/ca.crt" $cd) "cert" (printf "%s/tls.crt" $cd) "key" (printf "%s/tls.key" $cd) "server_name" (include "tp.frontendServerName" .)) -}}
 {{- end -}}
 {{- $cluster := dict "name" $v.clusterName "temporal_version" $v.server.version "environment" $v.environment "frontend" $frontend -}}
+{{- with $v.server.authorization -}}
+{{- if .enabled -}}
+{{- $auth := dict "jwt_key_sources" .jwtKeySources "key_refresh_interval" .keyRefreshInterval "permissions_claim" .permissionsClaim "token" (printf "file:%s/bootstrap-token/token" $sd) -}}
+{{- with .audience -}}{{- $_ := set $auth "audience" . -}}{{- end -}}
+{{- $_ := set $cluster "authorization" $auth -}}
+{{- end -}}
+{{- end -}}
 {{- $_ := set $p "cluster" $cluster -}}
 {{- $capacity := deepCopy (default dict $p.capacity) -}}
 {{- $_ := set $capacity "history_shards" (int $v.server.numHistoryShards) -}}
@@ -330,6 +337,31 @@ mounted existing Secrets, never values.
 {{- $_ := set $p "pki" $pki -}}
 {{- end -}}
 {{- toYaml $p -}}
+{{- end -}}
+
+{{/* The Secret names of secret-names.yaml, the list the render, install.sh and Terraform read. */}}
+{{- define "tp.secretNames" -}}
+{{- .Files.Get "secret-names.yaml" | fromYaml | toJson -}}
+{{- end -}}
+
+{{/* The bootstrap's token for an authorizing frontend (server.authorization). */}}
+{{- define "tp.bootstrapTokenVolume" -}}
+{{- if .Values.server.authorization.enabled }}
+- name: secret-bootstrap-token
+  secret:
+    secretName: {{ (include "tp.secretNames" . | fromJson).bootstrap_token }}
+    defaultMode: 0400
+    items:
+      - key: token
+        path: token
+{{- end }}
+{{- end -}}
+{{- define "tp.bootstrapTokenMount" -}}
+{{- if .Values.server.authorization.enabled }}
+- name: secret-bootstrap-token
+  mountPath: {{ include "tp.bootstrapSecretsDir" . }}/bootstrap-token
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Volumes with the existing Secrets the bootstrap reads (mounted as files, never env). */}}
