@@ -43,6 +43,8 @@ import urllib.request
 
 import yaml
 
+from checks import Checks
+
 # YAML 1.1's `=` "value" tag: PyYAML has no constructor for it, while the CRDs (enum values such as
 # `- =` in prometheus-operator's) mean the plain string.
 yaml.SafeLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
@@ -56,14 +58,7 @@ HELM = os.environ["HELM"]
 RELEASE = "tp"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}
 
-failures: list[str] = []
-
-
-def check(ok: bool, label: str, detail: str = "") -> bool:
-    print(f"{'PASS' if ok else 'FAIL'} {label}{': ' + detail if detail and not ok else ''}")
-    if not ok:
-        failures.append(label)
-    return ok
+check = Checks("kube-install")
 
 
 # ------------------------------------------------------------------------------ REST
@@ -463,8 +458,7 @@ def main() -> int:
     chart_path("chart, rendered production values", "prod", [ci / "bootstrap-values.yaml", operator], True)
     chart_path("chart, cert-manager values", "cm", [ci / "cert-manager-values.yaml", operator], False)
     k3s_path()
-    print(f"kube-install: {len(failures)} failed" + (f": {failures}" if failures else ""))
-    return 1 if failures else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

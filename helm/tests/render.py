@@ -14,6 +14,8 @@ import sys
 import helm_python as helm
 import yaml
 
+from checks import merge
+
 RELEASE = "tp"
 NAMESPACE = "temporal"
 KUBE_VERSION = "v1.33.0"
@@ -65,13 +67,6 @@ def main() -> int:
     print(f"rendered {total} objects from {len(cases)} values files, {failures} failed")
     return 1 if failures else 0
 
-
-def merge(base: dict, over: dict) -> dict:
-    """Helm's rule for a later values file: maps merge key by key, anything else is replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 if __name__ == "__main__":
