@@ -97,8 +97,12 @@ kube_crds_dir() {
   for entry in "${KUBE_CRD_MODULES[@]}"; do
     module=${entry%% *}
     pattern=${entry#* }
-    dir=$(cd / && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "$module" 2>/dev/null |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' || true)
+    # A module the proxy refuses prints an "Error" field and exits non-zero: dir stays empty.
+    dir=$(
+      cd / || exit
+      GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "$module" 2>/dev/null |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'
+    ) || true
     if [[ -z $dir || ! -d $dir ]]; then
       _kube_log "the Go module proxy did not serve $module (its CRDs are needed by the deployment test): $(cd / && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "$module" 2>&1 | sed -n 's/^[[:space:]]*"Error": //p')"
       rm -rf -- "$tmp"
