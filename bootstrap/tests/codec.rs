@@ -701,6 +701,101 @@ async fn cors_only_for_configured_origins() {
     assert_eq!(r.headers()["access-control-allow-origin"], ORIGIN);
 }
 
+/// `/download`, as the Web UI (2.50+) calls it for a payload in external storage: the same
+/// preflight, rights and audit as `/decode`; a storage reference gets the 404 the UI turns into
+/// "not configured to download from external storage"; an inline payload is decoded.
+#[tokio::test]
+async fn download_route_answers_as_the_web_ui_expects() {
+    let (_dir, cfg, _) = setup(&[("k1", true)]);
+    let s = Server::http(&cfg).await;
+    let route = "download?preserveStorageRefs=true";
+
+    let pre = s
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/{route}", s.base))
+        .header("Origin", ORIGIN)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,authorization-extras,content-type,x-namespace",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert!(
+        pre.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization-extras")
+    );
+
+    let (st, enc) = s
+        .post(
+            "encode",
+            Some("default"),
+            Some(TOKEN_ENCODER),
+            &plain_payloads(&["DOWNLOAD-MARKER"]),
+        )
+        .await;
+    assert_eq!(st, 200, "{enc}");
+    let (st, dec) = s
+        .post(route, Some("default"), Some(TOKEN_OK), &enc.to_string())
+        .await;
+    assert_eq!(st, 200, "{dec}");
+    let data = STANDARD
+        .decode(dec["payloads"][0]["data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(data, b"\"DOWNLOAD-MARKER\"");
+
+    let (st, v) = s
+        .post(route, Some("default"), Some(TOKEN_OTHER), &enc.to_string())
+        .await;
+    assert_eq!(st, 403, "a caller without the decode right: {v}");
+
+    let reference = json!({"payloads": [{"metadata": {
+        "encoding": b64(b"json/protobuf"),
+        "messageType": b64(b"temporal.api.sdk.v1.ExternalStorageReference")},
+        "data": b64(b"{\"driverName\":\"s3\"}")}]});
+    let (st, v) = s
+        .post(
+            route,
+            Some("default"),
+            Some(TOKEN_OK),
+            &reference.to_string(),
+        )
+        .await;
+    assert_eq!(st, 404, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("external payload storage"),
+        "{v}"
+    );
+
+    let audit = s.audit_lines();
+    let downloads: Vec<&Value> = audit
+        .iter()
+        .filter(|l| l["operation"] == "download")
+        .collect();
+    let outcomes: Vec<&str> = downloads
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["ok", "forbidden", "no_external_storage"],
+        "{downloads:?}"
+    );
+    assert!(
+        !audit
+            .iter()
+            .any(|l| l.to_string().contains("DOWNLOAD-MARKER")),
+        "payload bytes in the audit"
+    );
+}
+
 /// HTTPS with a certificate file pair, and JWTs (ES256) verified against a JWKS file.
 #[tokio::test]
 async fn https_and_jwt_access() {

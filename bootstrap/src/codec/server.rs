@@ -184,6 +184,9 @@ pub fn router(state: Arc<CodecState>) -> Router {
             post(|s: State<Arc<CodecState>>, r: Request| handle(s, r, Operation::Decode))
                 .options(preflight),
         )
+        // The Web UI (2.50+) asks here for a payload kept in external storage
+        // (`metadata.messageType` = ExternalStorageReference). Access is a decode right.
+        .route("/download", post(download).options(preflight))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
         .fallback(not_found)
@@ -263,6 +266,50 @@ async fn handle(State(st): State<Arc<CodecState>>, req: Request, op: Operation) 
         },
     };
     finish(&st, rec, outcome)
+}
+
+/// `POST /download`: authorised and audited like `/decode`. This server reads no external
+/// payload storage, so a storage reference gets 404 with the reason, which the Web UI turns into
+/// "your codec server is connected, but it isn't configured to download from external
+/// storage"; a payload stored inline is decoded as `/decode` would.
+async fn download(State(st): State<Arc<CodecState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let mut rec = Record::new(&parts.headers, "download");
+    let outcome = match authorize(&st, &parts.headers, Operation::Decode, &mut rec) {
+        Err(o) => o,
+        Ok(()) => match read_body(&st, &parts.headers, body).await {
+            Err(o) => o,
+            Ok(bytes) => match external_reference(&bytes) {
+                Some(i) => Outcome::error(
+                    StatusCode::NOT_FOUND,
+                    "no_external_storage",
+                    format!(
+                        "payloads[{i}] is a reference to external payload storage, which this codec server does not read"
+                    ),
+                ),
+                None => convert_body(&st, bytes, Operation::Decode, &mut rec).await,
+            },
+        },
+    };
+    finish(&st, rec, outcome)
+}
+
+/// The proto message type the SDKs put in `metadata.messageType` of a payload they moved to
+/// external storage.
+const EXTERNAL_STORAGE_REFERENCE: &[u8] = b"temporal.api.sdk.v1.ExternalStorageReference";
+
+/// Index of the first payload that is an external storage reference (an unparsable body is left
+/// to the decoder, which names the error).
+fn external_reference(body: &[u8]) -> Option<usize> {
+    use base64::Engine as _;
+    let req: PayloadsJson = serde_json::from_slice(body).ok()?;
+    req.payloads.iter().position(|p| {
+        p.metadata.get("messageType").is_some_and(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .is_ok_and(|t| t == EXTERNAL_STORAGE_REFERENCE)
+        })
+    })
 }
 
 /// Origin, token, namespace and rights, from the headers alone (the body is not read yet).
