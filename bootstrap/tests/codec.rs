@@ -796,6 +796,53 @@ async fn download_route_answers_as_the_web_ui_expects() {
     );
 }
 
+/// Every fresh encryption uses one random nonce of the current key: counted per key in
+/// `/metrics` (the 2^32 budget); a payload that was already ours passes through uncounted.
+#[tokio::test]
+async fn encryptions_are_counted_per_key() {
+    let (_dir, cfg, _) = setup(&[("k1", true)]);
+    let s = Server::http(&cfg).await;
+    let counted = || async {
+        let text = s
+            .client
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"temporal_bootstrap_codec_encryptions_total{key_id="k1"} "#)
+            })
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap_or(0)
+    };
+    assert_eq!(counted().await, 0);
+    let (st, enc) = s
+        .post(
+            "encode",
+            Some("default"),
+            Some(TOKEN_ENCODER),
+            &plain_payloads(&["a", "b", "c"]),
+        )
+        .await;
+    assert_eq!(st, 200, "{enc}");
+    assert_eq!(counted().await, 3);
+    let (st, again) = s
+        .post(
+            "encode",
+            Some("default"),
+            Some(TOKEN_ENCODER),
+            &enc.to_string(),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(again, enc, "already encrypted payloads pass through");
+    assert_eq!(counted().await, 3, "no nonce used for a pass-through");
+}
+
 /// HTTPS with a certificate file pair, and JWTs (ES256) verified against a JWKS file.
 #[tokio::test]
 async fn https_and_jwt_access() {

@@ -79,6 +79,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key_id: LabelText,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabels {
     pub reason: LabelText,
 }
@@ -88,6 +93,9 @@ pub struct CodecMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     payloads: Family<RequestLabels, Counter>,
+    /// Payloads encrypted, by key id: each used one random 96-bit nonce of that key, whose
+    /// budget is 2^32 (NIST SP 800-38D); rotate long before (docs/payload-encryption.md).
+    pub encryptions: Family<KeyLabels, Counter>,
     /// Connections open now.
     pub connections: Gauge,
     /// Times the accept loop found every connection slot taken and waited for one.
@@ -113,6 +121,12 @@ impl Default for CodecMetrics {
             "Payloads in codec server requests by caller, namespace, operation and outcome",
             payloads.clone(),
         );
+        let encryptions = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "codec_encryptions",
+            "Payloads encrypted by the codec server, by key id (each uses one random nonce of that key; rotate well before 2^32)",
+            encryptions.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "codec_connections",
@@ -135,6 +149,7 @@ impl Default for CodecMetrics {
             registry,
             requests,
             payloads,
+            encryptions,
             connections,
             connection_limit_waits,
             connection_errors,
@@ -473,9 +488,19 @@ fn convert(st: &CodecState, body: &[u8], op: Operation) -> (Outcome, usize, BTre
         };
         let converted = match op {
             Operation::Encode => match st.keyring.encrypt(&p) {
-                Ok(p) => {
-                    key_ids.insert(st.keyring.current_id().to_string());
-                    p
+                Ok(encrypted) => {
+                    let current = st.keyring.current_id();
+                    key_ids.insert(current.to_string());
+                    // A payload that was already ours is passed through: no nonce was used.
+                    if !Keyring::is_encrypted(&p) {
+                        st.metrics
+                            .encryptions
+                            .get_or_create(&KeyLabels {
+                                key_id: current.into(),
+                            })
+                            .inc();
+                    }
+                    encrypted
                 }
                 Err(e) => {
                     let o = Outcome::error(
