@@ -153,6 +153,21 @@ impl Server {
         )
     }
 
+    /// `POST /encode` of plain JSON strings in namespace `default` with the encoder's token,
+    /// which must succeed.
+    async fn encode_plain(&self, texts: &[&str]) -> Value {
+        let (st, enc) = self
+            .post(
+                "encode",
+                Some("default"),
+                Some(TOKEN_ENCODER),
+                &plain_payloads(texts),
+            )
+            .await;
+        assert_eq!(st, 200, "{enc}");
+        enc
+    }
+
     /// The audit lines so far. The server logs a request after answering it, and its stderr is
     /// read by another thread: wait until the count stops growing (at most 2 s) before reading.
     fn audit_lines(&self) -> Vec<Value> {
@@ -355,15 +370,7 @@ async fn the_server_starts_from_a_codec_only_file() {
     std::fs::write(&cfg, codec_only).unwrap();
     assert!(codec_only.contains(&format!("listen: 127.0.0.1:{port}")));
     let s = Server::http(&cfg).await;
-    let (st, enc) = s
-        .post(
-            "encode",
-            Some("default"),
-            Some(TOKEN_ENCODER),
-            &plain_payloads(&["codec-only"]),
-        )
-        .await;
-    assert_eq!(st, 200, "{enc}");
+    let enc = s.encode_plain(&["codec-only"]).await;
     let (st, dec) = s
         .post("decode", Some("default"), Some(TOKEN_OK), &enc.to_string())
         .await;
@@ -542,14 +549,7 @@ async fn malformed_unknown_key_and_tampered_payloads_get_clear_4xx() {
         assert!(v["error"].as_str().unwrap().contains(needle), "{v}");
     }
 
-    let (_, enc) = s
-        .post(
-            "encode",
-            Some("default"),
-            Some(TOKEN_ENCODER),
-            &plain_payloads(&["x"]),
-        )
-        .await;
+    let enc = s.encode_plain(&["x"]).await;
     // Unknown key id.
     let mut unknown = enc.clone();
     unknown["payloads"][0]["metadata"]["encryption-key-id"] = json!(b64(b"retired-2019"));
@@ -592,19 +592,7 @@ async fn malformed_unknown_key_and_tampered_payloads_get_clear_4xx() {
 #[tokio::test]
 async fn key_rotation_keeps_old_payloads_decodable() {
     let (dir, cfg, port) = setup(&[("k1", true)]);
-    let old = {
-        let s = Server::http(&cfg).await;
-        let (st, v) = s
-            .post(
-                "encode",
-                Some("default"),
-                Some(TOKEN_ENCODER),
-                &plain_payloads(&["from-2025"]),
-            )
-            .await;
-        assert_eq!(st, 200);
-        v
-    };
+    let old = Server::http(&cfg).await.encode_plain(&["from-2025"]).await;
     // Rotate: k2 becomes current, k1 stays for decryption.
     keygen(&dir.path().join("k2.key"));
     write_config(
@@ -620,14 +608,7 @@ async fn key_rotation_keeps_old_payloads_decodable() {
             .await;
         assert_eq!(st, 200, "{v}");
         assert_eq!(v["payloads"][0]["data"], b64(b"\"from-2025\""));
-        let (_, new) = s
-            .post(
-                "encode",
-                Some("default"),
-                Some(TOKEN_ENCODER),
-                &plain_payloads(&["from-2026"]),
-            )
-            .await;
+        let new = s.encode_plain(&["from-2026"]).await;
         assert_eq!(
             new["payloads"][0]["metadata"]["encryption-key-id"],
             b64(b"k2")
@@ -730,15 +711,7 @@ async fn download_route_answers_as_the_web_ui_expects() {
             .contains("authorization-extras")
     );
 
-    let (st, enc) = s
-        .post(
-            "encode",
-            Some("default"),
-            Some(TOKEN_ENCODER),
-            &plain_payloads(&["DOWNLOAD-MARKER"]),
-        )
-        .await;
-    assert_eq!(st, 200, "{enc}");
+    let enc = s.encode_plain(&["DOWNLOAD-MARKER"]).await;
     let (st, dec) = s
         .post(route, Some("default"), Some(TOKEN_OK), &enc.to_string())
         .await;
@@ -820,15 +793,7 @@ async fn encryptions_are_counted_per_key() {
             .unwrap_or(0)
     };
     assert_eq!(counted().await, 0);
-    let (st, enc) = s
-        .post(
-            "encode",
-            Some("default"),
-            Some(TOKEN_ENCODER),
-            &plain_payloads(&["a", "b", "c"]),
-        )
-        .await;
-    assert_eq!(st, 200, "{enc}");
+    let enc = s.encode_plain(&["a", "b", "c"]).await;
     assert_eq!(counted().await, 3);
     let (st, again) = s
         .post(

@@ -16,6 +16,8 @@ import traceback
 import helm_python as helm
 import yaml
 
+from checks import merge
+
 CHART = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).parent.parent / "temporal-platform")
 RELEASE, NAMESPACE = "tp", "temporal"
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
@@ -601,13 +603,6 @@ def negative_cases(chart):
     return results
 
 
-def merge(a, b):
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(a.get(k), dict):
-            merge(a[k], v)
-        else:
-            a[k] = v
-    return a
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
