@@ -1,5 +1,7 @@
-"""What the deployment checks share: PASS/FAIL lines with a running tally, and Helm's rule for
-merging a later values file."""
+"""What the deployment checks share: PASS/FAIL lines with a running tally, Helm's rule for
+merging a later values file, and reading `temporal-bootstrap --output json apply`."""
+import json
+import subprocess
 
 
 class Checks:
@@ -25,3 +27,11 @@ def merge(base: dict, over: dict) -> dict:
     for key, value in over.items():
         out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def converged(run: subprocess.CompletedProcess, steps: int) -> bool:
+    """An `apply --output json` run that succeeded and found `steps` steps up to date, no change."""
+    if run.returncode != 0:
+        return False
+    reported = json.loads(run.stdout).get("steps", [])
+    return len(reported) == steps and all(s["status"] == "up-to-date" and not s["changes"] for s in reported)

@@ -37,7 +37,7 @@ import helm_python as helm
 import jwt
 import yaml
 
-from checks import Checks, merge
+from checks import Checks, converged, merge
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -271,12 +271,18 @@ def run_checks(server, platform, services, admin_token, reader_token) -> int:
                (up.stderr[-800:] if up else "") + "\n" + (WORK / "server.log").read_text()[-2500:])
     if not ok:
         return 1
-    applied = bootstrap(platform, "platform.yaml", "cluster,namespaces,search-attributes")
+    # On a cluster started seconds ago the system worker that runs AddSearchAttributes may not be
+    # polling yet, and the step reports the attribute "not visible 30s after ... re-run apply" (seen
+    # once in four runs here). The daemon re-runs on its interval; this check re-runs at most twice.
+    for attempt in range(1, 4):
+        applied = bootstrap(platform, "platform.yaml", "cluster,namespaces,search-attributes")
+        if applied.returncode == 0 or "not visible" not in applied.stdout:
+            break
+        print(f"  attempt {attempt}: an attribute was not visible yet (cold system worker); re-running")
     check(applied.returncode == 0, "with its temporal-system:admin token the bootstrap registers the namespaces and attributes",
-          applied.stderr[-1500:])
+          (applied.stdout + applied.stderr)[-2500:])
     again = bootstrap(platform, "platform.yaml", "cluster,namespaces,search-attributes")
-    steps = json.loads(again.stdout).get("steps", []) if again.returncode == 0 else []
-    check(len(steps) == 3 and all(st["status"] == "up-to-date" and not st["changes"] for st in steps),
+    check(converged(again, 3),
           "a re-run with the token changes nothing", (again.stdout + again.stderr)[-800:])
     extra = dict(platform)
     extra["namespaces"] = platform["namespaces"] + [dict(platform["namespaces"][0], name="chartcheck-extra")]
