@@ -132,7 +132,8 @@ def install_crds():
     while pending and time.time() < deadline:
         for name in list(pending):
             _, crd = get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
-            conds = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+            # A CRD created a moment ago can report `conditions: null` until its controller runs.
+            conds = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
             if conds.get("Established") == "True":
                 pending.discard(name)
         time.sleep(0.2)
@@ -153,7 +154,7 @@ class HookJobCompleter(threading.Thread):
             status, jobs = call("GET", f"/apis/batch/v1/namespaces/{self.namespace}/jobs")
             for job in jobs.get("items", []) if status == 200 else []:
                 annotations = job["metadata"].get("annotations", {})
-                done = any(c["type"] == "Complete" for c in job.get("status", {}).get("conditions", []) or [])
+                done = any(c["type"] == "Complete" for c in (job.get("status") or {}).get("conditions") or [])
                 if "helm.sh/hook" in annotations and not done:
                     self.complete(job)
             self.stop.wait(0.3)
