@@ -989,7 +989,7 @@ impl Stack {
 }
 
 fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payload-encryption")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payload-encryption/python")
 }
 
 fn run_worker(st: &Stack, key_files: &str, current: &str, wf: &str, input: &str) {
