@@ -769,6 +769,88 @@ async fn download_route_answers_as_the_web_ui_expects() {
     );
 }
 
+/// The Temporal Proxy's codec contract: every route also under `/{namespace}/` (the CLI's
+/// `--codec-endpoint https://codec/{namespace}` templating). The path names the namespace that
+/// rights are checked for; a request naming a different one in `X-Namespace` is refused.
+#[tokio::test]
+async fn namespace_path_routes_as_the_temporal_proxy_serves_them() {
+    let (_dir, cfg, _) = setup(&[("k1", true)]);
+    let s = Server::http(&cfg).await;
+    let (st, enc) = s
+        .post(
+            "default/encode",
+            None,
+            Some(TOKEN_ENCODER),
+            &plain_payloads(&["PATH-MARKER"]),
+        )
+        .await;
+    assert_eq!(st, 200, "{enc}");
+    for route in ["default/decode", "default/download"] {
+        let (st, dec) = s.post(route, None, Some(TOKEN_OK), &enc.to_string()).await;
+        assert_eq!(st, 200, "{route}: {dec}");
+        let data = STANDARD
+            .decode(dec["payloads"][0]["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(data, b"\"PATH-MARKER\"", "{route}");
+    }
+    // Same namespace in both places: fine. Different: 400, nothing decoded.
+    let (st, _) = s
+        .post(
+            "default/decode",
+            Some("default"),
+            Some(TOKEN_OK),
+            &enc.to_string(),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, v) = s
+        .post(
+            "orders/decode",
+            Some("default"),
+            Some(TOKEN_OK),
+            &enc.to_string(),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("differs"), "{v}");
+    // Rights follow the path's namespace.
+    let (st, _) = s
+        .post("orders/decode", None, Some(TOKEN_OK), &enc.to_string())
+        .await;
+    assert_eq!(st, 403);
+    // Preflight under a namespace path; unknown paths and methods as on the plain routes.
+    let pre = s
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/default/decode", s.base),
+        )
+        .header("Origin", ORIGIN)
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    let (st, _) = s
+        .post("default/decrypt", None, Some(TOKEN_OK), &enc.to_string())
+        .await;
+    assert_eq!(st, 404);
+    let get = s
+        .client
+        .get(format!("{}/default/decode", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    let audit = s.audit_lines();
+    assert!(
+        audit.iter().any(|l| l["operation"] == "decode"
+            && l["namespace"] == "orders"
+            && l["outcome"] == "forbidden"),
+        "{audit:?}"
+    );
+}
+
 /// Every fresh encryption uses one random nonce of the current key: counted per key in
 /// `/metrics` (the 2^32 budget); a payload that was already ours passes through uncounted.
 #[tokio::test]
@@ -1100,6 +1182,16 @@ async fn python_worker_history_holds_only_ciphertext_and_the_codec_server_decryp
             &st,
             &wf_a,
             &["--codec-endpoint", &endpoint, "--codec-auth", &bearer],
+        );
+        assert!(ok, "{err}");
+        assert!(text.contains(&format!("processed: {marker_a}")), "{text}");
+        // The CLI's endpoint templating, as the Temporal Proxy documents it: the CLI fills in
+        // `{namespace}` and the server serves /default/decode.
+        let templated = format!("{endpoint}/{{namespace}}");
+        let (ok, text, err) = show(
+            &st,
+            &wf_a,
+            &["--codec-endpoint", &templated, "--codec-auth", &bearer],
         );
         assert!(ok, "{err}");
         assert!(text.contains(&format!("processed: {marker_a}")), "{text}");

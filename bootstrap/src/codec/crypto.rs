@@ -97,17 +97,23 @@ impl Keyring {
         p.meta_str(ENCODING_KEY) == Some(ENCRYPTED_ENCODING)
     }
 
-    /// Encrypts with the current key. Already encrypted payloads are returned unchanged, so
-    /// encoding twice never nests encryption.
+    /// Encrypts with the current key and a fresh random nonce. Already encrypted payloads are
+    /// returned unchanged, so encoding twice never nests encryption.
     pub fn encrypt(&self, p: &Payload) -> Result<Payload, String> {
         if Self::is_encrypted(p) {
             return Ok(p.clone());
         }
-        let key = self.keys.get(&self.current).ok_or("current key missing")?;
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
             .map_err(|_| "the system random generator failed")?;
+        self.seal(&self.current, nonce, p)
+    }
+
+    /// The format itself, with the nonce given: random in [`Keyring::encrypt`], fixed only in
+    /// the shared test vectors.
+    fn seal(&self, key_id: &str, nonce: [u8; NONCE_LEN], p: &Payload) -> Result<Payload, String> {
+        let key = self.keys.get(key_id).ok_or("key missing")?;
         let plaintext = p.to_proto();
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
@@ -122,7 +128,7 @@ impl Keyring {
         out.extend_from_slice(tag.as_ref());
         let mut metadata = BTreeMap::new();
         metadata.insert(ENCODING_KEY.into(), ENCRYPTED_ENCODING.as_bytes().to_vec());
-        metadata.insert(KEY_ID_KEY.into(), self.current.as_bytes().to_vec());
+        metadata.insert(KEY_ID_KEY.into(), key_id.as_bytes().to_vec());
         Ok(Payload {
             metadata,
             data: out,
@@ -262,6 +268,93 @@ mod tests {
         let mut short = k.encrypt(&plain()).unwrap();
         short.data.truncate(20);
         assert_eq!(k.decrypt(&short).unwrap_err(), DecryptError::TooShort(20));
+    }
+
+    /// examples/payload-encryption/vectors/test-vectors.json: the file every SDK example checks
+    /// too, so the server and the four codecs agree byte for byte.
+    #[test]
+    fn shared_test_vectors() {
+        use super::super::payload::{PayloadJson, PayloadsJson};
+        use base64::Engine;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/payload-encryption/vectors/test-vectors.json"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let b64 = |s: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_str().unwrap())
+                .unwrap()
+        };
+        let keys = v["keys"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(id, k)| (id.clone(), b64(k)))
+            .collect::<Vec<_>>();
+        let ring = Keyring::new(keys, "k-2026-11").unwrap();
+        let payload = |j: &serde_json::Value| {
+            serde_json::from_value::<PayloadJson>(j.clone())
+                .unwrap()
+                .to_payload()
+                .unwrap()
+        };
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let cases = v["encrypt"].as_array().unwrap();
+        assert!(cases.len() >= 9, "the vectors file lost its encrypt cases");
+        for c in cases {
+            let name = c["name"].as_str().unwrap();
+            let plain = payload(&c["payload"]);
+            assert_eq!(
+                plain.to_proto(),
+                hex(c["payload_proto_hex"].as_str().unwrap()),
+                "{name}: serialisation"
+            );
+            let nonce: [u8; NONCE_LEN] = hex(c["nonce_hex"].as_str().unwrap()).try_into().unwrap();
+            let sealed = ring
+                .seal(c["key_id"].as_str().unwrap(), nonce, &plain)
+                .unwrap();
+            let expected = payload(&c["encrypted"]);
+            assert_eq!(sealed, expected, "{name}: encryption");
+            assert_eq!(
+                ring.decrypt(&expected).unwrap().0,
+                plain,
+                "{name}: decryption"
+            );
+        }
+        for c in v["decrypt_only"].as_array().unwrap() {
+            let got = ring.decrypt(&payload(&c["encrypted"])).unwrap().0;
+            assert_eq!(got, payload(&c["payload"]), "{}", c["name"]);
+        }
+        for p in v["pass_through"].as_array().unwrap() {
+            let p = payload(p);
+            assert_eq!(ring.decrypt(&p).unwrap(), (p.clone(), None));
+        }
+        let tampered = v["tampered"].as_array().unwrap();
+        assert!(tampered.len() >= 8);
+        for c in tampered {
+            let err = ring.decrypt(&payload(&c["encrypted"])).unwrap_err();
+            let reason = match err {
+                DecryptError::Authentication(_) => "authentication",
+                DecryptError::UnknownKey(_) | DecryptError::NoKeyId => "unknown-key",
+                DecryptError::TooShort(_) => "too-short",
+                DecryptError::NotAPayload(_) => "not-a-payload",
+            };
+            assert_eq!(reason, c["reason"].as_str().unwrap(), "{}", c["name"]);
+        }
+        // The JSON form the server answers with is the vectors' form too.
+        let first = payload(&cases[0]["encrypted"]);
+        let back = serde_json::to_value(PayloadsJson {
+            payloads: vec![PayloadJson::from_payload(&first)],
+        })
+        .unwrap();
+        assert_eq!(back["payloads"][0]["data"], cases[0]["encrypted"]["data"]);
     }
 
     #[test]

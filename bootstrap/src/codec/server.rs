@@ -189,25 +189,33 @@ pub struct CodecState {
 
 pub fn router(state: Arc<CodecState>) -> Router {
     Router::new()
-        .route(
-            "/encode",
-            post(|s: State<Arc<CodecState>>, r: Request| handle(s, r, Operation::Encode))
-                .options(preflight),
-        )
-        .route(
-            "/decode",
-            post(|s: State<Arc<CodecState>>, r: Request| handle(s, r, Operation::Decode))
-                .options(preflight),
-        )
+        .route("/encode", post(encode).options(preflight))
+        .route("/decode", post(decode).options(preflight))
         // The Web UI (2.50+) asks here for a payload kept in external storage
         // (`metadata.messageType` = ExternalStorageReference). Access is a decode right.
         .route("/download", post(download).options(preflight))
+        // The Temporal Proxy's codec contract also serves every route under a namespace path
+        // segment, for the CLI's `--codec-endpoint https://codec/{namespace}` templating.
+        .route("/{namespace}/encode", post(encode).options(preflight))
+        .route("/{namespace}/decode", post(decode).options(preflight))
+        .route("/{namespace}/download", post(download).options(preflight))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
+
+async fn encode(s: State<Arc<CodecState>>, ns: PathNamespace, r: Request) -> Response {
+    handle(s, ns, r, Operation::Encode).await
+}
+
+async fn decode(s: State<Arc<CodecState>>, ns: PathNamespace, r: Request) -> Response {
+    handle(s, ns, r, Operation::Decode).await
+}
+
+/// The namespace of `/{namespace}/decode` and friends; `None` on the plain routes.
+type PathNamespace = Option<axum::extract::Path<String>>;
 
 /// The outcome of one request, for the response, the audit line and the metric.
 pub(crate) struct Outcome {
@@ -241,11 +249,15 @@ pub(crate) struct Record {
 
 impl Record {
     fn new(headers: &HeaderMap, operation: &'static str) -> Self {
+        Self::with_namespace(headers, operation, None)
+    }
+
+    /// The namespace comes from the path when the route has one, else from `X-Namespace`.
+    fn with_namespace(headers: &HeaderMap, operation: &'static str, path: Option<&str>) -> Self {
+        let header = header_str(headers, "x-namespace");
         Self {
             caller: "anonymous".into(),
-            namespace: header_str(headers, "x-namespace")
-                .map(clean)
-                .unwrap_or_default(),
+            namespace: path.or(header).map(clean).unwrap_or_default(),
             operation,
             origin: header_str(headers, header::ORIGIN).map(String::from),
             payloads: 0,
@@ -270,10 +282,16 @@ fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(255).collect()
 }
 
-async fn handle(State(st): State<Arc<CodecState>>, req: Request, op: Operation) -> Response {
+async fn handle(
+    State(st): State<Arc<CodecState>>,
+    ns: PathNamespace,
+    req: Request,
+    op: Operation,
+) -> Response {
     let (parts, body) = req.into_parts();
-    let mut rec = Record::new(&parts.headers, op.as_str());
-    let outcome = match authorize(&st, &parts.headers, op, &mut rec) {
+    let path_ns = ns.map(|p| p.0);
+    let mut rec = Record::with_namespace(&parts.headers, op.as_str(), path_ns.as_deref());
+    let outcome = match authorize(&st, &parts.headers, path_ns.as_deref(), op, &mut rec) {
         Err(o) => o,
         Ok(()) => match read_body(&st, &parts.headers, body).await {
             Err(o) => o,
@@ -287,10 +305,17 @@ async fn handle(State(st): State<Arc<CodecState>>, req: Request, op: Operation) 
 /// payload storage, so a storage reference gets 404 with the reason, which the Web UI turns into
 /// "your codec server is connected, but it isn't configured to download from external
 /// storage"; a payload stored inline is decoded as `/decode` would.
-async fn download(State(st): State<Arc<CodecState>>, req: Request) -> Response {
+async fn download(State(st): State<Arc<CodecState>>, ns: PathNamespace, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let mut rec = Record::new(&parts.headers, "download");
-    let outcome = match authorize(&st, &parts.headers, Operation::Decode, &mut rec) {
+    let path_ns = ns.map(|p| p.0);
+    let mut rec = Record::with_namespace(&parts.headers, "download", path_ns.as_deref());
+    let outcome = match authorize(
+        &st,
+        &parts.headers,
+        path_ns.as_deref(),
+        Operation::Decode,
+        &mut rec,
+    ) {
         Err(o) => o,
         Ok(()) => match read_body(&st, &parts.headers, body).await {
             Err(o) => o,
@@ -331,6 +356,7 @@ fn external_reference(body: &[u8]) -> Option<usize> {
 fn authorize(
     st: &CodecState,
     headers: &HeaderMap,
+    path_namespace: Option<&str>,
     op: Operation,
     rec: &mut Record,
 ) -> Result<(), Outcome> {
@@ -352,7 +378,21 @@ fn authorize(
         return Err(Outcome::error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "the X-Namespace header is required".into(),
+            "the X-Namespace header is required (or a namespace path: /{namespace}/decode)".into(),
+        ));
+    }
+    // Rights are checked for one namespace: a request naming two is refused, not guessed.
+    if let (Some(path), Some(header)) = (path_namespace, header_str(headers, "x-namespace"))
+        && path != header
+    {
+        return Err(Outcome::error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "X-Namespace `{}` differs from the namespace in the path `{}`",
+                clean(header),
+                clean(path)
+            ),
         ));
     }
     if !caller.rights.allows(op, &rec.namespace) {
@@ -680,7 +720,7 @@ async fn not_found(State(st): State<Arc<CodecState>>, uri: Uri, headers: HeaderM
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no such path `{}`; the codec server serves POST /encode, POST /decode, GET /healthz, GET /metrics",
+            "no such path `{}`; the codec server serves POST /encode, /decode and /download (also under /{{namespace}}/), GET /healthz, GET /metrics",
             clean(uri.path())
         ),
     )
