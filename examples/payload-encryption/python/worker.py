@@ -1,5 +1,8 @@
 """Runs a worker with the encryption codec, executes one workflow and prints its result.
 
+The interface shared by the four SDK examples (commands vectors, worker, run, start, decode-history,
+connection from TEMPORAL_*) is main.py; `python worker.py COMMAND ...` forwards to it.
+
 Usage:
   CODEC_KEY_FILES=k1=keys/k1.key python worker.py --address 127.0.0.1:7233 \
       --namespace default --workflow-id demo-1 --input "card 4111-1111"
@@ -22,10 +25,9 @@ import dataclasses
 import os
 import sys
 import uuid
-from datetime import timedelta
 
 import temporalio.converter
-from temporalio import activity, workflow
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import TLSConfig
@@ -36,19 +38,7 @@ from temporalio.worker import Worker
 with workflow.unsafe.imports_passed_through():
     from codec import EncryptionCodec
 
-
-@activity.defn
-async def greet(text: str) -> str:
-    return f"processed: {text}"
-
-
-@workflow.defn
-class EncryptedWorkflow:
-    @workflow.run
-    async def run(self, text: str) -> str:
-        return await workflow.execute_activity(
-            greet, text, start_to_close_timeout=timedelta(seconds=30)
-        )
+from workflows import EncryptedWorkflow, greet
 
 
 async def main() -> None:
@@ -106,6 +96,14 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
+        import main as shared_interface  # `python worker.py vectors FILE` etc.
+
+        try:
+            status = shared_interface.cli(sys.argv[1:])
+        except SystemExit as e:  # argparse
+            status = e.code if isinstance(e.code, int) else 2
+        shared_interface.exit_now(status)
     asyncio.run(main())
     # The SDK's Rust core threads can race interpreter finalisation and abort the process at exit
     # ("PyGILState_Release ... must be current"); the work is done, so leave without finalising.
