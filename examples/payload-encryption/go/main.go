@@ -234,9 +234,14 @@ func cmdWorker(args []string) error {
 	defer cl.Close()
 	w := worker.New(cl, *queue, worker.Options{})
 	register(w)
-	fmt.Fprintf(os.Stderr, "worker: task queue %s, namespace %s, encrypting with key %s\n",
-		*queue, env("TEMPORAL_NAMESPACE", "default"), c.Current())
-	return w.Run(worker.InterruptCh()) // SIGINT and SIGTERM stop it
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Stop()
+	fmt.Fprintf(os.Stderr, "worker: encrypting with key %s\n", c.Current())
+	fmt.Printf("worker ready: namespace=%s task-queue=%s\n", env("TEMPORAL_NAMESPACE", "default"), *queue)
+	<-worker.InterruptCh() // SIGINT and SIGTERM stop it
+	return nil
 }
 
 func cmdRun(args []string) error {

@@ -110,7 +110,7 @@ func CheckVectors(path string, out io.Writer) error {
 		if bad > 0 {
 			status = "FAILED"
 		}
-		fmt.Fprintf(out, "go vectors %-12s %d/%d passed %s\n", group, total-bad, total, status)
+		fmt.Fprintf(out, "%s: %d/%d %s\n", group, total-bad, total, status)
 	}
 
 	before := len(failures)

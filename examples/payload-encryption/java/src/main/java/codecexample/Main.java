@@ -232,9 +232,9 @@ public final class Main {
                   stopped.countDown();
                 }));
     factory.start();
-    System.err.printf(
-        "worker: task queue %s, namespace %s, encrypting with key %s%n",
-        taskQueue, env("TEMPORAL_NAMESPACE", "default"), c.codec.current());
+    System.err.printf("worker: encrypting with key %s%n", c.codec.current());
+    System.out.printf("worker ready: namespace=%s task-queue=%s%n", env("TEMPORAL_NAMESPACE", "default"), taskQueue);
+    System.out.flush();
     stopped.await(); // SIGINT/SIGTERM run the shutdown hook
   }
 

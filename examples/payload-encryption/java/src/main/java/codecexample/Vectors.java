@@ -122,6 +122,6 @@ final class Vectors {
   }
 
   private static void report(String group, int total, int bad) {
-    System.out.printf("java vectors %-12s %d/%d passed %s%n", group, total - bad, total, bad == 0 ? "ok" : "FAILED");
+    System.out.printf("%s: %d/%d %s%n", group, total - bad, total, bad == 0 ? "ok" : "FAILED");
   }
 }
