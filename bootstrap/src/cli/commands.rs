@@ -47,8 +47,11 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Render(a) => render(cli, a),
         Command::CodecServer(a) => codec_server(&a.file).await,
         Command::Codec {
-            action: super::CodecAction::Keygen { out },
-        } => codec_keygen(cli, out),
+            action: super::CodecAction::Keygen { out, kms, file },
+        } => match (kms, file) {
+            (true, Some(f)) => codec_keygen_wrapped(cli, f, out).await,
+            _ => codec_keygen(cli, out),
+        },
         Command::Upgrade {
             action: super::UpgradeAction::Releases,
         } => {
@@ -390,22 +393,58 @@ fn codec_error(e: crate::codec::CodecError) -> CliError {
     CliError::of_kind(e.kind(), e.to_string())
 }
 
-async fn codec_server(file: &std::path::Path) -> Result<u8, CliError> {
-    // A complete platform.yaml or a file with only `codec:`.
+/// A complete platform.yaml or a file with only `codec:`: the section and the directory that
+/// relative paths resolve against.
+fn load_codec(
+    file: &std::path::Path,
+) -> Result<(config::codec::CodecFile, std::path::PathBuf), CliError> {
     let loaded = config::codec::load_codec_file(file)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
         eprintln!("warning: {w}");
     }
-    let codec = loaded
-        .codec
-        .as_ref()
-        .ok_or_else(|| codec_error(crate::codec::CodecError::NotConfigured))?;
+    if loaded.codec.is_none() {
+        return Err(codec_error(crate::codec::CodecError::NotConfigured));
+    }
     let base_dir = match loaded.path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    crate::codec::serve(codec, &base_dir, &loaded.namespaces)
+    Ok((loaded, base_dir))
+}
+
+async fn codec_keygen_wrapped(
+    cli: &Cli,
+    file: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<u8, CliError> {
+    let (loaded, base_dir) = load_codec(file)?;
+    let Some(codec) = loaded.codec.as_ref() else {
+        return Err(codec_error(crate::codec::CodecError::NotConfigured));
+    };
+    let kind = crate::codec::keygen_wrapped(codec, &base_dir, out)
+        .await
+        .map_err(codec_error)?;
+    match cli.output {
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"command": "codec keygen", "file": out.display().to_string(), "kms": kind, "wrapped": true, "mode": "0600"})
+        ),
+        OutputFormat::Table => println!(
+            "wrote a new AES-256 data key, generated and wrapped by {kind}, to {} (mode 0600; the file holds only the wrapped form); reference it as `wrapped: file:{}`",
+            out.display(),
+            out.display()
+        ),
+    }
+    Ok(exit::OK)
+}
+
+async fn codec_server(file: &std::path::Path) -> Result<u8, CliError> {
+    let (loaded, base_dir) = load_codec(file)?;
+    let Some(codec) = loaded.codec.as_ref() else {
+        return Err(codec_error(crate::codec::CodecError::NotConfigured));
+    };
+    crate::codec::serve(codec, file, &base_dir, &loaded.namespaces)
         .await
         .map_err(codec_error)?;
     Ok(exit::OK)

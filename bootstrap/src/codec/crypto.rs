@@ -7,6 +7,7 @@
 //! - plaintext: the original Payload in protobuf wire encoding.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -38,7 +39,7 @@ pub enum DecryptError {
 
 /// Named keys; one of them encrypts.
 pub struct Keyring {
-    keys: BTreeMap<String, LessSafeKey>,
+    keys: BTreeMap<String, Arc<LessSafeKey>>,
     current: String,
     rng: SystemRandom,
 }
@@ -66,30 +67,67 @@ pub enum KeyringError {
 impl Keyring {
     /// `keys`: (id, 32 key bytes). `current` must be one of the ids.
     pub fn new(keys: Vec<(String, Vec<u8>)>, current: &str) -> Result<Self, KeyringError> {
-        let mut map = BTreeMap::new();
-        for (id, bytes) in keys {
-            if bytes.len() != KEY_LEN {
-                return Err(KeyringError::Length {
-                    id,
-                    len: bytes.len(),
-                });
-            }
-            let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
-                .map_err(|_| KeyringError::Refused(id.clone()))?;
-            map.insert(id, LessSafeKey::new(unbound));
-        }
-        if !map.contains_key(current) {
+        let ring = Self::new_unchecked(keys)?;
+        if !ring.keys.contains_key(current) {
             return Err(KeyringError::NoCurrent(current.to_string()));
         }
         Ok(Self {
-            keys: map,
             current: current.to_string(),
+            ..ring
+        })
+    }
+
+    /// The keys, with no current key chosen yet.
+    fn new_unchecked(mut keys: Vec<(String, Vec<u8>)>) -> Result<Self, KeyringError> {
+        let mut map = BTreeMap::new();
+        for (id, mut bytes) in keys.drain(..) {
+            let len = bytes.len();
+            let unbound = UnboundKey::new(&AES_256_GCM, &bytes);
+            // The plaintext copy is not needed past this point (ring holds the key schedule).
+            bytes.fill(0);
+            if len != KEY_LEN {
+                return Err(KeyringError::Length { id, len });
+            }
+            let unbound = unbound.map_err(|_| KeyringError::Refused(id.clone()))?;
+            map.insert(id, Arc::new(LessSafeKey::new(unbound)));
+        }
+        Ok(Self {
+            keys: map,
+            current: String::new(),
             rng: SystemRandom::new(),
         })
     }
 
     pub fn current_id(&self) -> &str {
         &self.current
+    }
+
+    /// Every key id held.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// This keyring plus `added` (id, 32 bytes), with `current` encrypting. Existing ids keep
+    /// their key: a key id is never re-bound to other bytes while the server runs.
+    pub fn extended(
+        &self,
+        added: &[(String, Vec<u8>)],
+        current: &str,
+    ) -> Result<Self, KeyringError> {
+        let fresh = added
+            .iter()
+            .filter(|(id, _)| !self.keys.contains_key(id))
+            .map(|(id, k)| (id.clone(), k.clone()))
+            .collect();
+        let mut next = Keyring::new_unchecked(fresh)?;
+        for (id, k) in &self.keys {
+            next.keys.insert(id.clone(), k.clone());
+        }
+        if !next.keys.contains_key(current) {
+            return Err(KeyringError::NoCurrent(current.to_string()));
+        }
+        next.current = current.to_string();
+        Ok(next)
     }
 
     /// Whether the payload carries our encryption marker.

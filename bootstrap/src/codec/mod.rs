@@ -24,6 +24,8 @@
 pub mod auth;
 mod conn;
 pub mod crypto;
+pub mod keys;
+pub mod kms;
 pub mod payload;
 pub mod server;
 mod tls;
@@ -32,14 +34,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine;
-
 use crate::config::codec::{CodecConfig, MIN_TOKEN_CHARS};
 use crate::config::types::SecretRef;
 use crate::error::ErrorKind;
 use auth::{Authenticator, Caller, JwtRule, JwtVerifier, Rights};
 use crypto::Keyring;
-use server::{CodecMetrics, CodecState, Limits};
+use server::{CodecState, Limits};
 
 /// Errors of the codec server and keygen. Never contain key material or tokens.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,9 @@ pub enum CodecError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The KMS could not unwrap a key at start (or generate one for keygen): exit 1.
+    #[error("{0}; the codec server does not start without every configured key (check codec.kms, the network path and the token's policy)")]
+    Kms(String),
 }
 
 impl CodecError {
@@ -72,6 +75,7 @@ impl CodecError {
             }
             CodecError::Exists(_) => ErrorKind::Refused,
             CodecError::Write { .. } | CodecError::Serve(_) => ErrorKind::Failed,
+            CodecError::Kms(_) => ErrorKind::Unreachable,
         }
     }
 }
@@ -84,45 +88,39 @@ fn resolve_path(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// `file:` references are relative to the directory of platform.yaml, like every other path.
 fn resolve_secret(base: &Path, r: &SecretRef, what: &str) -> Result<String, CodecError> {
-    let r = match r {
-        SecretRef::File(p) => SecretRef::File(resolve_path(base, p)),
-        other => other.clone(),
-    };
-    r.resolve()
-        .map(|s| s.expose().to_string())
-        .map_err(|e| CodecError::Invalid(format!("{what}: {e}")))
+    keys::resolve(base, r, what).map_err(|e| CodecError::Invalid(e.to_string()))
 }
 
-/// Builds the request state from the `codec:` section. `base` is the directory of platform.yaml;
-/// `namespaces` are those a complete platform.yaml declares (metrics label them by name).
-pub fn build_state(
+fn key_error(e: keys::KeyError) -> CodecError {
+    match e {
+        keys::KeyError::Invalid(m) => CodecError::Invalid(m),
+        kms @ keys::KeyError::Kms { .. } => CodecError::Kms(kms.to_string()),
+    }
+}
+
+/// Builds the request state from the `codec:` section of `config_path`. `base` is the directory
+/// of platform.yaml; `namespaces` are those a complete platform.yaml declares (metrics label them
+/// by name). Wrapped keys are unwrapped through `codec.kms` now: a KMS that does not answer
+/// stops the start.
+pub async fn build_state(
     c: &CodecConfig,
+    config_path: &Path,
     base: &Path,
     namespaces: &[String],
 ) -> Result<CodecState, CodecError> {
-    let mut keys = Vec::new();
-    let mut current = None;
-    for (i, k) in c.keys.iter().enumerate() {
-        let raw = resolve_secret(base, &k.secret, &format!("codec.keys[{i}] (`{}`)", k.id))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(raw.trim())
-            .map_err(|_| {
-                CodecError::Invalid(format!(
-                    "codec.keys[{i}] (`{}`): the key is not base64 (write one with `temporal-bootstrap codec keygen --out FILE`)",
-                    k.id
-                ))
-            })?;
-        if k.current {
-            current = Some(k.id.clone());
-        }
-        keys.push((k.id.clone(), bytes));
-    }
-    let current = current.ok_or_else(|| {
-        CodecError::Invalid("codec.keys: exactly one key must have `current: true`".into())
-    })?;
-    let keyring = Keyring::new(keys, &current).map_err(|e| CodecError::Invalid(e.to_string()))?;
+    let kms = match &c.kms {
+        Some(k) => kms::Kms::from_config(k, base)
+            .map_err(|e| CodecError::Invalid(format!("codec.kms: {e}")))?
+            .map(Arc::new),
+        None => None,
+    };
+    let (mut loaded, current, probe) =
+        keys::load(c, base, kms.as_deref(), &BTreeSet::new()).await.map_err(key_error)?;
+    let keyring = Keyring::new(std::mem::take(&mut loaded), &current)
+        .map_err(|e| CodecError::Invalid(e.to_string()))?;
+    let mut source = keys::KeySource::new(config_path.to_path_buf(), base.to_path_buf(), kms);
+    source.probe = probe;
 
     let mut auth = Authenticator::default();
     let mut digests: Vec<[u8; 32]> = Vec::new();
@@ -191,19 +189,25 @@ pub fn build_state(
         .filter(|n| n.as_str() != "*")
         .cloned()
         .collect();
-    Ok(CodecState {
+    Ok(CodecState::new(
         keyring,
+        source,
         auth,
-        origins: c.cors_origins.iter().cloned().collect::<BTreeSet<_>>(),
-        metrics: CodecMetrics::default(),
-        limits: Limits::from(&c.limits),
-        namespaces: named,
-    })
+        c.cors_origins.iter().cloned().collect::<BTreeSet<_>>(),
+        Limits::from(&c.limits),
+        named,
+    ))
 }
 
 /// Serves until SIGTERM/SIGINT.
-pub async fn serve(c: &CodecConfig, base: &Path, namespaces: &[String]) -> Result<(), CodecError> {
-    let state = Arc::new(build_state(c, base, namespaces)?);
+pub async fn serve(
+    c: &CodecConfig,
+    config_path: &Path,
+    base: &Path,
+    namespaces: &[String],
+) -> Result<(), CodecError> {
+    let state = Arc::new(build_state(c, config_path, base, namespaces).await?);
+    let probe = tokio::spawn(server::watch_kms(state.clone()));
     let acceptor = match &c.tls {
         Some(t) => {
             crate::ensure_crypto_provider();
@@ -230,7 +234,8 @@ pub async fn serve(c: &CodecConfig, base: &Path, namespaces: &[String]) -> Resul
     tracing::info!(
         listen = %local,
         tls = acceptor.is_some(),
-        current_key = state.keyring.current_id(),
+        current_key = state.keyring().current_id(),
+        kms = c.kms.as_ref().map_or("file", |k| k.kind()),
         max_body_bytes = l.max_body_bytes,
         max_connections = l.max_connections,
         header_read_timeout_ms = l.header_read_timeout.as_millis() as u64,
@@ -241,14 +246,43 @@ pub async fn serve(c: &CodecConfig, base: &Path, namespaces: &[String]) -> Resul
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     eprintln!("codec server listening on {scheme}://{local}");
     conn::serve(listener, acceptor, app, state, shutdown).await;
+    probe.abort();
     Ok(())
+}
+
+/// Asks `codec.kms` for a new data key and writes only its wrapped form (one line) to `out`
+/// (mode 0600, never overwritten). The plaintext key never leaves the KMS here.
+pub async fn keygen_wrapped(c: &CodecConfig, base: &Path, out: &Path) -> Result<String, CodecError> {
+    let kms = match &c.kms {
+        Some(k) => kms::Kms::from_config(k, base)
+            .map_err(|e| CodecError::Invalid(format!("codec.kms: {e}")))?,
+        None => None,
+    }
+    .ok_or_else(|| {
+        CodecError::Invalid(
+            "--kms needs codec.kms with kind `vault-transit` or `aws-kms` in the file given with -f".into(),
+        )
+    })?;
+    if out.exists() {
+        return Err(CodecError::Exists(out.to_path_buf()));
+    }
+    let wrapped = kms
+        .generate_wrapped_key()
+        .await
+        .map_err(|e| CodecError::Kms(e.to_string()))?;
+    write_new_0600(out, format!("{}\n", wrapped.trim()).as_bytes())?;
+    Ok(kms.kind().to_string())
 }
 
 /// Writes a new random 32-byte key (base64, one line) to `out`, created with mode 0600.
 /// Refuses to overwrite an existing file.
 pub fn keygen(out: &Path) -> Result<(), CodecError> {
-    use std::io::Write;
     let key = crypto::generate_key_b64().map_err(CodecError::Invalid)?;
+    write_new_0600(out, key.as_bytes())
+}
+
+fn write_new_0600(out: &Path, content: &[u8]) -> Result<(), CodecError> {
+    use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -266,7 +300,7 @@ pub fn keygen(out: &Path) -> Result<(), CodecError> {
             }
         }
     })?;
-    f.write_all(key.as_bytes())
+    f.write_all(content)
         .and_then(|_| f.sync_all())
         .map_err(|source| CodecError::Write {
             path: out.to_path_buf(),
@@ -277,6 +311,7 @@ pub fn keygen(out: &Path) -> Result<(), CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn keygen_writes_0600_and_refuses_to_overwrite() {

@@ -7,7 +7,7 @@
 //! rejected ones included, writes one audit line and counts in the metrics.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -27,7 +27,8 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use super::auth::{Authenticator, Caller, Operation};
-use super::crypto::Keyring;
+use super::crypto::{DecryptError, Keyring};
+use super::keys::KeySource;
 use super::payload::{PayloadJson, PayloadsJson};
 use crate::config::codec::CodecLimits;
 
@@ -84,6 +85,12 @@ pub struct KeyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KmsLabels {
+    pub operation: LabelText,
+    pub outcome: LabelText,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabels {
     pub reason: LabelText,
 }
@@ -103,6 +110,12 @@ pub struct CodecMetrics {
     /// Connections closed before a complete exchange: `header_timeout`, `tls_handshake`,
     /// `write_timeout`.
     pub connection_errors: Family<ConnectionLabels, Counter>,
+    /// Keys held now.
+    pub keys: Gauge,
+    /// 1 while the KMS answered its last call (0 without a KMS, or after a failed call).
+    pub kms_up: Gauge,
+    /// KMS calls by operation (`unwrap`, `probe`) and outcome.
+    pub kms_requests: Family<KmsLabels, Counter>,
     encode_lock: Mutex<()>,
 }
 
@@ -145,6 +158,24 @@ impl Default for CodecMetrics {
             "Codec server connections closed before a complete request, by reason",
             connection_errors.clone(),
         );
+        let keys = Gauge::default();
+        registry.register(
+            "codec_keys",
+            "Encryption keys the codec server holds",
+            keys.clone(),
+        );
+        let kms_up = Gauge::default();
+        registry.register(
+            "codec_kms_up",
+            "1 while the KMS (codec.kms) answered its last unwrap or probe; 0 after a failure",
+            kms_up.clone(),
+        );
+        let kms_requests = Family::<KmsLabels, Counter>::default();
+        registry.register(
+            "codec_kms_requests",
+            "KMS calls of the codec server by operation and outcome",
+            kms_requests.clone(),
+        );
         Self {
             registry,
             requests,
@@ -153,6 +184,9 @@ impl Default for CodecMetrics {
             connections,
             connection_limit_waits,
             connection_errors,
+            keys,
+            kms_up,
+            kms_requests,
             encode_lock: Mutex::new(()),
         }
     }
@@ -175,9 +209,11 @@ impl CodecMetrics {
     }
 }
 
-/// Everything a request needs; built once at start.
+/// Everything a request needs; built once at start (the keyring grows when a new key id is
+/// loaded, see [`super::keys`]).
 pub struct CodecState {
-    pub keyring: Keyring,
+    keyring: RwLock<Arc<Keyring>>,
+    pub key_source: KeySource,
     pub auth: Authenticator,
     pub origins: BTreeSet<String>,
     pub metrics: CodecMetrics,
@@ -185,6 +221,125 @@ pub struct CodecState {
     /// Namespaces the configuration names (access rules, and `namespaces:` of a complete
     /// platform.yaml): the only values the metrics' namespace label takes besides `_other`.
     pub namespaces: BTreeSet<String>,
+}
+
+impl CodecState {
+    pub fn new(
+        keyring: Keyring,
+        key_source: KeySource,
+        auth: Authenticator,
+        origins: BTreeSet<String>,
+        limits: Limits,
+        namespaces: BTreeSet<String>,
+    ) -> Self {
+        let metrics = CodecMetrics::default();
+        metrics.keys.set(keyring.ids().count() as i64);
+        metrics.kms_up.set(i64::from(key_source.kms.is_some()));
+        Self {
+            keyring: RwLock::new(Arc::new(keyring)),
+            key_source,
+            auth,
+            origins,
+            metrics,
+            limits,
+            namespaces,
+        }
+    }
+
+    /// The keys now (a cheap clone; a refresh swaps in a new keyring).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Loads key ids added to the configuration since start. True when the keyring changed.
+    async fn refresh_keys(&self) -> bool {
+        let current = self.keyring();
+        match self.key_source.refresh(&current).await {
+            Ok(None) => false,
+            Ok(Some((ring, added))) => {
+                self.metrics.keys.set(ring.ids().count() as i64);
+                let current_id = ring.current_id().to_string();
+                *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+                if self.key_source.kms.is_some() {
+                    self.kms_result("unwrap", Ok(()));
+                }
+                tracing::info!(
+                    target: "audit",
+                    operation = "keys",
+                    outcome = "loaded",
+                    key_ids = added.join(",").as_str(),
+                    current_key = current_id.as_str(),
+                    "codec keys loaded"
+                );
+                true
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if matches!(e, super::keys::KeyError::Kms { .. }) {
+                    self.kms_result("unwrap", Err(reason.clone()));
+                }
+                tracing::warn!(
+                    target: "audit",
+                    operation = "keys",
+                    outcome = "error",
+                    reason = reason.as_str(),
+                    "codec keys not loaded; serving with the keys already held"
+                );
+                false
+            }
+        }
+    }
+
+    /// Counts a KMS call, sets `kms_up`, and writes an audit line when availability changes.
+    fn kms_result(&self, operation: &'static str, r: Result<(), String>) {
+        let ok = r.is_ok();
+        self.metrics
+            .kms_requests
+            .get_or_create(&KmsLabels {
+                operation: operation.into(),
+                outcome: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+        let was_up = self.metrics.kms_up.set(i64::from(ok)) == 1;
+        if was_up != ok {
+            let reason = r.err().unwrap_or_default();
+            if ok {
+                tracing::info!(target: "audit", operation = "kms", outcome = "available", reason = "", "KMS answers again");
+            } else {
+                tracing::warn!(
+                    target: "audit",
+                    operation = "kms",
+                    outcome = "unavailable",
+                    reason = reason.as_str(),
+                    "KMS unavailable; serving with the keys already unwrapped"
+                );
+            }
+        }
+    }
+}
+
+/// How often the KMS is probed while the server runs.
+pub const KMS_PROBE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Probes the KMS every [`KMS_PROBE_INTERVAL`] (one unwrap of a loaded key) so `/metrics` and
+/// the audit show an outage before a new key id needs it. Returns at once without a KMS.
+pub async fn watch_kms(st: Arc<CodecState>) {
+    if st.key_source.kms.is_none() || st.key_source.probe.is_none() {
+        return;
+    }
+    let interval = std::env::var("TB_CODEC_KMS_PROBE_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(KMS_PROBE_INTERVAL, Duration::from_millis);
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Some(r) = st.key_source.probe().await {
+            st.kms_result("probe", r.map_err(|e| e.to_string()));
+        }
+    }
 }
 
 pub fn router(state: Arc<CodecState>) -> Router {
@@ -223,6 +378,8 @@ pub(crate) struct Outcome {
     outcome: &'static str,
     body: serde_json::Value,
     reason: Option<String>,
+    /// A payload named a key id this server does not hold (worth re-reading the keys once).
+    unknown_key: bool,
 }
 
 impl Outcome {
@@ -232,6 +389,7 @@ impl Outcome {
             outcome,
             body: json!({ "error": reason }),
             reason: Some(reason),
+            unknown_key: false,
         }
     }
 }
@@ -467,6 +625,22 @@ async fn convert_body(
     op: Operation,
     rec: &mut Record,
 ) -> Outcome {
+    let body = Arc::new(body);
+    let first = convert_once(st, body.clone(), op, rec).await;
+    // A key id we do not hold: the operator may have added it (and rolled workers first).
+    // Re-read the keys once (rate-limited), then answer with whatever we hold.
+    if first.unknown_key && st.refresh_keys().await {
+        return convert_once(st, body, op, rec).await;
+    }
+    first
+}
+
+async fn convert_once(
+    st: &Arc<CodecState>,
+    body: Arc<Vec<u8>>,
+    op: Operation,
+    rec: &mut Record,
+) -> Outcome {
     let (outcome, count, key_ids) = if body.len() > INLINE_BODY_BYTES {
         let st2 = st.clone();
         tokio::task::spawn_blocking(move || convert(&st2, &body, op))
@@ -492,6 +666,7 @@ async fn convert_body(
 
 /// The payloads: parse, encrypt or decrypt. Synchronous (CPU only).
 fn convert(st: &CodecState, body: &[u8], op: Operation) -> (Outcome, usize, BTreeSet<String>) {
+    let keyring = st.keyring();
     let mut key_ids = BTreeSet::new();
     let req: PayloadsJson = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -527,9 +702,9 @@ fn convert(st: &CodecState, body: &[u8], op: Operation) -> (Outcome, usize, BTre
             }
         };
         let converted = match op {
-            Operation::Encode => match st.keyring.encrypt(&p) {
+            Operation::Encode => match keyring.encrypt(&p) {
                 Ok(encrypted) => {
-                    let current = st.keyring.current_id();
+                    let current = keyring.current_id();
                     key_ids.insert(current.to_string());
                     // A payload that was already ours is passed through: no nonce was used.
                     if !Keyring::is_encrypted(&p) {
@@ -551,17 +726,18 @@ fn convert(st: &CodecState, body: &[u8], op: Operation) -> (Outcome, usize, BTre
                     return (o, count, key_ids);
                 }
             },
-            Operation::Decode => match st.keyring.decrypt(&p) {
+            Operation::Decode => match keyring.decrypt(&p) {
                 Ok((p, id)) => {
                     key_ids.extend(id);
                     p
                 }
                 Err(e) => {
-                    let o = Outcome::error(
+                    let mut o = Outcome::error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "undecryptable",
                         format!("payloads[{i}]: {e}"),
                     );
+                    o.unknown_key = matches!(e, DecryptError::UnknownKey(_));
                     return (o, count, key_ids);
                 }
             },
@@ -573,6 +749,7 @@ fn convert(st: &CodecState, body: &[u8], op: Operation) -> (Outcome, usize, BTre
         outcome: "ok",
         body: json!({ "payloads": out }),
         reason: None,
+        unknown_key: false,
     };
     (ok, count, key_ids)
 }

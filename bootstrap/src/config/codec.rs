@@ -29,6 +29,10 @@ pub struct CodecConfig {
     /// `https://temporal.example.com`. Empty: no CORS (CLI and SDK callers only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors_origins: Vec<String>,
+    /// Where wrapped keys are unwrapped: `file` (default; every key is a `secret:`),
+    /// `vault-transit` (OpenBao or Vault Transit) or `aws-kms`. See docs/payload-encryption.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsConfig>,
     /// Named AES-256 keys. Exactly one is `current` (used by /encode); all decrypt.
     pub keys: Vec<CodecKeyConfig>,
     /// Who may encode and decode which namespaces. Deny by default.
@@ -112,10 +116,78 @@ pub struct CodecKeyConfig {
     /// Key id written to `encryption-key-id` (public, not secret): 1-64 of `A-Za-z0-9._-`.
     pub id: String,
     /// The key: 32 random bytes, base64 (`temporal-bootstrap codec keygen --out FILE`).
-    pub secret: SecretRef,
+    /// Exactly one of `secret` and `wrapped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretRef>,
+    /// The key wrapped by `codec.kms` (envelope encryption; `temporal-bootstrap codec keygen
+    /// --kms`): the Transit ciphertext `vault:v1:...` or the AWS KMS CiphertextBlob in base64,
+    /// usually `file:keys/ID.wrapped`. Unwrapped in memory at start; never written in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped: Option<SecretRef>,
     /// The key used by /encode. Exactly one key is current.
     #[serde(default)]
     pub current: bool,
+}
+
+/// `codec.kms`: the key-encryption key that wraps the data keys (envelope encryption).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum KmsConfig {
+    /// No KMS: every key is a `secret:` (a file or environment variable holding the key).
+    File,
+    /// OpenBao or HashiCorp Vault, Transit secrets engine.
+    VaultTransit(VaultTransitConfig),
+    /// AWS KMS (symmetric key), signed with the AWS credentials of the environment.
+    AwsKms(AwsKmsConfig),
+}
+
+impl KmsConfig {
+    /// The `kind:` value, as written in platform.yaml.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KmsConfig::File => "file",
+            KmsConfig::VaultTransit(_) => "vault-transit",
+            KmsConfig::AwsKms(_) => "aws-kms",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultTransitConfig {
+    /// Server URL, e.g. `https://openbao.example.com:8200` (http only on loopback).
+    pub address: String,
+    /// Mount path of the Transit engine.
+    #[serde(default = "default_transit_mount")]
+    pub mount: String,
+    /// Name of the Transit key that wraps the data keys (type aes256-gcm96).
+    pub key: String,
+    /// A token whose policy allows `update` on `MOUNT/decrypt/KEY` (and
+    /// `MOUNT/datakey/wrapped/KEY` for `codec keygen --kms`).
+    pub token: SecretRef,
+    /// Enterprise/OpenBao namespace (`X-Vault-Namespace`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// CA certificate (PEM) for the server's TLS certificate; default: the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_transit_mount() -> String {
+    "transit".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsKmsConfig {
+    /// AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    /// The KMS key (id, ARN or `alias/NAME`) that wraps the data keys.
+    pub key_id: String,
+    /// Endpoint override (a VPC endpoint or FIPS endpoint); default
+    /// `https://kms.REGION.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -214,6 +286,57 @@ pub fn check(c: &CodecConfig) -> Vec<Finding> {
             );
         }
     }
+    let kms_kind = c.kms.as_ref().map_or("file", KmsConfig::kind);
+    for (i, k) in c.keys.iter().enumerate() {
+        match (&k.secret, &k.wrapped) {
+            (Some(_), Some(_)) | (None, None) => err(
+                format!("keys[{i}]"),
+                "set exactly one of `secret` (the key itself) and `wrapped` (the key wrapped by codec.kms)".into(),
+            ),
+            (None, Some(_)) if kms_kind == "file" => err(
+                format!("keys[{i}].wrapped"),
+                "a wrapped key needs codec.kms with kind `vault-transit` or `aws-kms`".into(),
+            ),
+            _ => {}
+        }
+    }
+    match &c.kms {
+        Some(KmsConfig::VaultTransit(v)) => {
+            if let Some(m) = kms_url_problem(&v.address) {
+                err("kms.address".into(), m);
+            }
+            for (field, value) in [("mount", &v.mount), ("key", &v.key)] {
+                if !valid_key_id(value.trim_matches('/')) && !value.contains('/') {
+                    err(
+                        format!("kms.{field}"),
+                        format!("`{value}` is not a Transit {field} name (letters, digits, '.', '_', '-')"),
+                    );
+                }
+            }
+        }
+        Some(KmsConfig::AwsKms(a)) => {
+            let region_ok = !a.region.is_empty()
+                && a.region.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            if !region_ok {
+                err(
+                    "kms.region".into(),
+                    format!("`{}` is not an AWS region, e.g. eu-west-1", a.region),
+                );
+            }
+            if a.key_id.trim().is_empty() {
+                err(
+                    "kms.key_id".into(),
+                    "must name the KMS key: an id, an ARN or alias/NAME".into(),
+                );
+            }
+            if let Some(e) = &a.endpoint
+                && let Some(m) = kms_url_problem(e)
+            {
+                err("kms.endpoint".into(), m);
+            }
+        }
+        Some(KmsConfig::File) | None => {}
+    }
     for (i, o) in c.cors_origins.iter().enumerate() {
         if !valid_origin(o) {
             err(
@@ -289,6 +412,28 @@ pub fn check(c: &CodecConfig) -> Vec<Finding> {
     }
     check_limits(&c.limits, &mut err);
     out
+}
+
+/// A KMS URL must be https, except on loopback (a local agent or a test server).
+fn kms_url_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Some(format!("`{url}` is not an http(s) URL, e.g. https://openbao.example.com:8200"));
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if host.is_empty() {
+        return Some(format!("`{url}` has no host"));
+    }
+    let loopback = matches!(hostname, "localhost" | "127.0.0.1" | "[::1]");
+    if url.starts_with("http://") && !loopback {
+        return Some(format!(
+            "`{url}` is plain http: keys would cross the network in clear; use https (http is accepted on loopback only)"
+        ));
+    }
+    None
 }
 
 fn check_limits(l: &CodecLimits, err: &mut impl FnMut(String, String)) {
