@@ -21,6 +21,14 @@ use crate::config::types::SecretRef;
 /// stream of payloads with unknown ids cannot turn into a stream of KMS calls.
 pub const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
+/// [`REFRESH_MIN_INTERVAL`], shortened by `TB_CODEC_KEY_REFRESH_MS` in tests.
+fn refresh_min_interval() -> Duration {
+    std::env::var("TB_CODEC_KEY_REFRESH_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(REFRESH_MIN_INTERVAL, Duration::from_millis)
+}
+
 /// Why the keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -70,14 +78,18 @@ impl KeySource {
     /// Re-reads `codec.keys` and loads the ids `current` does not hold. `Ok(None)`: nothing new,
     /// or a refresh ran less than [`REFRESH_MIN_INTERVAL`] ago (concurrent callers wait for the
     /// one running and then see its result in the keyring).
-    pub async fn refresh(&self, current: &Keyring) -> Result<Option<(Keyring, Vec<String>)>, KeyError> {
+    pub async fn refresh(
+        &self,
+        current: &Keyring,
+    ) -> Result<Option<(Keyring, Vec<String>)>, KeyError> {
         let mut last = self.last_refresh.lock().await;
-        if last.is_some_and(|t| t.elapsed() < REFRESH_MIN_INTERVAL) {
+        if last.is_some_and(|t| t.elapsed() < refresh_min_interval()) {
             return Ok(None);
         }
         *last = Some(Instant::now());
-        let loaded = crate::config::codec::load_codec_file(&self.config_path)
-            .map_err(|e| KeyError::Invalid(format!("re-reading {}: {e}", self.config_path.display())))?;
+        let loaded = crate::config::codec::load_codec_file(&self.config_path).map_err(|e| {
+            KeyError::Invalid(format!("re-reading {}: {e}", self.config_path.display()))
+        })?;
         let Some(c) = loaded.codec.as_ref() else {
             return Err(KeyError::Invalid(format!(
                 "re-reading {}: it no longer has a `codec:` section",
@@ -135,11 +147,14 @@ pub async fn load(
                     )));
                 };
                 let blob = resolve(base, wrapped, &format!("codec.keys[{i}].wrapped"))?;
-                let key = kms.unwrap_key(&blob).await.map_err(|source| KeyError::Kms {
-                    index: i,
-                    id: k.id.clone(),
-                    source,
-                })?;
+                let key = kms
+                    .unwrap_key(&blob)
+                    .await
+                    .map_err(|source| KeyError::Kms {
+                        index: i,
+                        id: k.id.clone(),
+                        source,
+                    })?;
                 probe.get_or_insert(blob.trim().to_string());
                 key
             }

@@ -96,8 +96,9 @@ fn http_client(ca: Option<&[u8]>, kms: &'static str) -> Result<reqwest::Client, 
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("temporal-bootstrap/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = ca {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| KmsError::Config(format!("kms.ca_file: no usable PEM certificate: {e}"), kms))?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+            KmsError::Config(format!("kms.ca_file: no usable PEM certificate: {e}"), kms)
+        })?;
         b = b.tls_certs_only(certs);
     }
     b.build()
@@ -106,10 +107,7 @@ fn http_client(ca: Option<&[u8]>, kms: &'static str) -> Result<reqwest::Client, 
 
 /// A KMS's error text, bounded and printable.
 fn detail(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(300)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 async fn post_json(
@@ -185,7 +183,11 @@ impl Transit {
         .map_err(|e| KmsError::Config(format!("kms.token: {e}"), TRANSIT))?;
         let ca = match &c.ca_file {
             Some(p) => {
-                let p = if p.is_relative() { base.join(p) } else { p.clone() };
+                let p = if p.is_relative() {
+                    base.join(p)
+                } else {
+                    p.clone()
+                };
                 Some(
                     crate::fsutil::read_limited(&p, crate::fsutil::FileKind::Pem)
                         .map_err(|e| KmsError::Config(format!("kms.ca_file: {e}"), TRANSIT))?,
@@ -203,7 +205,12 @@ impl Transit {
         })
     }
 
-    async fn call(&self, operation: &'static str, path: &str, body: Value) -> Result<Value, KmsError> {
+    async fn call(
+        &self,
+        operation: &'static str,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, KmsError> {
         let url = format!("{}/v1/{}/{path}/{}", self.address, self.mount, self.key);
         let mut req = self
             .http

@@ -63,7 +63,9 @@ pub enum CodecError {
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     /// The KMS could not unwrap a key at start (or generate one for keygen): exit 1.
-    #[error("{0}; the codec server does not start without every configured key (check codec.kms, the network path and the token's policy)")]
+    #[error(
+        "{0}; the codec server does not start without every configured key (check codec.kms, the network path and the token's policy)"
+    )]
     Kms(String),
 }
 
@@ -115,8 +117,9 @@ pub async fn build_state(
             .map(Arc::new),
         None => None,
     };
-    let (mut loaded, current, probe) =
-        keys::load(c, base, kms.as_deref(), &BTreeSet::new()).await.map_err(key_error)?;
+    let (mut loaded, current, probe) = keys::load(c, base, kms.as_deref(), &BTreeSet::new())
+        .await
+        .map_err(key_error)?;
     let keyring = Keyring::new(std::mem::take(&mut loaded), &current)
         .map_err(|e| CodecError::Invalid(e.to_string()))?;
     let mut source = keys::KeySource::new(config_path.to_path_buf(), base.to_path_buf(), kms);
@@ -252,7 +255,11 @@ pub async fn serve(
 
 /// Asks `codec.kms` for a new data key and writes only its wrapped form (one line) to `out`
 /// (mode 0600, never overwritten). The plaintext key never leaves the KMS here.
-pub async fn keygen_wrapped(c: &CodecConfig, base: &Path, out: &Path) -> Result<String, CodecError> {
+pub async fn keygen_wrapped(
+    c: &CodecConfig,
+    base: &Path,
+    out: &Path,
+) -> Result<String, CodecError> {
     let kms = match &c.kms {
         Some(k) => kms::Kms::from_config(k, base)
             .map_err(|e| CodecError::Invalid(format!("codec.kms: {e}")))?,

@@ -309,14 +309,18 @@ pub fn check(c: &CodecConfig) -> Vec<Finding> {
                 if !valid_key_id(value.trim_matches('/')) && !value.contains('/') {
                     err(
                         format!("kms.{field}"),
-                        format!("`{value}` is not a Transit {field} name (letters, digits, '.', '_', '-')"),
+                        format!(
+                            "`{value}` is not a Transit {field} name (letters, digits, '.', '_', '-')"
+                        ),
                     );
                 }
             }
         }
         Some(KmsConfig::AwsKms(a)) => {
             let region_ok = !a.region.is_empty()
-                && a.region.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+                && a.region
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
             if !region_ok {
                 err(
                     "kms.region".into(),
@@ -420,7 +424,9 @@ fn kms_url_problem(url: &str) -> Option<String> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     let Some(rest) = rest else {
-        return Some(format!("`{url}` is not an http(s) URL, e.g. https://openbao.example.com:8200"));
+        return Some(format!(
+            "`{url}` is not an http(s) URL, e.g. https://openbao.example.com:8200"
+        ));
     };
     let host = rest.split(['/', '?']).next().unwrap_or("");
     let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
@@ -682,6 +688,57 @@ mod tests {
         assert!(paths.contains(&"codec.cors_origins[1]".to_string()));
         assert!(paths.contains(&"codec.keys[0].id".to_string()));
         assert!(paths.contains(&"codec.access.tokens[0].encode[0]".to_string()));
+    }
+
+    #[test]
+    fn kms_kinds_and_key_forms_are_checked() {
+        let parse = |kms: serde_json::Value, key: serde_json::Value| -> CodecConfig {
+            serde_json::from_value(serde_json::json!({
+                "kms": kms,
+                "keys": [key],
+                "access": {"tokens": [{"name": "ops", "token": "env:T", "decode": ["payments"]}]},
+            }))
+            .unwrap()
+        };
+        let transit = serde_json::json!({"kind": "vault-transit",
+            "address": "https://bao.example.com:8200", "key": "temporal-codec", "token": "env:VAULT_TOKEN"});
+        let wrapped =
+            serde_json::json!({"id": "k1", "wrapped": "file:k1.wrapped", "current": true});
+        let c = parse(transit.clone(), wrapped.clone());
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+        let Some(KmsConfig::VaultTransit(v)) = &c.kms else {
+            panic!("{:?}", c.kms)
+        };
+        assert_eq!(v.mount, "transit");
+
+        let paths = |c: &CodecConfig| -> Vec<(String, String)> {
+            check(c).into_iter().map(|f| (f.path, f.message)).collect()
+        };
+        let f = paths(&parse(serde_json::json!({"kind": "file"}), wrapped.clone()));
+        assert_eq!(f[0].0, "codec.keys[0].wrapped", "{f:?}");
+        let both = serde_json::json!({"id": "k1", "secret": "env:K", "wrapped": "file:w", "current": true});
+        let f = paths(&parse(transit.clone(), both));
+        assert!(f[0].1.contains("exactly one of `secret`"), "{f:?}");
+        let mut plain_http = transit.clone();
+        plain_http["address"] = "http://bao.example.com:8200".into();
+        let f = paths(&parse(plain_http, wrapped.clone()));
+        assert!(
+            f[0].0 == "codec.kms.address" && f[0].1.contains("plain http"),
+            "{f:?}"
+        );
+        let mut loopback = transit.clone();
+        loopback["address"] = "http://127.0.0.1:8200".into();
+        assert!(check(&parse(loopback, wrapped.clone())).is_empty());
+        let aws = serde_json::json!({"kind": "aws-kms", "region": "EU West", "key_id": ""});
+        let f = paths(&parse(aws, wrapped.clone()));
+        let fields: Vec<&str> = f.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(fields, ["codec.kms.region", "codec.kms.key_id"], "{f:?}");
+        // Unknown fields and kinds are refused by the parser, naming them.
+        let e = serde_json::from_value::<CodecConfig>(serde_json::json!({
+            "kms": {"kind": "gcp-kms"}, "keys": [wrapped], "access": {}}))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gcp-kms") && e.contains("vault-transit"), "{e}");
     }
 
     #[test]
