@@ -693,6 +693,27 @@ fn cors_preflight_allows_the_web_uis_authorization_extras() {
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
     s.checked_scrape();
+    // The answered preflight is audited; neither token nor ID token reaches the log.
+    settle(|| {
+        s.stderr
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.contains("\"operation\":\"preflight\"") && l.contains("\"outcome\":\"ok\"")
+            })
+            .count()
+    });
+    let log = s.stderr.lock().unwrap().clone();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"operation\":\"preflight\"") && l.contains("\"outcome\":\"ok\"")),
+        "{log}"
+    );
+    assert!(
+        !log.contains(TOKEN_OK) && !log.contains("eyJpZF90b2tlbiI6IngifQ"),
+        "{log}"
+    );
 }
 
 /// Issue 16 item 13: 413 was plain text and not audited; every refusal is now
@@ -957,30 +978,123 @@ fn slow_headers_and_bodies_are_cut_off_after_the_timeouts() {
     );
 }
 
-/// Issue 16 item 3: no connection limit. With `max_connections: 4`, four idle connections take
-/// every slot; a fifth is not served until the server has closed one of them (header timeout).
+/// Issue 16 item 3: no connection limit; issue 20: slow clients must not lock others out.
+/// With `max_connections: 4`, four idle connections take every slot; a fifth is served at once
+/// by closing the one idle the longest (long before the 5-minute header timeout).
 #[test]
-fn connections_beyond_the_cap_wait_until_a_slot_frees() {
-    let s = start("{ max_connections: 4, header_read_timeout: 1s }", "json");
+fn idle_connections_are_shed_when_every_slot_is_taken() {
+    let s = start("{ max_connections: 4, header_read_timeout: 5m }", "json");
     // The kernel's accept queue is FIFO: the four are accepted before the fifth.
     let held: Vec<TcpStream> = (0..4).map(|_| s.connect()).collect();
     let r = s.send(&request("GET", "/healthz", &[("Connection", "close")], b""));
-    let r = r.unwrap();
-    assert_eq!(r.status, 200);
+    assert_eq!(r.unwrap().status, 200);
     let closed = held
         .iter()
-        .filter(|c| closed_within(c, Duration::from_millis(50)))
+        .filter(|c| closed_within(c, Duration::from_millis(200)))
         .count();
+    assert_eq!(closed, 1, "exactly one idle connection makes room");
+    let m = s.checked_scrape();
     assert!(
-        closed >= 1,
-        "the fifth connection was served while the four holding every slot were open"
+        sample(
+            &m,
+            "temporal_bootstrap_codec_connection_errors_total{reason=\"shed\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{m}"
     );
+}
+
+/// Connections inside a request (head received, body still arriving) are never shed: with both
+/// slots busy, a third client waits in the backlog until a body timeout frees a slot, and the
+/// two busy clients get their 408, not a cut connection.
+#[test]
+fn connections_inside_a_request_are_never_shed() {
+    let s = start(
+        "{ max_connections: 2, header_read_timeout: 5m, body_read_timeout: 2s }",
+        "json",
+    );
+    let auth = bearer(TOKEN_OK);
+    let busy: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = s.connect();
+            let head = format!(
+                "POST /decode HTTP/1.1\r\nHost: x\r\nX-Namespace: default\r\nAuthorization: {auth}\r\nContent-Length: 100\r\n\r\n{{\"pay"
+            );
+            c.write_all(head.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = s.send(&request("GET", "/healthz", &[("Connection", "close")], b""));
+    assert_eq!(r.unwrap().status, 200);
+    for c in busy {
+        let r = read_response(&mut BufReader::new(c)).unwrap();
+        assert_eq!(
+            r.status, 408,
+            "a busy connection was cut instead of answered"
+        );
+    }
     let m = s.checked_scrape();
     assert!(
         sample(&m, "temporal_bootstrap_codec_connection_limit_waits_total")
             .is_some_and(|n| n >= 1.0),
         "{m}"
     );
+}
+
+/// Slowloris, bounded and local: 1,000 connections that send a request head a byte at a time
+/// and never finish it, against the default cap of 256 and a 5-minute header timeout. Twenty
+/// other clients are each answered (a read timeout of 10 s on each), because head-waiting
+/// connections are shed for them; the server stays within its cap.
+#[test]
+fn a_thousand_slowloris_connections_do_not_lock_out_other_clients() {
+    let s = start("{ header_read_timeout: 5m }", "json");
+    let mut slow: Vec<TcpStream> = (0..1000)
+        .map(|_| {
+            let mut c = s.connect();
+            c.set_write_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let _ = c.write_all(b"POST /decode HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+            c
+        })
+        .collect();
+    let auth = bearer(TOKEN_OK);
+    let body =
+        r#"{"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "IngiIg=="}]}"#;
+    for i in 0..20 {
+        // The attackers keep trickling between the honest requests.
+        for c in slow.iter_mut().skip(i * 50).take(50) {
+            let _ = c.write_all(b"a");
+        }
+        let mut c = s.connect();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(&request(
+            "POST",
+            "/encode",
+            &[
+                ("X-Namespace", "default"),
+                ("Authorization", &auth),
+                ("Connection", "close"),
+            ],
+            body.as_bytes(),
+        ))
+        .unwrap();
+        let r = read_response(&mut BufReader::new(c))
+            .unwrap_or_else(|e| panic!("honest request {i} was not answered: {e}"));
+        assert_eq!(r.status, 200, "honest request {i}");
+    }
+    let m = s.checked_scrape();
+    let open = sample(&m, "temporal_bootstrap_codec_connections").unwrap();
+    assert!(open <= 256.0, "{open} connections open, over the cap");
+    assert!(
+        sample(
+            &m,
+            "temporal_bootstrap_codec_connection_errors_total{reason=\"shed\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    drop(slow);
 }
 
 /// A client that sends a request and never reads the answer: once the server's write has made

@@ -242,6 +242,22 @@ impl Server {
             .map(|v| v.trim().parse().unwrap())
     }
 
+    /// Waits (up to 5 s: stderr is read by another thread) for an audit line matching `pred`.
+    async fn audit_line(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.audit().into_iter().find(|a| pred(a)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such audit line: {:?}",
+                self.audit()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn audit(&self) -> Vec<Value> {
         self.stderr
             .lock()
@@ -332,13 +348,8 @@ async fn transit_envelope_keys_rotation_and_outages() {
         "a new key id is loaded from the configuration on first sight"
     );
     assert_eq!(s1.metric("temporal_bootstrap_codec_keys").await, Some(2.0));
-    assert!(
-        s1.audit()
-            .iter()
-            .any(|a| a["operation"] == "keys" && a["outcome"] == "loaded" && a["key_ids"] == "k2"),
-        "{:?}",
-        s1.audit()
-    );
+    s1.audit_line(|a| a["operation"] == "keys" && a["outcome"] == "loaded" && a["key_ids"] == "k2")
+        .await;
 
     // A third key, wrapped while Transit is up, and a payload under it (from a third server).
     let out = keygen_kms(&cfg, &dir.path().join("k3.wrapped"), &bao.token);
@@ -361,13 +372,8 @@ async fn transit_envelope_keys_rotation_and_outages() {
         assert!(Instant::now() < deadline, "kms_up did not drop to 0");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        s1.audit()
-            .iter()
-            .any(|a| a["operation"] == "kms" && a["outcome"] == "unavailable"),
-        "{:?}",
-        s1.audit()
-    );
+    s1.audit_line(|a| a["operation"] == "kms" && a["outcome"] == "unavailable")
+        .await;
     assert_eq!(s1.decoded(&enc1).await.0, 200);
     assert_eq!(s1.decoded(&enc2).await.0, 200);
     write_codec_file(
@@ -379,11 +385,9 @@ async fn transit_envelope_keys_rotation_and_outages() {
     let (st, err) = s1.decoded(&enc3).await;
     assert_eq!(st, 422, "{err}");
     assert!(err.contains("unknown encryption key id"), "{err}");
-    let audit = s1.audit();
-    let failed = audit
-        .iter()
-        .find(|a| a["operation"] == "keys" && a["outcome"] == "error")
-        .unwrap_or_else(|| panic!("{audit:?}"));
+    let failed = s1
+        .audit_line(|a| a["operation"] == "keys" && a["outcome"] == "error")
+        .await;
     assert!(
         failed["reason"].as_str().unwrap().contains("cannot unwrap"),
         "{failed}"

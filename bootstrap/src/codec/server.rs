@@ -874,6 +874,17 @@ async fn preflight(State(st): State<Arc<CodecState>>, headers: HeaderMap) -> Res
                 header::ACCESS_CONTROL_MAX_AGE,
                 HeaderValue::from_static("600"),
             );
+            // Answered preflights are audited too: the line shows a browser at that origin was
+            // about to call (the caller is unknown until the request itself).
+            let rec = Record::new(&headers, "preflight");
+            let ok = Outcome {
+                status: StatusCode::NO_CONTENT,
+                outcome: "ok",
+                body: serde_json::Value::Null,
+                reason: None,
+                unknown_key: false,
+            };
+            record(&st, &rec, &ok);
             resp
         }
         _ => {
