@@ -6,6 +6,7 @@
 //	go run . run --task-queue Q --workflow-id W --input S
 //	go run . start --task-queue Q --workflow-id W --input S [--workflow-type T]
 //	go run . decode-history --workflow-id W
+//	go run . codec-server --listen 127.0.0.1:8090
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sort"
 	"time"
@@ -43,6 +45,8 @@ const usage = `usage: codec-example COMMAND [flags]
   run --task-queue Q --workflow-id W --input S   EncryptedWorkflow(S) with an in-process worker
   start --task-queue Q --workflow-id W --input S [--workflow-type T]   client only
   decode-history --workflow-id W [--run-id R]    every payload of the history, decoded (JSON lines)
+  codec-server --listen ADDR                     the Go SDK's own codec HTTP handler with this codec
+                                                 (no authentication, no audit: the bench baseline)
 Keys: CODEC_KEY_FILES / CODEC_WRAPPED_KEY_FILES / CODEC_CURRENT_KEY; connection: TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_TLS_CA/CERT/KEY/SERVER_NAME (see README.md).`
 
@@ -67,6 +71,8 @@ func main() {
 		err = cmdStart(args)
 	case "decode-history":
 		err = cmdDecodeHistory(args)
+	case "codec-server":
+		err = cmdCodecServer(args)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 	default:
@@ -365,4 +371,26 @@ func cmdDecodeHistory(args []string) error {
 		}
 	}
 	return nil
+}
+
+// cmdCodecServer serves POST /encode and /decode with converter.NewPayloadCodecHTTPHandler, the
+// remote codec server a Go team writes from the SDK in a few lines. scripts/bench/codec loads it
+// beside temporal-bootstrap codec-server as the baseline.
+func cmdCodecServer(args []string) error {
+	fs := flag.NewFlagSet("codec-server", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := codec.FromEnv()
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Addr:              *listen,
+		Handler:           converter.NewPayloadCodecHTTPHandler(c),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	fmt.Fprintf(os.Stderr, "codec server listening on http://%s\n", *listen)
+	return srv.ListenAndServe()
 }
