@@ -161,11 +161,15 @@ impl Drop for Server {
 
 impl Server {
     async fn start(config: &Path, port: u16, vault_token: &str) -> Server {
+        Self::start_with(config, port, &[("TB_TEST_VAULT_TOKEN", vault_token)]).await
+    }
+
+    async fn start_with(config: &Path, port: u16, envs: &[(&str, &str)]) -> Server {
         let (mut child, stderr) = codec_server::spawn_capturing_stderr(
             Command::new(BIN)
                 .args(["--log-format", "json", "codec-server", "-f"])
                 .arg(config)
-                .env("TB_TEST_VAULT_TOKEN", vault_token)
+                .envs(envs.iter().copied())
                 .env("TB_TEST_CODEC_TOKEN", TOKEN)
                 .env("TB_CODEC_KMS_PROBE_INTERVAL_MS", "200")
                 .env("TB_CODEC_KEY_REFRESH_MS", "0"),
@@ -185,7 +189,11 @@ impl Server {
                     stderr.lock().unwrap()
                 );
             }
-            assert!(Instant::now() < deadline, "codec server did not come up");
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("codec server did not come up: {}", stderr.lock().unwrap());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Server {
@@ -548,23 +556,7 @@ async fn aws_kms_contract() {
         blob
     );
 
-    let (mut child, stderr) = codec_server::spawn_capturing_stderr(
-        Command::new(BIN)
-            .args(["--log-format", "json", "codec-server", "-f"])
-            .arg(&cfg)
-            .envs(aws_env)
-            .env("TB_TEST_CODEC_TOKEN", TOKEN),
-    );
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("exited {status}: {}", stderr.lock().unwrap());
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = Server::start_with(&cfg, port, &aws_env).await;
     // The unwrapped key is the one KMS returned: a payload sealed with it by hand decodes.
     let plaintext_payload = [
         &[0x0a, 0x16, 0x0a, 0x08][..],
@@ -590,30 +582,15 @@ async fn aws_kms_contract() {
     let body = json!({"payloads": [{"metadata": {
         "encoding": STANDARD.encode("binary/encrypted"),
         "encryption-key-id": STANDARD.encode("aws1")}, "data": STANDARD.encode(data)}]});
-    let r = http
-        .post(format!("{base}/decode"))
-        .header("X-Namespace", "default")
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        STANDARD
-            .decode(v["payloads"][0]["data"].as_str().unwrap())
-            .unwrap(),
-        b"\"aws\""
-    );
-    let _ = child.kill();
-    let _ = child.wait();
+    assert_eq!(server.decoded(&body).await, (200, "\"aws\"".into()));
     assert!(
-        !stderr
+        !server
+            .stderr
             .lock()
             .unwrap()
             .contains("secret-test-value-not-logged")
     );
+    drop(server);
 
     // Without credentials: a clear error naming the variables, before any request.
     let out = Command::new(BIN)

@@ -253,6 +253,11 @@ async function main() {
       `decode ok by ${a.user.caller}`,
     );
     ok(`audit: operation="decode" caller="${decodeAudit.caller}" namespace="default" outcome="ok" key_ids="${decodeAudit.key_ids}" origin="${decodeAudit.origin}"`);
+    await awaitAudit(
+      (f) => f.operation === 'preflight' && f.origin === UI_ORIGIN && f.outcome === 'ok' && f.status === 204,
+      `an answered preflight from ${UI_ORIGIN}`,
+    );
+    ok(`audit: operation="preflight" origin="${UI_ORIGIN}" outcome="ok" (the browser's preflight, answered and audited)`);
 
     // 2. /download: the UI's own call for an externally stored payload. ---------------------------
     await a.page.goto(workflowUrl(EXT_WF, EXT_RUN), { waitUntil: 'domcontentloaded' });
