@@ -23,7 +23,7 @@ RELEASE, NAMESPACE = "tp", "temporal"
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 # Helm creates hook resources of equal weight in kind order: these kinds before any Job.
 KINDS_BEFORE_JOBS = {"ServiceAccount", "ConfigMap", "Secret", "Role", "RoleBinding"}
-SECRET_VALUE_KEYS = re.compile(r"(existingSecret|caSecret|clientSecret)$")
+SECRET_VALUE_KEYS = re.compile(r"(existingSecret|caSecret|clientSecret|credentialsSecret|tokenSecret\.name)$")
 
 
 def render(chart, values):
@@ -417,9 +417,26 @@ def test_codec_server(case, values, docs):
     assert mounts["keys"]["mountPath"] == f"{CODEC_DIR}/keys" and mounts["keys"]["readOnly"] is True
     mounted = {i["path"] for i in keys["items"]}
     assert [k["id"] for k in cc["keys"]] == [k["id"] for k in c["keys"]["items"]]
-    for k in cc["keys"]:
-        assert k["secret"].startswith(f"file:{CODEC_DIR}/keys/") and k["secret"].rsplit("/", 1)[1] in mounted, k
+    for k, item in zip(cc["keys"], c["keys"]["items"]):
+        ref = k["wrapped"] if item.get("wrapped") else k["secret"]
+        assert set(k) & {"secret", "wrapped"} == ({"wrapped"} if item.get("wrapped") else {"secret"}), k
+        assert ref.startswith(f"file:{CODEC_DIR}/keys/") and ref.rsplit("/", 1)[1] in mounted, k
     assert sum(1 for k in cc["keys"] if k["current"]) == 1, "exactly one current key"
+    kms = c.get("kms", {}).get("kind", "file")
+    if kms == "vault-transit":
+        v = c["kms"]["vaultTransit"]
+        assert cc["kms"]["kind"] == "vault-transit" and cc["kms"]["address"] == v["address"], cc["kms"]
+        assert cc["kms"]["token"] == f"file:{CODEC_DIR}/kms/token", "the Transit token is a mounted file, never inline"
+        tok = vols["kms-token"]["secret"]
+        assert tok["secretName"] == v["tokenSecret"]["name"] and tok["defaultMode"] == 0o400, tok
+        assert mounts["kms-token"]["mountPath"] == f"{CODEC_DIR}/kms" and mounts["kms-token"]["readOnly"] is True
+        if v.get("caConfigMap"):
+            assert cc["kms"]["ca_file"] == f"{CODEC_DIR}/kms-ca/ca.crt"
+            assert vols["kms-ca"]["configMap"]["name"] == v["caConfigMap"]
+    elif kms == "aws-kms":
+        assert cc["kms"]["kind"] == "aws-kms"
+    else:
+        assert "kms" not in cc, cc
     env = {e["name"]: e for e in ctr.get("env", [])}
     tokens = (cc["access"].get("tokens") or [])
     assert len(tokens) == len(c["tokens"])
@@ -584,6 +601,12 @@ def negative_cases(chart):
         "codec with two current keys": {"codec": {"enabled": True, "tokens": [{"name": "a", "existingSecret": "t", "key": "a"}],
             "keys": {"existingSecret": "k", "items": [{"id": "k1", "key": "k1", "current": True}, {"id": "k2", "key": "k2", "current": True}]}}},
         "codec inline token": {"codec": {"tokens": [{"name": "a", "token": "hunter2"}]}},
+        "codec wrapped key without a KMS": {"codec": {"enabled": True, "tokens": [{"name": "a", "existingSecret": "t", "key": "a"}],
+            "keys": {"existingSecret": "k", "items": [{"id": "k1", "key": "k1", "wrapped": True, "current": True}]}}},
+        "codec vault-transit without a token Secret": {"codec": {"enabled": True, "tokens": [{"name": "a", "existingSecret": "t", "key": "a"}],
+            "keys": {"existingSecret": "k", "items": [{"id": "k1", "key": "k1", "wrapped": True, "current": True}]},
+            "kms": {"kind": "vault-transit", "vaultTransit": {"address": "https://bao:8200"}}}},
+        "codec kms kind unknown": {"codec": {"kms": {"kind": "gcp-kms"}}},
         "authorization without the internal frontend": {"server": {"authorization": {
             "enabled": True, "jwtKeySources": ["https://idp.example.com/jwks.json"]}}},
         "authorization without key sources": {"server": {"internalFrontend": {"enabled": True},

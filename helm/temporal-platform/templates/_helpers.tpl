@@ -525,8 +525,16 @@ Keys are `file:` paths of the mounted keys Secret; tokens are `env:` references.
 {{- $_ := set $cluster "frontend" (omit $cluster.frontend "tls") -}}
 {{- $p := dict "cluster" $cluster "capacity" $full.capacity "persistence" $full.persistence "visibility" $full.visibility "namespaces" $full.namespaces -}}
 {{- $keys := list -}}
+{{- $kmsKind := $c.kms.kind | default "file" -}}
 {{- range $c.keys.items -}}
+{{- if .wrapped -}}
+{{- if eq $kmsKind "file" -}}
+{{- fail (printf "codec.keys.items: key %s is wrapped: set codec.kms.kind to vault-transit or aws-kms" .id) -}}
+{{- end -}}
+{{- $keys = append $keys (dict "id" .id "wrapped" (printf "file:%s/keys/%s" $dir .key) "current" (default false .current)) -}}
+{{- else -}}
 {{- $keys = append $keys (dict "id" .id "secret" (printf "file:%s/keys/%s" $dir .key) "current" (default false .current)) -}}
+{{- end -}}
 {{- end -}}
 {{- $access := dict -}}
 {{- $tokens := list -}}
@@ -566,6 +574,20 @@ Keys are `file:` paths of the mounted keys Secret; tokens are `env:` references.
 {{- if $c.tls.existingSecret -}}
 {{- $_ := set $codec "tls" (dict "cert" (printf "%s/tls/tls.crt" $dir) "key" (printf "%s/tls/tls.key" $dir)) -}}
 {{- end -}}
+{{- if eq $kmsKind "vault-transit" -}}
+{{- $v := $c.kms.vaultTransit -}}
+{{- $_ := required "codec.kms.vaultTransit.tokenSecret.name is required with kind vault-transit" $v.tokenSecret.name -}}
+{{- $k := dict "kind" "vault-transit" "address" (required "codec.kms.vaultTransit.address is required with kind vault-transit" $v.address) "mount" $v.mount "key" $v.key "token" (printf "file:%s/kms/token" $dir) -}}
+{{- if $v.namespace }}{{- $_ := set $k "namespace" $v.namespace -}}{{- end -}}
+{{- if $v.caConfigMap }}{{- $_ := set $k "ca_file" (printf "%s/kms-ca/ca.crt" $dir) -}}{{- end -}}
+{{- $_ := set $codec "kms" $k -}}
+{{- else if eq $kmsKind "aws-kms" -}}
+{{- $a := $c.kms.awsKms -}}
+{{- $_ := required "codec.kms.awsKms.credentialsSecret is required with kind aws-kms" $a.credentialsSecret -}}
+{{- $k := dict "kind" "aws-kms" "region" (required "codec.kms.awsKms.region is required with kind aws-kms" $a.region) "key_id" (required "codec.kms.awsKms.keyId is required with kind aws-kms" $a.keyId) -}}
+{{- if $a.endpoint }}{{- $_ := set $k "endpoint" $a.endpoint -}}{{- end -}}
+{{- $_ := set $codec "kms" $k -}}
+{{- end -}}
 {{- $_ := set $p "codec" $codec -}}
 {{- toYaml $p -}}
 {{- end -}}
@@ -584,6 +606,11 @@ install/upgrade time (`lookup`; empty when rendering offline). Changing a key an
 {{- end -}}
 {{- if $c.tls.existingSecret -}}
 {{- $data = append $data (dig "data" dict (lookup "v1" "Secret" $ns $c.tls.existingSecret)) -}}
+{{- end -}}
+{{- if eq ($c.kms.kind | default "file") "vault-transit" -}}
+{{- $data = append $data (dig "data" dict (lookup "v1" "Secret" $ns $c.kms.vaultTransit.tokenSecret.name)) -}}
+{{- else if eq ($c.kms.kind | default "file") "aws-kms" -}}
+{{- $data = append $data (dig "data" dict (lookup "v1" "Secret" $ns $c.kms.awsKms.credentialsSecret)) -}}
 {{- end -}}
 {{- if $c.jwt.enabled -}}
 {{- $data = append $data (dig "data" dict (lookup "v1" "ConfigMap" $ns $c.jwt.jwksConfigMap)) -}}
