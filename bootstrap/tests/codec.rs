@@ -88,31 +88,18 @@ impl Server {
             .unwrap()
             .parse()
             .unwrap();
-        let (mut child, stderr) = codec_server::spawn_capturing_stderr(
+        let base = format!("{scheme}://localhost:{port}");
+        let (child, stderr) = codec_server::spawn_until_healthy(
             Command::new(BIN)
                 .args(["--log-format", "json", "codec-server", "-f"])
                 .arg(config)
                 .env("CODEC_TEST_TOKEN_OK", TOKEN_OK)
                 .env("CODEC_TEST_TOKEN_OTHER", TOKEN_OTHER)
                 .env("CODEC_TEST_TOKEN_ENCODER", TOKEN_ENCODER),
-        );
-        let base = format!("{scheme}://localhost:{port}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "codec server exited with {status}: {}",
-                    stderr.lock().unwrap()
-                );
-            }
-            assert!(Instant::now() < deadline, "codec server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            &base,
+            &client,
+        )
+        .await;
         Server {
             child,
             base,

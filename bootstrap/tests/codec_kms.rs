@@ -8,7 +8,7 @@
 //! fails, naming TB_BAO_BIN, when the binary is missing.
 
 #[path = "common/codec_server.rs"]
-#[allow(dead_code)] // shared with codec.rs and codec_abuse.rs; this file uses the spawn helper
+#[allow(dead_code)] // shared with codec.rs and codec_abuse.rs; this file uses the spawn helpers
 mod codec_server;
 
 use std::path::{Path, PathBuf};
@@ -165,7 +165,9 @@ impl Server {
     }
 
     async fn start_with(config: &Path, port: u16, envs: &[(&str, &str)]) -> Server {
-        let (mut child, stderr) = codec_server::spawn_capturing_stderr(
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let (child, stderr) = codec_server::spawn_until_healthy(
             Command::new(BIN)
                 .args(["--log-format", "json", "codec-server", "-f"])
                 .arg(config)
@@ -173,29 +175,10 @@ impl Server {
                 .env("TB_TEST_CODEC_TOKEN", TOKEN)
                 .env("TB_CODEC_KMS_PROBE_INTERVAL_MS", "200")
                 .env("TB_CODEC_KEY_REFRESH_MS", "0"),
-        );
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "codec server exited with {status}: {}",
-                    stderr.lock().unwrap()
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("codec server did not come up: {}", stderr.lock().unwrap());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            &base,
+            &http,
+        )
+        .await;
         Server {
             child,
             base,

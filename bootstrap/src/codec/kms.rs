@@ -111,13 +111,11 @@ fn detail(text: &str) -> String {
 }
 
 async fn post_json(
-    http: &reqwest::Client,
     req: reqwest::RequestBuilder,
     kms: &'static str,
     operation: &'static str,
     endpoint: &str,
 ) -> Result<Value, KmsError> {
-    let _ = http;
     let resp = req.send().await.map_err(|e| KmsError::Unreachable {
         kms,
         endpoint: endpoint.to_string(),
@@ -154,6 +152,23 @@ fn b64_field(
     v.pointer(pointer)
         .and_then(Value::as_str)
         .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .ok_or(KmsError::Protocol {
+            kms,
+            operation,
+            field,
+        })
+}
+
+fn str_field(
+    v: &Value,
+    pointer: &str,
+    kms: &'static str,
+    operation: &'static str,
+    field: &'static str,
+) -> Result<String, KmsError> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(String::from)
         .ok_or(KmsError::Protocol {
             kms,
             operation,
@@ -220,7 +235,7 @@ impl Transit {
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns);
         }
-        post_json(&self.http, req, TRANSIT, operation, &self.address).await
+        post_json(req, TRANSIT, operation, &self.address).await
     }
 
     async fn unwrap_key(&self, wrapped: &str) -> Result<Vec<u8>, KmsError> {
@@ -234,14 +249,13 @@ impl Transit {
         let v = self
             .call("datakey/wrapped", "datakey/wrapped", json!({ "bits": 256 }))
             .await?;
-        v.pointer("/data/ciphertext")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or(KmsError::Protocol {
-                kms: TRANSIT,
-                operation: "datakey/wrapped",
-                field: "data.ciphertext",
-            })
+        str_field(
+            &v,
+            "/data/ciphertext",
+            TRANSIT,
+            "datakey/wrapped",
+            "data.ciphertext",
+        )
     }
 }
 
@@ -349,7 +363,7 @@ impl AwsKms {
         if let Some(t) = &self.credentials.session_token {
             req = req.header("X-Amz-Security-Token", t.expose());
         }
-        post_json(&self.http, req, AWS, target, &self.endpoint).await
+        post_json(req, AWS, target, &self.endpoint).await
     }
 
     async fn unwrap_key(&self, wrapped: &str) -> Result<Vec<u8>, KmsError> {
@@ -371,14 +385,13 @@ impl AwsKms {
                 json!({ "KeyId": self.key_id, "KeySpec": "AES_256" }),
             )
             .await?;
-        v.get("CiphertextBlob")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or(KmsError::Protocol {
-                kms: AWS,
-                operation: "GenerateDataKeyWithoutPlaintext",
-                field: "CiphertextBlob",
-            })
+        str_field(
+            &v,
+            "/CiphertextBlob",
+            AWS,
+            "GenerateDataKeyWithoutPlaintext",
+            "CiphertextBlob",
+        )
     }
 }
 

@@ -62,3 +62,35 @@ pub fn spawn_capturing_stderr(cmd: &mut Command) -> (Child, Arc<Mutex<String>>) 
     });
     (child, stderr)
 }
+
+/// Spawns `cmd` (a `codec-server` command) and waits up to 15 s until `GET {base}/healthz`
+/// answers 200. Panics with the server's stderr when it exits or does not come up, and never
+/// leaves the process behind.
+#[allow(dead_code)] // codec_abuse.rs speaks raw TCP and starts its servers itself
+pub async fn spawn_until_healthy(
+    cmd: &mut Command,
+    base: &str,
+    client: &reqwest::Client,
+) -> (Child, Arc<Mutex<String>>) {
+    let (mut child, stderr) = spawn_capturing_stderr(cmd);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            return (child, stderr);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "codec server exited with {status}: {}",
+                stderr.lock().unwrap()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("codec server did not come up: {}", stderr.lock().unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
