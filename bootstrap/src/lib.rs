@@ -15,6 +15,7 @@
 //!
 //! docs/architecture.md describes the same on one page.
 
+pub mod audit;
 pub mod capacity;
 pub mod cli;
 pub mod codec;

@@ -28,7 +28,7 @@ fn layer_of(path: &[&str]) -> Option<Layer> {
         "pki" | "postgres" | "search" | "temporal" | "observability" | "kubernetes" | "codec" => {
             Adapter
         }
-        "steps" | "daemon" | "render" | "upgrade" => Driver,
+        "steps" | "daemon" | "render" | "upgrade" | "audit" => Driver,
         "cli" | "main" => Edge,
         _ => return None,
     })
