@@ -232,6 +232,7 @@ fn every_subcommand_has_a_purpose_and_an_example() {
         "render",
         "upgrade",
         "init",
+        "audit",
         "config-schema",
     ] {
         let out = run(&[sub, "--help"]);

@@ -1,19 +1,121 @@
 //! `temporal-bootstrap audit` (issue 21, in progress): a read-only production-readiness audit of a
-//! live deployment. This part is the analysis: facts read from sampled histories
-//! ([`history`]), the checks over them ([`checks`]), findings ([`findings`]) and the report in
-//! table, JSON, Markdown and HTML ([`report`]). The reads from the live server and the command
-//! itself come next; until then nothing calls this from the CLI.
+//! live deployment. Flow: for each namespace, list up to `--sample` executions started within
+//! `--since` (ListWorkflowExecutions), read each history page by page
+//! (GetWorkflowExecutionHistory) into [`history::HistoryFacts`] without keeping the events, run
+//! the [`checks`], and build the [`report::Report`].
 //!
-//! Guarantees: no payload byte is kept or printed (payloads are measured and their `encoding`
-//! read, nothing else); every threshold is a named constant with its source.
+//! Guarantees: read-only (only List/Get RPCs; the mutating-call counter stays at zero); no payload
+//! byte is kept or printed (payloads are measured and their `encoding` read, nothing else); every
+//! threshold is a named constant with its source (docs/audit.md). Checks not implemented yet:
+//! workers and task queues, versioning, search attributes, security and operations.
 
 pub mod checks;
 pub mod findings;
 pub mod history;
 pub mod report;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use findings::Finding;
 use history::HistoryFacts;
+use report::{Inputs, Report};
+
+use crate::reconcile::Context;
+use crate::temporal::TemporalError;
+use crate::temporal::api::TemporalApi;
+
+/// What to audit.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Namespaces to audit; empty: every namespace of platform.yaml.
+    pub namespaces: Vec<String>,
+    /// Only executions started within this window.
+    pub since: Duration,
+    /// At most this many histories per namespace.
+    pub sample: u32,
+}
+
+/// Runs the audit against the frontend of `ctx` (read-only).
+pub async fn run(
+    ctx: &Context,
+    opts: &AuditOptions,
+    config_file: &str,
+) -> Result<Report, TemporalError> {
+    let api = crate::temporal::connect(ctx).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let since = now - time::Duration::try_from(opts.since).unwrap_or(time::Duration::DAY);
+    let query = format!("StartTime > \"{}\"", rfc3339(since));
+    let namespaces: Vec<String> = if opts.namespaces.is_empty() {
+        ctx.config
+            .namespaces
+            .iter()
+            .map(|n| n.name.as_str().to_string())
+            .collect()
+    } else {
+        opts.namespaces.clone()
+    };
+    let sensitive: BTreeMap<&str, bool> = ctx
+        .config
+        .namespaces
+        .iter()
+        .map(|n| (n.name.as_str(), n.sensitive))
+        .collect();
+    let mut findings = Vec::new();
+    let (mut histories_read, mut bytes_read) = (0u64, 0u64);
+    for ns in &namespaces {
+        let facts = sample_histories(api.as_ref(), ns, &query, opts.sample as usize).await?;
+        histories_read += facts.len() as u64;
+        bytes_read += facts.iter().map(|f| f.bytes).sum::<u64>();
+        let is_sensitive = sensitive.get(ns.as_str()).copied().unwrap_or(false);
+        findings.extend(audit_histories(ns, is_sensitive, &facts));
+    }
+    let inputs = Inputs {
+        config_file: config_file.to_string(),
+        frontend: api.address(),
+        namespaces,
+        since: crate::temporal::api::human(opts.since),
+        sample_per_namespace: opts.sample,
+        histories_read,
+        history_bytes_read: bytes_read,
+    };
+    Ok(Report::new(rfc3339(now), inputs, findings))
+}
+
+/// Reads up to `limit` histories of `namespace`, page by page, keeping only their facts.
+async fn sample_histories(
+    api: &dyn TemporalApi,
+    namespace: &str,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<HistoryFacts>, TemporalError> {
+    let executions = api.list_executions(namespace, query, limit).await?;
+    let mut out = Vec::with_capacity(executions.len());
+    for e in &executions {
+        let mut facts = HistoryFacts {
+            workflow_id: e.workflow_id.clone(),
+            ..Default::default()
+        };
+        let mut scheduled = BTreeMap::new();
+        let mut token = Vec::new();
+        loop {
+            let (events, next) = api.history_page(namespace, e, token).await?;
+            for ev in &events {
+                facts.add(ev, &mut scheduled);
+            }
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        out.push(facts);
+    }
+    Ok(out)
+}
 
 /// Every history check for one namespace's sampled histories.
 pub fn audit_histories(

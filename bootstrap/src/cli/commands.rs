@@ -46,6 +46,7 @@ pub(super) async fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Certs { action } => super::certs::run(cli, action),
         Command::Render(a) => render(cli, a),
         Command::CodecServer(a) => codec_server(&a.file).await,
+        Command::Audit(a) => audit(cli, a).await,
         Command::Codec {
             action: super::CodecAction::Keygen { out, kms, file },
         } => match (kms, file) {
@@ -411,6 +412,75 @@ fn load_codec(
         _ => std::path::PathBuf::from("."),
     };
     Ok((loaded, base_dir))
+}
+
+async fn audit(cli: &Cli, a: &super::AuditArgs) -> Result<u8, CliError> {
+    use crate::audit::findings::Severity;
+    let since: crate::config::types::HumanDuration = a
+        .since
+        .parse()
+        .map_err(|e| CliError::invalid(format!("--since `{}`: {e}; e.g. 24h or 7d", a.since)))?;
+    if !(1..=10_000).contains(&a.sample) {
+        return Err(CliError::invalid(format!(
+            "--sample {}: expected 1 to 10000 histories per namespace",
+            a.sample
+        )));
+    }
+    let format = match (a.report_format, &a.report) {
+        (Some(f), _) => Some(f),
+        (None, Some(path)) => Some(match path.extension().and_then(|e| e.to_str()) {
+            Some("html" | "htm") => super::ReportFormat::Html,
+            Some("md" | "markdown") => super::ReportFormat::Markdown,
+            Some("json") => super::ReportFormat::Json,
+            _ => {
+                return Err(CliError::invalid(format!(
+                    "--report {}: cannot tell the format from the extension; use .html, .md or .json, or --report-format",
+                    path.display()
+                )));
+            }
+        }),
+        (None, None) => None,
+    };
+    let loaded = load(&a.config.file)?;
+    if let Some(bad) = a.namespaces.iter().find(|n| n.is_empty() || n.len() > 255) {
+        return Err(CliError::invalid(format!(
+            "--namespace `{bad}`: not a namespace name (1 to 255 characters)"
+        )));
+    }
+    let ctx = context(loaded, false);
+    let opts = crate::audit::AuditOptions {
+        namespaces: a.namespaces.clone(),
+        since: since.as_duration(),
+        sample: a.sample,
+    };
+    let report = crate::audit::run(&ctx, &opts, &a.config.file.display().to_string())
+        .await
+        .map_err(|e| CliError::of_kind(e.kind(), e.to_string()))?;
+    if let (Some(path), Some(f)) = (&a.report, format) {
+        let text = match f {
+            super::ReportFormat::Html => report.to_html(),
+            super::ReportFormat::Markdown => report.to_markdown(),
+            super::ReportFormat::Json => report.to_json(),
+        };
+        std::fs::write(path, text).map_err(|e| {
+            CliError::runtime(format!(
+                "cannot write the report to {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    match cli.output {
+        OutputFormat::Json => println!("{}", report.to_json()),
+        OutputFormat::Table => print!("{}", report.to_table()),
+    }
+    let threshold = a.fail_on.map(|f| match f {
+        super::FailOn::Warning => Severity::Warning,
+        super::FailOn::Critical => Severity::Critical,
+    });
+    Ok(match (threshold, report.worst()) {
+        (Some(t), Some(w)) if w >= t => exit::FINDINGS,
+        _ => exit::OK,
+    })
 }
 
 async fn codec_keygen_wrapped(

@@ -22,6 +22,8 @@ pub mod exit {
     pub const RUNTIME: u8 = 1;
     pub const INVALID: u8 = 2;
     pub const CHANGES_PENDING: u8 = 3;
+    /// `audit --fail-on`: a finding at or above the given severity.
+    pub const FINDINGS: u8 = 4;
 }
 
 /// A failure at the edge, with the exit code it maps to.
@@ -118,6 +120,43 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Namespace to audit (repeat for several); default: every namespace of platform.yaml.
+    #[arg(long = "namespace", value_name = "NAME")]
+    pub namespaces: Vec<String>,
+    /// Only executions started within this window (e.g. 24h, 7d).
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// Histories read per namespace (1 to 10000).
+    #[arg(long, default_value_t = 200)]
+    pub sample: u32,
+    /// Also write the report to FILE: HTML (one self-contained file), Markdown or JSON, chosen by
+    /// the extension (.html, .md, .json) unless --report-format says.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub report_format: Option<ReportFormat>,
+    /// Exit 4 when a finding is at least this severe (for CI gates).
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// The platform description.
     #[arg(
@@ -178,6 +217,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Profile::Local)]
         profile: Profile,
     },
+    /// Audit a live deployment read-only: sampled histories checked for plaintext payloads,
+    /// oversized payloads and histories, and activity timeout and retry traps.
+    #[command(
+        after_help = "Example: temporal-bootstrap audit -f platform.yaml --since 24h --sample 200 --report audit.html --fail-on critical\nExit codes: 0 done (no finding at or above --fail-on), 4 findings at or above --fail-on, 1 the audit could not run, 2 bad input."
+    )]
+    Audit(AuditArgs),
     /// Serve Temporal's remote codec protocol (/encode, /decode) for the Web UI and the CLI.
     #[command(
         after_help = "Example: temporal-bootstrap codec-server -f platform.yaml   (see docs/payload-encryption.md)"

@@ -497,6 +497,10 @@ pub struct NamespaceConfig {
     /// Custom search attributes, name -> type. Types can never change once created.
     #[serde(default)]
     pub search_attributes: BTreeMap<SearchAttributeName, SearchAttributeType>,
+    /// Payloads here are regulated or personal data: `temporal-bootstrap audit` reports a
+    /// plaintext payload as critical (elsewhere as a warning).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

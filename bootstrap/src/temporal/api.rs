@@ -88,7 +88,20 @@ impl NamespaceUpdate {
 /// know, reported as `unknown`).
 pub type ObservedAttributes = BTreeMap<String, Option<SearchAttributeType>>;
 
-/// The Temporal operations the steps use.
+/// A workflow execution found by a visibility query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRef {
+    pub workflow_id: String,
+    pub run_id: String,
+}
+
+/// One page of a workflow history; `next_page_token` is empty on the last page.
+pub type HistoryPage = (
+    Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent>,
+    Vec<u8>,
+);
+
+/// The Temporal operations the steps (and the read-only audit) use.
 pub trait TemporalApi: Send + Sync {
     /// The address this talks to (for messages).
     fn address(&self) -> String;
@@ -111,6 +124,35 @@ pub trait TemporalApi: Send + Sync {
         namespace: &'a str,
         attributes: &'a BTreeMap<String, SearchAttributeType>,
     ) -> ApiFuture<'a, ()>;
+    /// Up to `limit` executions matching the visibility `query` (ListWorkflowExecutions, most
+    /// recent first). Read-only.
+    fn list_executions<'a>(
+        &'a self,
+        namespace: &'a str,
+        query: &'a str,
+        limit: usize,
+    ) -> ApiFuture<'a, Vec<ExecutionRef>> {
+        let _ = (namespace, query, limit);
+        Box::pin(async {
+            Err(TemporalError::Config(
+                "list_executions is not supported here".into(),
+            ))
+        })
+    }
+    /// One page of an execution's history (GetWorkflowExecutionHistory). Read-only.
+    fn history_page<'a>(
+        &'a self,
+        namespace: &'a str,
+        execution: &'a ExecutionRef,
+        next_page_token: Vec<u8>,
+    ) -> ApiFuture<'a, HistoryPage> {
+        let _ = (namespace, execution, next_page_token);
+        Box::pin(async {
+            Err(TemporalError::Config(
+                "history_page is not supported here".into(),
+            ))
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

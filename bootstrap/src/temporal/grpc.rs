@@ -26,6 +26,7 @@ use temporalio_client::{
     ClientTlsOptions, Connection, ConnectionOptions, HttpConnectProxyOptions, RetryOptions,
     TlsOptions, Url,
 };
+use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
 use temporalio_common::protos::temporal::api::enums::v1::{
     IndexedValueType, NamespaceState as ProtoNamespaceState,
 };
@@ -37,13 +38,14 @@ use temporalio_common::protos::temporal::api::operatorservice::v1::{
 };
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
     DescribeNamespaceRequest, DescribeNamespaceResponse, GetClusterInfoRequest,
-    GetSystemInfoRequest, ListNamespacesRequest, RegisterNamespaceRequest, UpdateNamespaceRequest,
+    GetSystemInfoRequest, GetWorkflowExecutionHistoryRequest, ListNamespacesRequest,
+    ListWorkflowExecutionsRequest, RegisterNamespaceRequest, UpdateNamespaceRequest,
 };
 
 use super::TemporalError;
 use super::api::{
-    ApiFuture, ClusterInfo, NamespaceSpec, NamespaceState, NamespaceUpdate, ObservedAttributes,
-    TemporalApi, record_mutating_call,
+    ApiFuture, ClusterInfo, ExecutionRef, HistoryPage, NamespaceSpec, NamespaceState,
+    NamespaceUpdate, ObservedAttributes, TemporalApi, record_mutating_call,
 };
 use super::proxy::{ProxyChoice, ProxyEnv};
 use super::retry::{self, CONNECT_TIMEOUT, RPC_TIMEOUT, RetryPolicy, is_transient};
@@ -595,6 +597,84 @@ impl TemporalApi for GrpcTemporal {
                 }
                 token = resp.next_page_token;
             }
+        })
+    }
+
+    fn list_executions<'a>(
+        &'a self,
+        namespace: &'a str,
+        query: &'a str,
+        limit: usize,
+    ) -> ApiFuture<'a, Vec<ExecutionRef>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let mut token: Vec<u8> = Vec::new();
+            while out.len() < limit {
+                let page_token = token.clone();
+                let page_size = i32::try_from((limit - out.len()).min(1000)).unwrap_or(1000);
+                let resp = self
+                    .call("ListWorkflowExecutions", |c| {
+                        let page_token = page_token.clone();
+                        async move {
+                            c.workflow_service()
+                                .list_workflow_executions(request(ListWorkflowExecutionsRequest {
+                                    namespace: namespace.to_string(),
+                                    page_size,
+                                    next_page_token: page_token,
+                                    query: query.to_string(),
+                                }))
+                                .await
+                        }
+                    })
+                    .await
+                    .map_err(|e| self.rpc_error("ListWorkflowExecutions", e))?;
+                out.extend(resp.executions.into_iter().filter_map(|e| {
+                    e.execution.map(|x| ExecutionRef {
+                        workflow_id: x.workflow_id,
+                        run_id: x.run_id,
+                    })
+                }));
+                if resp.next_page_token.is_empty() {
+                    break;
+                }
+                token = resp.next_page_token;
+            }
+            out.truncate(limit);
+            Ok(out)
+        })
+    }
+
+    fn history_page<'a>(
+        &'a self,
+        namespace: &'a str,
+        execution: &'a ExecutionRef,
+        next_page_token: Vec<u8>,
+    ) -> ApiFuture<'a, HistoryPage> {
+        Box::pin(async move {
+            let resp = self
+                .call("GetWorkflowExecutionHistory", |c| {
+                    let next_page_token = next_page_token.clone();
+                    async move {
+                        c.workflow_service()
+                            .get_workflow_execution_history(request(
+                                GetWorkflowExecutionHistoryRequest {
+                                    namespace: namespace.to_string(),
+                                    execution: Some(WorkflowExecution {
+                                        workflow_id: execution.workflow_id.clone(),
+                                        run_id: execution.run_id.clone(),
+                                    }),
+                                    maximum_page_size: 250,
+                                    next_page_token,
+                                    ..Default::default()
+                                },
+                            ))
+                            .await
+                    }
+                })
+                .await
+                .map_err(|e| self.rpc_error("GetWorkflowExecutionHistory", e))?;
+            let events = resp.history.map(|h| h.events).unwrap_or_default();
+            Ok((events, resp.next_page_token))
         })
     }
 
