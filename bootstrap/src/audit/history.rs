@@ -64,26 +64,30 @@ pub struct HistoryFacts {
     pub activities: Vec<ActivityPolicy>,
     /// The workflow continued as new (its history was cut on purpose).
     pub continued_as_new: bool,
+    /// Activity scheduled-event id -> type, so results are attributed to their activity.
+    scheduled: BTreeMap<i64, String>,
 }
 
-/// Reads the facts of one history. Events may come page by page: call [`HistoryFacts::add`] for
-/// each event instead of holding the whole history.
+/// Reads the facts of one history held in memory (tests); the audit feeds pages to
+/// [`HistoryFacts::add`] instead, so a history is never held whole.
 pub fn facts(workflow_id: &str, events: &[HistoryEvent]) -> HistoryFacts {
-    let mut f = HistoryFacts {
-        workflow_id: workflow_id.to_string(),
-        ..Default::default()
-    };
-    let mut scheduled = BTreeMap::new();
+    let mut f = HistoryFacts::new(workflow_id);
     for e in events {
-        f.add(e, &mut scheduled);
+        f.add(e);
     }
     f
 }
 
 impl HistoryFacts {
-    /// Adds one event. `scheduled` maps activity scheduled-event ids to their type, so results
-    /// are attributed to the activity that produced them.
-    pub fn add(&mut self, e: &HistoryEvent, scheduled: &mut BTreeMap<i64, String>) {
+    pub fn new(workflow_id: &str) -> Self {
+        Self {
+            workflow_id: workflow_id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds one event (events in history order).
+    pub fn add(&mut self, e: &HistoryEvent) {
         self.events += 1;
         self.bytes += e.encoded_len() as u64;
         let Some(a) = &e.attributes else { return };
@@ -138,7 +142,7 @@ impl HistoryFacts {
                     .as_ref()
                     .map(|t| t.name.clone())
                     .unwrap_or_default();
-                scheduled.insert(id, ty.clone());
+                self.scheduled.insert(id, ty.clone());
                 self.push_all(
                     id,
                     "ActivityTaskScheduled.input",
@@ -162,7 +166,7 @@ impl HistoryFacts {
                 });
             }
             Attributes::ActivityTaskCompletedEventAttributes(c) => {
-                let ty = scheduled.get(&c.scheduled_event_id).cloned();
+                let ty = self.scheduled.get(&c.scheduled_event_id).cloned();
                 self.push_all(
                     id,
                     "ActivityTaskCompleted.result",

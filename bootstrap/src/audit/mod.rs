@@ -96,16 +96,12 @@ async fn sample_histories(
     let executions = api.list_executions(namespace, query, limit).await?;
     let mut out = Vec::with_capacity(executions.len());
     for e in &executions {
-        let mut facts = HistoryFacts {
-            workflow_id: e.workflow_id.clone(),
-            ..Default::default()
-        };
-        let mut scheduled = BTreeMap::new();
+        let mut facts = HistoryFacts::new(&e.workflow_id);
         let mut token = Vec::new();
         loop {
             let (events, next) = api.history_page(namespace, e, token).await?;
             for ev in &events {
-                facts.add(ev, &mut scheduled);
+                facts.add(ev);
             }
             if next.is_empty() {
                 break;

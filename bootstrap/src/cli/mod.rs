@@ -125,7 +125,7 @@ pub struct AuditArgs {
     pub config: ConfigArg,
     /// Namespace to audit (repeat for several); default: every namespace of platform.yaml.
     #[arg(long = "namespace", value_name = "NAME")]
-    pub namespaces: Vec<String>,
+    pub namespaces: Vec<crate::config::types::NamespaceName>,
     /// Only executions started within this window (e.g. 24h, 7d).
     #[arg(long, default_value = "24h")]
     pub since: String,

@@ -94,6 +94,15 @@ fn resolve_secret(base: &Path, r: &SecretRef, what: &str) -> Result<String, Code
     keys::resolve(base, r, what).map_err(|e| CodecError::Invalid(e.to_string()))
 }
 
+/// The KMS of `codec.kms`; `None` without one or with `kind: file`.
+fn configured_kms(c: &CodecConfig, base: &Path) -> Result<Option<kms::Kms>, CodecError> {
+    match &c.kms {
+        Some(k) => kms::Kms::from_config(k, base)
+            .map_err(|e| CodecError::Invalid(format!("codec.kms: {e}"))),
+        None => Ok(None),
+    }
+}
+
 fn key_error(e: keys::KeyError) -> CodecError {
     match e {
         keys::KeyError::Invalid(m) => CodecError::Invalid(m),
@@ -111,12 +120,7 @@ pub async fn build_state(
     base: &Path,
     namespaces: &[String],
 ) -> Result<CodecState, CodecError> {
-    let kms = match &c.kms {
-        Some(k) => kms::Kms::from_config(k, base)
-            .map_err(|e| CodecError::Invalid(format!("codec.kms: {e}")))?
-            .map(Arc::new),
-        None => None,
-    };
+    let kms = configured_kms(c, base)?.map(Arc::new);
     let (mut loaded, current, probe) = keys::load(c, base, kms.as_deref(), &BTreeSet::new())
         .await
         .map_err(key_error)?;
@@ -260,12 +264,7 @@ pub async fn keygen_wrapped(
     base: &Path,
     out: &Path,
 ) -> Result<String, CodecError> {
-    let kms = match &c.kms {
-        Some(k) => kms::Kms::from_config(k, base)
-            .map_err(|e| CodecError::Invalid(format!("codec.kms: {e}")))?,
-        None => None,
-    }
-    .ok_or_else(|| {
+    let kms = configured_kms(c, base)?.ok_or_else(|| {
         CodecError::Invalid(
             "--kms needs codec.kms with kind `vault-transit` or `aws-kms` in the file given with -f".into(),
         )
