@@ -71,15 +71,17 @@ def build() -> dict:
                 "encrypted": encrypted(key_id, seal(key_id, n, proto)),
             })
 
-    # Two metadata entries: protobuf map order is not canonical across languages, so this case is
-    # decrypt-only (compare the decoded payload, not the bytes an encoder would write).
+    # Two metadata entries: protobuf map order is not canonical across languages (nor across runs
+    # of one: Python's upb randomises it), so this case is decrypt-only (compare the decoded
+    # payload, not the bytes an encoder would write); the file itself is written with sorted keys
+    # so that it stays the same.
     multi = Payload(metadata={"encoding": b"json/protobuf", "messageType": b"temporal.api.common.v1.Payload"},
                     data=b'{"data":"eA=="}')
     decrypt_only = [{
         "name": "two metadata entries",
         "key_id": "k-2026-11",
         "payload": as_json(multi),
-        "encrypted": encrypted("k-2026-11", seal("k-2026-11", nonce(40), multi.SerializeToString())),
+        "encrypted": encrypted("k-2026-11", seal("k-2026-11", nonce(40), multi.SerializeToString(deterministic=True))),
     }]
 
     pass_through = [as_json(p) for p in [
