@@ -1,18 +1,34 @@
-//! `temporal-bootstrap audit` against the stack's real Temporal server (PostgreSQL visibility,
-//! over mTLS): a namespace marked sensitive holding a plaintext payload and one holding only
-//! encrypted payloads. The plaintext one yields exactly its critical finding, the encrypted one
-//! none, `--fail-on critical` exits 4, and no output (stdout, stderr, the HTML report) holds the
-//! payload marker.
+//! `temporal-bootstrap audit` against the stack's real Temporal server (1.32.2, PostgreSQL
+//! visibility, mTLS) with real SDK workers (tests/audit/workloads.py, Python SDK) that do it
+//! wrong and right, one namespace per case. Each wrong case yields exactly its finding, the
+//! clean namespace none; no output form holds the payload marker; the audit sends only read
+//! RPCs (its own count) and writes nothing (the audited namespaces' rows in PostgreSQL are
+//! unchanged). A second test audits a real frontend that takes connections without any client
+//! certificate (`temporal server start-dev`, plaintext).
 
 #[path = "common/temporal_cli.rs"]
 mod temporal_cli;
 
-use std::process::{Command, Output};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_temporal-bootstrap");
+
+/// The RPCs a read-only audit may send.
+const READ_RPCS: &[&str] = &[
+    "GetSystemInfo",
+    "GetClusterInfo",
+    "ListNamespaces",
+    "DescribeNamespace",
+    "ListSearchAttributes",
+    "ListWorkflowExecutions",
+    "GetWorkflowExecutionHistory",
+    "DescribeTaskQueue",
+];
 
 fn required(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -28,52 +44,134 @@ fn text(o: &Output) -> String {
     )
 }
 
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 struct Stack {
     address: String,
     tls: [String; 3],
 }
 
 impl Stack {
-    fn temporal(&self, args: &[&str]) -> Output {
-        Command::new(required("TB_TEMPORAL_CLI"))
-            .args(["--address", &self.address])
-            .args(temporal_cli::tls_flags(&self.tls))
-            .args(args)
-            .env_remove("HTTPS_PROXY")
-            .output()
-            .unwrap()
-    }
-
-    /// Starts a workflow (no worker needed: its input is in the first event), retrying while a
-    /// new namespace is not usable yet.
-    fn start(&self, ns: &str, wf: &str, extra: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut args = vec![
-                "workflow",
-                "start",
-                "--namespace",
-                ns,
-                "--type",
-                "AuditProbe",
-                "--task-queue",
-                "audit-no-worker",
-                "--workflow-id",
-                wf,
-            ];
-            args.extend_from_slice(extra);
-            let o = self.temporal(&args);
-            if o.status.success() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "workflow start in {ns}: {}",
-                text(&o)
-            );
-            std::thread::sleep(Duration::from_millis(500));
+    fn sql() -> Self {
+        Self {
+            address: required("TB_TEMPORAL_SQL_ADDRESS"),
+            tls: [
+                required("TB_TEMPORAL_SQL_TLS_CA"),
+                required("TB_TEMPORAL_SQL_TLS_CERT"),
+                required("TB_TEMPORAL_SQL_TLS_KEY"),
+            ],
         }
     }
+
+    fn create_namespace(&self, ns: &str) {
+        let o = Command::new(required("TB_TEMPORAL_CLI"))
+            .args(["--address", &self.address])
+            .args(temporal_cli::tls_flags(&self.tls))
+            .args(["operator", "namespace", "create", "--namespace", ns])
+            .args(["--retention", "24h"])
+            .env_remove("HTTPS_PROXY")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "namespace create {ns}: {}", text(&o));
+    }
+
+    /// Runs one scenario of tests/audit/workloads.py; its JSON line.
+    fn workload(&self, args: &[&str]) -> Value {
+        let started = Instant::now();
+        let [ca, cert, key] = &self.tls;
+        let o = Command::new(required("TB_PYTHON"))
+            .arg(repo().join("tests/audit/workloads.py"))
+            .args(args)
+            .env("TEMPORAL_ADDRESS", &self.address)
+            .env("TEMPORAL_TLS_CA", ca)
+            .env("TEMPORAL_TLS_CERT", cert)
+            .env("TEMPORAL_TLS_KEY", key)
+            .env("TEMPORAL_TLS_SERVER_NAME", "localhost")
+            .env_remove("HTTPS_PROXY")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "workloads.py {args:?}: {}", text(&o));
+        eprintln!(
+            "workloads.py {} took {:.1}s",
+            args[0],
+            started.elapsed().as_secs_f64()
+        );
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+    }
+}
+
+/// Runs the audit until visibility lists `expected` executions (it is eventually consistent).
+fn audit_until(cfg: &Path, extra: &[&str], expected: u64) -> (Output, Value) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new(BIN)
+            .args(["--output", "json", "audit", "-f"])
+            .arg(cfg)
+            .args(["--since", "1h", "--sample", "50"])
+            .args(extra)
+            .env_remove("HTTPS_PROXY")
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let read = v["inputs"]["histories_read"].as_u64();
+        if read >= Some(expected) || Instant::now() > deadline {
+            return (out, v);
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+}
+
+/// Checks found, by namespace (`-` for cluster-wide findings).
+fn checks_by_namespace(v: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in v["findings"].as_array().unwrap() {
+        out.entry(f["namespace"].as_str().unwrap_or("-").to_string())
+            .or_default()
+            .insert(f["check"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+/// The audited namespaces' rows in the persistence database: executions (count, record versions,
+/// next event ids) and history nodes. Any write by anyone changes it.
+fn persistence_fingerprint(namespaces: &[String]) -> (i64, i64, i64, i64) {
+    use sqlx::ConnectOptions;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+            .host(&required("TB_PG_HOST"))
+            .port(required("TB_PG_PORT").parse().unwrap())
+            .username(&required("TB_PG_ADMIN_USER"))
+            .password(&required("TB_PG_ADMIN_PASSWORD"))
+            .database("temporal_sql")
+            .connect()
+            .await
+            .unwrap();
+        let (n, versions, next): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*)::bigint, coalesce(sum(e.db_record_version), 0)::bigint, \
+                    coalesce(sum(e.next_event_id), 0)::bigint \
+             FROM executions e JOIN namespaces n ON n.id = e.namespace_id WHERE n.name = ANY($1)",
+        )
+        .bind(namespaces)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let nodes: i64 = sqlx::query_scalar(
+            "SELECT count(*)::bigint FROM history_node h JOIN executions e \
+               ON h.shard_id = e.shard_id AND h.tree_id = e.run_id \
+             JOIN namespaces n ON n.id = e.namespace_id WHERE n.name = ANY($1)",
+        )
+        .bind(namespaces)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        (n, versions, next, nodes)
+    })
 }
 
 #[test]
@@ -81,51 +179,75 @@ impl Stack {
     not(tb_stack),
     ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
 )]
-fn plaintext_in_a_sensitive_namespace_is_critical_and_encrypted_is_clean() {
-    let st = Stack {
-        address: required("TB_TEMPORAL_SQL_ADDRESS"),
-        tls: [
-            required("TB_TEMPORAL_SQL_TLS_CA"),
-            required("TB_TEMPORAL_SQL_TLS_CERT"),
-            required("TB_TEMPORAL_SQL_TLS_KEY"),
-        ],
-    };
+fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
+    let st = Stack::sql();
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let (plain_ns, enc_ns) = (format!("audit-plain-{run}"), format!("audit-enc-{run}"));
+    let ns = |case: &str| format!("audit-{case}-{run}");
     let marker = format!("PATIENT-MARKER-{run}");
-    for ns in [&plain_ns, &enc_ns] {
-        let o = st.temporal(&[
-            "operator",
-            "namespace",
-            "create",
-            "--namespace",
-            ns,
-            "--retention",
-            "24h",
-        ]);
-        assert!(o.status.success(), "namespace create {ns}: {}", text(&o));
+    let cases = [
+        "plain", "large", "long", "nohb", "backlog", "nde", "attr", "clean",
+    ];
+    for c in cases {
+        st.create_namespace(&ns(c));
     }
-    st.start(
-        &plain_ns,
-        "audit-plain-wf",
-        &["--input", &format!("\"{marker}\"")],
-    );
-    st.start(
-        &enc_ns,
-        "audit-enc-wf",
-        &[
-            "--input",
-            "\"AAECAwQ\"",
-            "--input-meta",
-            "encoding=binary/encrypted",
-        ],
-    );
+    let clean_queue = format!("audit-clean-queue-{run}");
+    // Expected histories: one per case, five backlog workflows.
+    let mut expected_histories = 0u64;
+    let w = |args: &[&str]| st.workload(args);
+    let plain = w(&["clean", "--namespace", &ns("plain"), "--marker", &marker]);
+    assert_eq!(plain["encrypted"], false, "{plain}");
+    expected_histories += 1;
+    w(&["large-payload", "--namespace", &ns("large"), "--encrypt"]);
+    expected_histories += 1;
+    let long = w(&["long-history", "--namespace", &ns("long"), "--encrypt"]);
+    assert!(long["events"].as_u64().unwrap() > 12_000, "{long}");
+    expected_histories += 1;
+    w(&["no-heartbeat", "--namespace", &ns("nohb"), "--encrypt"]);
+    expected_histories += 1;
+    w(&["backlog", "--namespace", &ns("backlog"), "--count", "5"]);
+    expected_histories += 5;
+    let nde = w(&["nondeterminism", "--namespace", &ns("nde"), "--encrypt"]);
+    eprintln!("nondeterminism: {nde}");
+    expected_histories += 1;
+    w(&["clean", "--namespace", &ns("attr"), "--encrypt"]);
+    expected_histories += 1;
+    // Last, so its workers polled within the server's poller history (5 minutes).
+    let clean = w(&[
+        "clean",
+        "--namespace",
+        &ns("clean"),
+        "--encrypt",
+        "--task-queue",
+        &clean_queue,
+        "--marker",
+        &marker,
+    ]);
+    assert_eq!(clean["encrypted"], true, "{clean}");
+    expected_histories += 1;
 
     let dir = tempfile::tempdir().unwrap();
     let [ca, cert, key] = &st.tls;
+    // A codec endpoint for the UI (the sensitive namespace needs one): a key and a token file.
+    std::fs::write(
+        dir.path().join("codec.key"),
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("token"), "audit-test-token-0123456789\n").unwrap();
+    let namespaces_yaml: String = cases
+        .iter()
+        .map(|c| {
+            let extra = match *c {
+                "plain" => ", sensitive: true",
+                "attr" => ", search_attributes: { PatientTier: Keyword }",
+                _ => "",
+            };
+            format!("  - {{ name: {}, retention: 1d{extra} }}\n", ns(c))
+        })
+        .collect();
     let cfg = dir.path().join("platform.yaml");
     std::fs::write(
         &cfg,
@@ -134,39 +256,41 @@ fn plaintext_in_a_sensitive_namespace_is_critical_and_encrypted_is_clean() {
 capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n\
 persistence:\n  sqlite: {{ path: dev.db }}\n\
 visibility:\n  sqlite: {{ path: dev.db }}\n\
-namespaces:\n  - {{ name: {plain_ns}, retention: 1d, sensitive: true }}\n  - {{ name: {enc_ns}, retention: 1d }}\n",
-            st.address
+namespaces:\n{namespaces_yaml}\
+workers:\n  - {{ name: clean, task_queue: {clean_queue}, namespace: {}, profile: io, cpu_cores: 1, replicas: {{ min: 1, max: 2 }} }}\n\
+codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id: k1, secret: file:codec.key, current: true }}\n  access:\n    tokens:\n      - {{ name: oncall, token: file:token, decode: [\"*\"] }}\n",
+            st.address,
+            ns("clean")
         ),
     )
     .unwrap();
-    let report = dir.path().join("audit.html");
+    let o = Command::new(BIN)
+        .args(["validate", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
 
-    // Visibility is eventually consistent: retry until both executions are listed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (out, v) = loop {
-        let out = Command::new(BIN)
-            .args(["--output", "json", "audit", "-f"])
-            .arg(&cfg)
-            .args([
-                "--since",
-                "1h",
-                "--sample",
-                "20",
-                "--fail-on",
-                "critical",
-                "--report",
-            ])
-            .arg(&report)
-            .env_remove("HTTPS_PROXY")
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if v["inputs"]["histories_read"].as_u64() == Some(2) || Instant::now() > deadline {
-            break (out, v);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert_eq!(v["inputs"]["histories_read"], 2, "{}", text(&out));
+    let audited: Vec<String> = cases.iter().map(|c| ns(c)).collect();
+    let before = persistence_fingerprint(&audited);
+    let report = dir.path().join("audit.html");
+    let (out, v) = audit_until(
+        &cfg,
+        &[
+            "--fail-on",
+            "critical",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        expected_histories,
+    );
+    let after = persistence_fingerprint(&audited);
+    assert_eq!(
+        v["inputs"]["histories_read"].as_u64(),
+        Some(expected_histories),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -174,34 +298,106 @@ namespaces:\n  - {{ name: {plain_ns}, retention: 1d, sensitive: true }}\n  - {{ 
         text(&out)
     );
     assert_eq!(v["schema"], "temporal-bootstrap/audit/v1");
-    let findings = v["findings"].as_array().unwrap();
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    let f = &findings[0];
-    assert_eq!(f["check"], "payload-plaintext");
-    assert_eq!(f["severity"], "critical");
-    assert_eq!(f["namespace"], plain_ns.as_str());
-    assert_eq!(f["evidence"]["counts"]["plaintext_payloads"], 1);
-    assert_eq!(f["evidence"]["example_workflow_ids"][0], "audit-plain-wf");
-    let html = std::fs::read_to_string(&report).unwrap();
-    assert!(html.starts_with("<!doctype html>") && html.contains("payload-plaintext"));
-    for (what, s) in [("output", text(&out)), ("html report", html)] {
-        assert!(!s.contains(&marker), "the payload marker is in the {what}");
-    }
 
-    // Without --fail-on the same findings exit 0; a bad --since is exit 2 before any call.
-    let o = Command::new(BIN)
+    let found = checks_by_namespace(&v);
+    let expect = |case: &str, checks: &[&str]| {
+        let want: BTreeSet<String> = checks.iter().map(|c| c.to_string()).collect();
+        let got = found.get(&ns(case)).cloned().unwrap_or_default();
+        assert_eq!(got, want, "namespace {}: {:#}", ns(case), v["findings"]);
+    };
+    expect("plain", &["payload-plaintext"]);
+    expect("large", &["payload-size"]);
+    expect("long", &["history-length"]);
+    expect("nohb", &["activity-no-heartbeat"]);
+    expect("backlog", &["task-queue-backlog-no-poller"]);
+    expect("nde", &["workflow-nondeterminism"]);
+    expect("attr", &["search-attribute-missing"]);
+    expect("clean", &[]);
+    assert_eq!(found.get("-"), None, "cluster-wide: {:#}", v["findings"]);
+
+    let finding = |check: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == check)
+            .unwrap()
+            .clone()
+    };
+    let f = finding("payload-plaintext");
+    assert_eq!(f["severity"], "critical", "sensitive namespace: {f}");
+    let f = finding("task-queue-backlog-no-poller");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["evidence"]["counts"]["backlog_tasks"], 5, "{f}");
+    let f = finding("search-attribute-missing");
+    assert_eq!(f["evidence"]["names"][0], "PatientTier (Keyword)", "{f}");
+    let f = finding("workflow-nondeterminism");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["evidence"]["names"][0], "workflow OrderWorkflow", "{f}");
+    let f = finding("history-length");
+    assert!(
+        f["evidence"]["counts"]["max_events"].as_u64().unwrap() > 12_000,
+        "{f}"
+    );
+
+    // Read-only: only read RPCs, none mutating, and no row of the audited namespaces changed.
+    let calls = v["inputs"]["rpc_calls"].as_object().unwrap();
+    for rpc in calls.keys() {
+        assert!(READ_RPCS.contains(&rpc.as_str()), "the audit sent {rpc}");
+    }
+    assert!(calls["GetWorkflowExecutionHistory"].as_u64().unwrap() >= expected_histories);
+    assert_eq!(v["inputs"]["mutating_calls"], 0);
+    assert_eq!(
+        before, after,
+        "persistence rows of the audited namespaces changed"
+    );
+
+    // Every output form: no payload marker.
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("workflow-nondeterminism"));
+    assert!(
+        !html.contains("src=") && !html.contains("href="),
+        "self-contained"
+    );
+    let md = dir.path().join("audit.md");
+    let table = Command::new(BIN)
         .args(["audit", "-f"])
         .arg(&cfg)
-        .args(["--namespace", &enc_ns, "--since", "1h"])
+        .args(["--since", "1h", "--report", md.to_str().unwrap()])
         .env_remove("HTTPS_PROXY")
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(table.status.code(), Some(0), "{}", text(&table));
+    let md_text = std::fs::read_to_string(&md).unwrap();
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("0 critical, 0 warning, 0 info"),
+        md_text.contains("| critical | `payload-plaintext` |"),
+        "{md_text}"
+    );
+    for (what, s) in [
+        ("json output", text(&out)),
+        ("html report", html),
+        ("table output", text(&table)),
+        ("markdown report", md_text),
+    ] {
+        assert!(!s.contains(&marker), "the payload marker is in the {what}");
+    }
+
+    // Only the clean namespace: nothing at all, exit 0 even with --fail-on warning.
+    let (o, v) = audit_until(
+        &cfg,
+        &["--namespace", &ns("clean"), "--fail-on", "warning"],
+        1,
+    );
+    assert_eq!(v["summary"]["critical"], 0, "{}", text(&o));
+    assert_eq!(
+        v["findings"].as_array().map(Vec::len),
+        Some(0),
         "{}",
         text(&o)
     );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Bad input: exit 2 before any call.
     let o = Command::new(BIN)
         .args(["audit", "-f"])
         .arg(&cfg)
@@ -210,4 +406,78 @@ namespaces:\n  - {{ name: {plain_ns}, retention: 1d, sensitive: true }}\n  - {{ 
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--since `yesterday`"), "{}", text(&o));
+}
+
+/// A real frontend that takes connections without a client certificate (the dev server, no
+/// TLS at all) is one critical finding; the stack's mTLS frontend refused (previous test: no
+/// cluster-wide finding).
+#[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
+fn a_frontend_without_client_certificates_is_critical() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Command::new(required("TB_TEMPORAL_CLI"))
+        .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "--namespace", "open"])
+        .args(["--db-filename"])
+        .arg(dir.path().join("dev.db"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "start-dev did not listen");
+        assert!(dev.try_wait().unwrap().is_none(), "start-dev exited");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _dev = Kill(dev);
+    let cfg = dir.path().join("platform.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "cluster:\n  name: open\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n    address: 127.0.0.1:{port}\n\
+capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n\
+persistence:\n  sqlite: {{ path: dev.db }}\n\
+visibility:\n  sqlite: {{ path: dev.db }}\n\
+namespaces:\n  - {{ name: open, retention: 1d }}\n"
+        ),
+    )
+    .unwrap();
+    let (o, v) = audit_until(&cfg, &["--fail-on", "critical"], 0);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    // The dev server's own release may lag (server-patch-behind); the access check is exact.
+    let frontend: BTreeSet<String> = checks_by_namespace(&v)
+        .remove("-")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.starts_with("frontend-"))
+        .collect();
+    assert_eq!(
+        frontend,
+        BTreeSet::from(["frontend-plaintext".to_string()]),
+        "{:#}",
+        v["findings"]
+    );
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "frontend-plaintext")
+        .unwrap();
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["decision"], "security");
 }

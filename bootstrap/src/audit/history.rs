@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use prost::Message;
 use temporalio_common::protos::temporal::api::common::v1::{Payload, Payloads};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowTaskFailedCause;
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+use crate::temporal::api::TaskQueueKind;
 
 /// One payload found in a history (its bytes are not kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,12 @@ pub struct HistoryFacts {
     pub activities: Vec<ActivityPolicy>,
     /// The workflow continued as new (its history was cut on purpose).
     pub continued_as_new: bool,
+    /// WorkflowTaskFailed events by cause (e.g. `NonDeterministicError`). Only the first failure
+    /// of a run of attempts is written to history; the server's `TemporalReportedProblems`
+    /// attribute covers the repeats.
+    pub workflow_task_failures: BTreeMap<String, u64>,
+    /// Task queues the workflow and its activities were scheduled on.
+    pub task_queues: std::collections::BTreeSet<(String, TaskQueueKind)>,
     /// Activity scheduled-event id -> type, so results are attributed to their activity.
     scheduled: BTreeMap<i64, String>,
 }
@@ -99,6 +108,10 @@ impl HistoryFacts {
                     .as_ref()
                     .map(|t| t.name.clone())
                     .unwrap_or_default();
+                if let Some(q) = &s.task_queue {
+                    self.task_queues
+                        .insert((q.name.clone(), TaskQueueKind::Workflow));
+                }
                 self.push_all(id, "WorkflowExecutionStarted.input", None, s.input.as_ref());
                 if let Some(m) = &s.memo {
                     for p in m.fields.values() {
@@ -143,6 +156,10 @@ impl HistoryFacts {
                     .map(|t| t.name.clone())
                     .unwrap_or_default();
                 self.scheduled.insert(id, ty.clone());
+                if let Some(q) = &s.task_queue {
+                    self.task_queues
+                        .insert((q.name.clone(), TaskQueueKind::Activity));
+                }
                 self.push_all(
                     id,
                     "ActivityTaskScheduled.input",
@@ -173,6 +190,12 @@ impl HistoryFacts {
                     ty.as_deref(),
                     c.result.as_ref(),
                 );
+            }
+            Attributes::WorkflowTaskFailedEventAttributes(f) => {
+                let cause = WorkflowTaskFailedCause::try_from(f.cause)
+                    .map(|c| format!("{c:?}"))
+                    .unwrap_or_else(|_| format!("Cause{}", f.cause));
+                *self.workflow_task_failures.entry(cause).or_default() += 1;
             }
             Attributes::MarkerRecordedEventAttributes(m) => {
                 for ps in m.details.values() {

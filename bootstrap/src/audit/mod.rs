@@ -1,29 +1,46 @@
-//! `temporal-bootstrap audit` (issue 21, in progress): a read-only production-readiness audit of a
-//! live deployment. Flow: for each namespace, list up to `--sample` executions started within
-//! `--since` (ListWorkflowExecutions), read each history page by page
-//! (GetWorkflowExecutionHistory) into [`history::HistoryFacts`] without keeping the events, run
-//! the [`checks`], and build the [`report::Report`].
+//! `temporal-bootstrap audit` (issue 21): a read-only production-readiness audit of a live
+//! deployment. Flow: connect; per namespace, list up to `--sample` executions started within
+//! `--since` plus running ones the server flagged (`TemporalReportedProblems`), read their
+//! histories page by page (bounded concurrency) into [`history::HistoryFacts`] without keeping
+//! events, describe the task queues they and platform.yaml's worker pools use, list the search
+//! attributes and the namespace's settings; then cluster-wide facts (a connection without a
+//! client certificate, certificate files, server version, Prometheus targets, rules and SDK
+//! metrics, Grafana dashboards); run the [`checks`] and [`platform_checks`] and build the
+//! [`report::Report`].
 //!
-//! Guarantees: read-only (only List/Get RPCs; the mutating-call counter stays at zero); no payload
-//! byte is kept or printed (payloads are measured and their `encoding` read, nothing else); every
-//! threshold is a named constant with its source (docs/audit.md). Checks not implemented yet:
-//! workers and task queues, versioning, search attributes, security and operations.
+//! Guarantees: read-only (only List/Get/Describe RPCs and HTTP GETs; every RPC is counted and
+//! the counts are part of the report); no payload byte is kept or printed (payloads are
+//! measured and their `encoding` read; custom search attribute values are dropped); every
+//! threshold is a named constant or a platform.yaml value (docs/audit.md). A source that cannot
+//! be read (Prometheus down, a visibility query the store refuses) is reported under
+//! `inputs.skipped` with the reason instead of failing the audit.
 
 pub mod checks;
 pub mod findings;
 pub mod history;
+pub mod platform_checks;
 pub mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use findings::Finding;
 use history::HistoryFacts;
+use platform_checks as pc;
 use report::{Inputs, Report};
 
+use crate::config::model::{Environment, PlatformConfig};
 use crate::reconcile::Context;
 use crate::temporal::TemporalError;
-use crate::temporal::api::TemporalApi;
+use crate::temporal::api::{ExecutionRef, TaskQueueKind, TemporalApi};
+
+/// Histories read at the same time (each one page at a time).
+const HISTORY_CONCURRENCY: usize = 16;
+/// Task queues described at the same time.
+const QUEUE_CONCURRENCY: usize = 8;
+/// The window over which SDK latency and slot metrics are read from Prometheus.
+const METRICS_WINDOW: &str = "15m";
 
 /// What to audit.
 #[derive(Debug, Clone)]
@@ -36,81 +53,459 @@ pub struct AuditOptions {
     pub sample: u32,
 }
 
-/// Runs the audit against the frontend of `ctx` (read-only).
+/// Runs the audit against the platform of `ctx` (read-only).
 pub async fn run(
     ctx: &Context,
     opts: &AuditOptions,
     config_file: &str,
 ) -> Result<Report, TemporalError> {
+    let cfg: &PlatformConfig = &ctx.config;
     let api = crate::temporal::connect(ctx).await?;
     let now = time::OffsetDateTime::now_utc();
-    let rfc3339 = |t: time::OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
     let since = now - time::Duration::try_from(opts.since).unwrap_or(time::Duration::DAY);
     let query = format!("StartTime > \"{}\"", rfc3339(since));
     let namespaces: Vec<String> = if opts.namespaces.is_empty() {
-        ctx.config
-            .namespaces
+        cfg.namespaces
             .iter()
             .map(|n| n.name.as_str().to_string())
             .collect()
     } else {
         opts.namespaces.clone()
     };
-    let sensitive: BTreeMap<&str, bool> = ctx
-        .config
-        .namespaces
-        .iter()
-        .map(|n| (n.name.as_str(), n.sensitive))
-        .collect();
+    let cluster = api.cluster_info().await?;
+    let sql_visibility = cluster.visibility_is_sql().unwrap_or(false);
+    let mut skipped = BTreeSet::new();
     let mut findings = Vec::new();
     let (mut histories_read, mut bytes_read) = (0u64, 0u64);
     for ns in &namespaces {
-        let facts = sample_histories(api.as_ref(), ns, &query, opts.sample as usize).await?;
+        let declared = cfg.namespaces.iter().find(|n| n.name.as_str() == ns);
+        let mut executions = api
+            .list_executions(ns, &query, opts.sample as usize)
+            .await?;
+        let flagged = format!(
+            "ExecutionStatus = \"Running\" AND {} IS NOT NULL",
+            crate::temporal::grpc::REPORTED_PROBLEMS
+        );
+        match api
+            .list_executions(ns, &flagged, opts.sample as usize)
+            .await
+        {
+            Ok(more) => {
+                let known: BTreeSet<String> = executions.iter().map(|e| e.run_id.clone()).collect();
+                executions.extend(more.into_iter().filter(|e| !known.contains(&e.run_id)));
+            }
+            Err(e) => {
+                skipped.insert(format!(
+                    "TemporalReportedProblems query in {ns}: {e} (server before 1.29?)"
+                ));
+            }
+        }
+        let facts = read_histories(&api, ns, &executions).await?;
         histories_read += facts.len() as u64;
         bytes_read += facts.iter().map(|f| f.bytes).sum::<u64>();
-        let is_sensitive = sensitive.get(ns.as_str()).copied().unwrap_or(false);
-        findings.extend(audit_histories(ns, is_sensitive, &facts));
+        findings.extend(audit_histories(
+            ns,
+            declared.is_some_and(|n| n.sensitive),
+            &facts,
+        ));
+        findings.extend(pc::workflow_tasks(ns, &facts, &executions));
+        findings.extend(external_payloads(ns, &executions));
+        let queues = describe_queues(&api, cfg, ns, &facts, &executions).await?;
+        findings.extend(pc::task_queues(&queues, backlog_age_warning(cfg)));
+        if let Some(decl) = declared {
+            let registered = api.list_search_attributes(ns).await?;
+            findings.extend(pc::search_attributes(
+                ns,
+                &decl.search_attributes,
+                &registered,
+                &executions,
+                sql_visibility,
+            ));
+            let state = api.describe_namespace(ns).await?;
+            findings.extend(pc::retention(
+                ns,
+                decl.retention.as_duration(),
+                state.retention,
+                state.history_archival,
+                cfg.cluster.environment == Environment::Production,
+            ));
+        }
     }
+    findings
+        .extend(cluster_findings(ctx, &cluster.server_version, &api.address(), &mut skipped).await);
+    let audited: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
+    // Prometheus findings name any namespace; keep those of the audited ones.
+    findings.retain(|f| f.namespace.as_deref().is_none_or(|n| audited.contains(n)));
     let inputs = Inputs {
         config_file: config_file.to_string(),
         frontend: api.address(),
+        server_version: cluster.server_version.clone(),
         namespaces,
         since: crate::temporal::api::human(opts.since),
         sample_per_namespace: opts.sample,
         histories_read,
         history_bytes_read: bytes_read,
+        rpc_calls: crate::temporal::api::rpc_calls()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        mutating_calls: crate::temporal::total_mutating_calls(),
+        skipped: skipped.into_iter().collect(),
     };
     Ok(Report::new(rfc3339(now), inputs, findings))
 }
 
-/// Reads up to `limit` histories of `namespace`, page by page, keeping only their facts.
-async fn sample_histories(
-    api: &dyn TemporalApi,
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Reads the histories of `executions` (bounded concurrency), page by page, keeping only facts.
+async fn read_histories(
+    api: &Arc<dyn TemporalApi>,
     namespace: &str,
-    query: &str,
-    limit: usize,
+    executions: &[ExecutionRef],
 ) -> Result<Vec<HistoryFacts>, TemporalError> {
-    let executions = api.list_executions(namespace, query, limit).await?;
-    let mut out = Vec::with_capacity(executions.len());
-    for e in &executions {
-        let mut facts = HistoryFacts::new(&e.workflow_id);
-        let mut token = Vec::new();
-        loop {
-            let (events, next) = api.history_page(namespace, e, token).await?;
-            for ev in &events {
-                facts.add(ev);
+    let results = crate::temporal::run_bounded(
+        executions.to_vec(),
+        HISTORY_CONCURRENCY,
+        |e: ExecutionRef| {
+            let api = Arc::clone(api);
+            let ns = namespace.to_string();
+            async move {
+                let mut facts = HistoryFacts::new(&e.workflow_id);
+                let mut token = Vec::new();
+                loop {
+                    let (events, next) = api.history_page(&ns, &e, token).await?;
+                    for ev in &events {
+                        facts.add(ev);
+                    }
+                    if next.is_empty() {
+                        return Ok(facts);
+                    }
+                    token = next;
+                }
             }
-            if next.is_empty() {
-                break;
+        },
+    )
+    .await;
+    results.into_iter().collect()
+}
+
+/// Describes the task queues of `namespace`: those of platform.yaml's worker pools (both task
+/// kinds) and those the sampled executions and their activities were scheduled on.
+async fn describe_queues(
+    api: &Arc<dyn TemporalApi>,
+    cfg: &PlatformConfig,
+    namespace: &str,
+    facts: &[HistoryFacts],
+    executions: &[ExecutionRef],
+) -> Result<Vec<pc::QueueObservation>, TemporalError> {
+    let default_ns = cfg.namespaces.first().map(|n| n.name.as_str());
+    let mut queues: BTreeMap<(String, TaskQueueKind), Option<String>> = BTreeMap::new();
+    for pool in &cfg.workers {
+        let ns = pool.namespace.as_ref().map(|n| n.as_str()).or(default_ns);
+        if ns == Some(namespace) {
+            for kind in [TaskQueueKind::Workflow, TaskQueueKind::Activity] {
+                queues.insert(
+                    (pool.task_queue.as_str().to_string(), kind),
+                    Some(pool.name.as_str().to_string()),
+                );
             }
-            token = next;
         }
-        out.push(facts);
     }
-    Ok(out)
+    for q in facts.iter().flat_map(|f| f.task_queues.iter()) {
+        queues.entry(q.clone()).or_default();
+    }
+    for e in executions.iter().filter(|e| !e.task_queue.is_empty()) {
+        queues
+            .entry((e.task_queue.clone(), TaskQueueKind::Workflow))
+            .or_default();
+    }
+    let items: Vec<((String, TaskQueueKind), Option<String>)> = queues.into_iter().collect();
+    let results = crate::temporal::run_bounded(items, QUEUE_CONCURRENCY, |((q, kind), pool)| {
+        let api = Arc::clone(api);
+        let ns = namespace.to_string();
+        async move {
+            let state = api.describe_task_queue(&ns, &q, kind).await?;
+            Ok(pc::QueueObservation {
+                namespace: ns,
+                task_queue: q,
+                kind,
+                pool,
+                state,
+            })
+        }
+    })
+    .await;
+    results.into_iter().collect()
+}
+
+/// The `backlog_age_warning_seconds` alert threshold (one source for alerts and audit).
+fn backlog_age_warning(cfg: &PlatformConfig) -> Duration {
+    crate::observability::rules::thresholds_for(&cfg.observability)
+        .ok()
+        .and_then(|t| t.get("backlog_age_warning_seconds")?.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(300))
+}
+
+/// Executions that store payloads outside history (external storage), as info: where the
+/// data-transport trap was avoided on purpose, the auditor should know where the data lives.
+fn external_payloads(namespace: &str, executions: &[ExecutionRef]) -> Vec<Finding> {
+    let users: Vec<&ExecutionRef> = executions
+        .iter()
+        .filter(|e| e.external_payloads > 0)
+        .collect();
+    if users.is_empty() {
+        return Vec::new();
+    }
+    let mut examples = Vec::new();
+    for e in &users {
+        findings::add_example(&mut examples, &e.workflow_id);
+    }
+    vec![Finding {
+        check: "payload-external-storage",
+        severity: findings::Severity::Info,
+        decision: findings::Decision::Reliability,
+        namespace: Some(namespace.to_string()),
+        title: format!(
+            "{} execution(s) keep payloads in external storage",
+            users.len()
+        ),
+        evidence: findings::Evidence {
+            counts: BTreeMap::from([
+                ("payloads".into(), users.iter().map(|e| e.external_payloads).sum()),
+                (
+                    "bytes".into(),
+                    users.iter().map(|e| e.external_payload_bytes).sum(),
+                ),
+            ]),
+            names: users
+                .iter()
+                .map(|e| format!("workflow {}", e.workflow_type))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            example_workflow_ids: examples,
+        },
+        fix: "make sure the external store has the same retention, encryption and access control as the namespace".into(),
+    }]
+}
+
+/// Security and operations findings that do not belong to one namespace.
+async fn cluster_findings(
+    ctx: &Context,
+    server_version: &str,
+    address: &str,
+    skipped: &mut BTreeSet<String>,
+) -> Vec<Finding> {
+    let cfg = &ctx.config;
+    let mut out = Vec::new();
+    match crate::temporal::connect_without_credentials(ctx).await {
+        Ok(None) => out.extend(pc::frontend_access(
+            &pc::ClientCertProbe::Plaintext,
+            address,
+        )),
+        Ok(Some(Ok(()))) => {
+            out.extend(pc::frontend_access(&pc::ClientCertProbe::Accepted, address))
+        }
+        Ok(Some(Err(reason))) => out.extend(pc::frontend_access(
+            &pc::ClientCertProbe::Refused(reason),
+            address,
+        )),
+        Err(e) => {
+            skipped.insert(format!("connection without a client certificate: {e}"));
+        }
+    }
+    out.extend(pc::certificates(
+        &certificate_files(ctx, skipped),
+        time::OffsetDateTime::now_utc(),
+    ));
+    out.extend(pc::configuration(cfg));
+    out.extend(pc::server_version(server_version));
+    match &cfg.observability.prometheus {
+        None => {
+            skipped.insert("Prometheus checks: observability.prometheus is not configured".into());
+        }
+        Some(prom) => out.extend(prometheus_findings(cfg, prom, skipped).await),
+    }
+    match &cfg.observability.grafana {
+        None => {
+            skipped.insert("dashboards: observability.grafana is not configured".into());
+        }
+        Some(g) => {
+            let pending = match crate::observability::grafana::Grafana::new(g) {
+                Ok(client) => client.plan(false).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match pending {
+                Ok(changes) => out.extend(pc::dashboards(
+                    &changes
+                        .iter()
+                        .map(|c| c.resource.clone())
+                        .collect::<Vec<_>>(),
+                )),
+                Err(e) => {
+                    skipped.insert(format!("dashboards: {e}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The certificate files platform.yaml names: the frontend CA and client certificate, and
+/// every certificate under `pki.dir`.
+fn certificate_files(ctx: &Context, skipped: &mut BTreeSet<String>) -> Vec<pc::CertObservation> {
+    let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
+    if let Some(tls) = &ctx.config.cluster.frontend.tls {
+        files.push(("cluster.frontend.tls.ca".into(), ctx.resolve_path(&tls.ca)));
+        if let Some(c) = &tls.cert {
+            files.push(("cluster.frontend.tls.cert".into(), ctx.resolve_path(c)));
+        }
+    }
+    if let Some(pki) = &ctx.config.pki {
+        let dir = ctx.resolve_path(&pki.dir);
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if p.is_dir() {
+                    stack.push(p.clone());
+                } else if name.ends_with(".pem") && !name.contains("key") {
+                    let rel = p.strip_prefix(&dir).unwrap_or(&p).display().to_string();
+                    files.push((format!("pki.dir/{rel}"), p.clone()));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (role, path) in files {
+        let pem = match crate::fsutil::read_limited(&path, crate::fsutil::FileKind::Pem) {
+            Ok(p) => p,
+            Err(e) => {
+                skipped.insert(format!("certificate {role}: {e}"));
+                continue;
+            }
+        };
+        let chain = crate::pki::certinfo::parse_pem_chain(&pem).unwrap_or_default();
+        // The first certificate of a file is the one it is about (leaf first in a chain).
+        if let Some(info) = chain
+            .first()
+            .and_then(|d| crate::pki::certinfo::parse_der(d).ok())
+        {
+            out.push(pc::CertObservation {
+                role,
+                not_after: info.not_after,
+            });
+        }
+    }
+    out
+}
+
+/// Scrape targets, our rule groups, and the SDK schedule-to-start and slot metrics.
+async fn prometheus_findings(
+    cfg: &PlatformConfig,
+    prom: &crate::config::PrometheusConfig,
+    skipped: &mut BTreeSet<String>,
+) -> Vec<Finding> {
+    use crate::observability::prometheus as p;
+    let mut out = Vec::new();
+    match p::scrape_targets(prom).await {
+        Ok(targets) => {
+            let down: Vec<String> = targets
+                .iter()
+                .filter(|t| !t.up)
+                .map(|t| format!("{} {}", t.job, t.instance))
+                .collect();
+            let temporal_up = match p::query_vector(prom, "count(up == 1 and on (job, instance) group by (job, instance) (persistence_requests))").await {
+                Ok(v) => v.first().map(|(_, n)| *n as usize).unwrap_or(0),
+                Err(_) => targets.iter().filter(|t| t.up).count(),
+            };
+            out.extend(pc::metrics_targets(&down, temporal_up));
+        }
+        Err(e) => {
+            skipped.insert(format!("Prometheus: {e}"));
+            return out;
+        }
+    }
+    match (
+        crate::observability::rules::render(&cfg.observability),
+        p::loaded_groups(prom).await,
+    ) {
+        (Ok(files), Ok(loaded)) => {
+            let missing: Vec<String> = files
+                .iter()
+                .flat_map(|f| f.groups.iter().cloned())
+                .filter(|g| !loaded.contains(g))
+                .collect();
+            out.extend(pc::alert_rules(&missing));
+        }
+        (Err(e), _) => {
+            skipped.insert(format!("alert rules: {e}"));
+        }
+        (_, Err(e)) => {
+            skipped.insert(format!("alert rules: {e}"));
+        }
+    }
+    let mut latency = Vec::new();
+    for (task_type, metric) in [
+        (
+            "Activity",
+            "temporal_activity_schedule_to_start_latency_bucket",
+        ),
+        (
+            "Workflow",
+            "temporal_workflow_task_schedule_to_start_latency_bucket",
+        ),
+    ] {
+        // Core-based SDKs export milliseconds (alerts/templates/temporal-capacity.yaml.tmpl).
+        let expr = format!(
+            "histogram_quantile(0.95, sum by (namespace, task_queue, le) (rate({metric}{{service_name=\"temporal-core-sdk\"}}[{METRICS_WINDOW}])))"
+        );
+        match p::query_vector(prom, &expr).await {
+            Ok(v) => latency.extend(v.into_iter().filter(|(_, ms)| ms.is_finite()).map(
+                |(l, ms)| pc::LatencySample {
+                    namespace: l.get("namespace").cloned().unwrap_or_default(),
+                    task_queue: l.get("task_queue").cloned().unwrap_or_default(),
+                    task_type: task_type.to_string(),
+                    p95: Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                },
+            )),
+            Err(e) => {
+                skipped.insert(format!("schedule-to-start: {e}"));
+            }
+        }
+    }
+    if latency.is_empty() {
+        skipped.insert(
+            "schedule-to-start: no SDK latency metrics in Prometheus (workers not scraped?)".into(),
+        );
+    }
+    out.extend(pc::schedule_to_start(&latency, &cfg.observability.slo));
+    let slots = format!(
+        "min by (namespace, task_queue, worker_type) (min_over_time(temporal_worker_task_slots_available{{service_name!=\"worker\"}}[{METRICS_WINDOW}])) == 0"
+    );
+    match p::query_vector(prom, &slots).await {
+        Ok(v) => out.extend(pc::worker_slots(
+            &v.into_iter()
+                .map(|(l, _)| pc::SlotSample {
+                    namespace: l.get("namespace").cloned().unwrap_or_default(),
+                    task_queue: l.get("task_queue").cloned().unwrap_or_default(),
+                    worker_type: l.get("worker_type").cloned().unwrap_or_default(),
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Err(e) => {
+            skipped.insert(format!("worker slots: {e}"));
+        }
+    }
+    out
 }
 
 /// Every history check for one namespace's sampled histories.
@@ -407,6 +802,7 @@ mod tests {
             sample_per_namespace: 200,
             histories_read: 1,
             history_bytes_read: h.bytes,
+            ..Default::default()
         };
         let r = Report::new(
             "2026-12-07T00:00:00Z".into(),
@@ -447,6 +843,7 @@ mod tests {
             sample_per_namespace: 1,
             histories_read: 1,
             history_bytes_read: 1,
+            ..Default::default()
         };
         let r = Report::new("t".into(), inputs, f);
         assert!(!r.to_html().contains("<script>") && !r.to_html().contains("<b>"));

@@ -20,15 +20,24 @@ pub struct Report {
 }
 
 /// The audit's inputs, so a report says what it covered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Inputs {
     pub config_file: String,
     pub frontend: String,
+    /// As GetSystemInfo reported it.
+    pub server_version: String,
     pub namespaces: Vec<String>,
     pub since: String,
     pub sample_per_namespace: u32,
     pub histories_read: u64,
     pub history_bytes_read: u64,
+    /// Every RPC the audit sent, by name: only List*, Get* and Describe* calls.
+    pub rpc_calls: std::collections::BTreeMap<String, u64>,
+    /// Mutating RPCs sent (RegisterNamespace, UpdateNamespace, AddSearchAttributes): always 0.
+    pub mutating_calls: u64,
+    /// Sources that could not be read, with the reason; their checks did not run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -105,6 +114,9 @@ impl Report {
             }
             let _ = writeln!(out, "{:55}fix: {}", "", f.fix);
         }
+        for s in &self.inputs.skipped {
+            let _ = writeln!(out, "not checked: {s}");
+        }
         out
     }
 
@@ -159,7 +171,30 @@ impl Report {
             }
             out.push('\n');
         }
+        let _ = writeln!(
+            out,
+            "Calls made (all read-only): {}\n",
+            md(&self.calls_line())
+        );
+        for s in &self.inputs.skipped {
+            let _ = writeln!(out, "- not checked: {}", md(s));
+        }
         out
+    }
+
+    /// `GetWorkflowExecutionHistory 210, ListWorkflowExecutions 2, ...; 0 mutating`.
+    fn calls_line(&self) -> String {
+        let calls: Vec<String> = self
+            .inputs
+            .rpc_calls
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        format!(
+            "{}; {} mutating",
+            calls.join(", "),
+            self.inputs.mutating_calls
+        )
     }
 
     pub fn to_html(&self) -> String {
@@ -183,6 +218,27 @@ impl Report {
         );
         if self.findings.is_empty() {
             body.push_str("<p>No findings.</p>");
+        } else {
+            body.push_str(
+                "<table><tr><th>decision</th><th>critical</th><th>warning</th><th>info</th></tr>",
+            );
+            for d in decisions(&self.findings) {
+                let n = |s| {
+                    self.findings
+                        .iter()
+                        .filter(|f| f.decision == d && f.severity == s)
+                        .count()
+                };
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    html(&capitalise(d.as_str())),
+                    n(Severity::Critical),
+                    n(Severity::Warning),
+                    n(Severity::Info)
+                );
+            }
+            body.push_str("</table>");
         }
         for d in decisions(&self.findings) {
             let _ = write!(body, "<h2>{}</h2>", html(&capitalise(d.as_str())));
@@ -227,6 +283,26 @@ impl Report {
                 let _ = write!(body, "<dt>fix</dt><dd>{}</dd></dl></section>", html(&f.fix));
             }
         }
+        let _ = write!(
+            body,
+            "<h2>Inputs</h2><dl><dt>server</dt><dd>{}</dd><dt>calls made (all read-only)</dt><dd>{}</dd>",
+            html(&self.inputs.server_version),
+            html(&self.calls_line())
+        );
+        if !self.inputs.skipped.is_empty() {
+            let items: Vec<String> = self
+                .inputs
+                .skipped
+                .iter()
+                .map(|s| format!("<li>{}</li>", html(s)))
+                .collect();
+            let _ = write!(
+                body,
+                "<dt>not checked</dt><dd><ul>{}</ul></dd>",
+                items.concat()
+            );
+        }
+        body.push_str("</dl>");
         format!(
             "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width'><title>Temporal audit {}</title><style>{STYLE}</style></head><body>{body}<footer>temporal-bootstrap audit &middot; report schema {}</footer></body></html>\n",
             html(&self.generated_at),
@@ -241,7 +317,7 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}h3{font-size
 .pill.critical{background:#b42318}.pill.warning{background:#b54708}.pill.info{background:#175cd3}\
 .finding{border-left:4px solid #ccc;padding:.4em .8em;margin:.8em 0;background:#fafafa}.finding.critical{border-color:#b42318}\
 .finding.warning{border-color:#b54708}.finding.info{border-color:#175cd3}dt{font-weight:600;margin-top:.3em}dd{margin-left:1em}\
-small{color:#666;font-weight:normal}code{background:#eee;padding:0 .2em}footer{margin-top:2em;color:#888;font-size:.85em}";
+small{color:#666;font-weight:normal}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2em .6em;text-align:left}code{background:#eee;padding:0 .2em}footer{margin-top:2em;color:#888;font-size:.85em}";
 
 fn decisions(findings: &[Finding]) -> Vec<Decision> {
     let mut d: Vec<Decision> = findings.iter().map(|f| f.decision).collect();

@@ -36,6 +36,34 @@ pub struct PlatformConfig {
     /// The remote codec server for end-to-end payload encryption (`codec-server`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codec: Option<super::codec::CodecConfig>,
+    /// The daemon's periodic read-only audit (`temporal-bootstrap audit`). Omit to audit only on
+    /// demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
+}
+
+/// `audit:`: how often the daemon audits and how much it reads each time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Time between audits (default 30m; at least 1m).
+    #[serde(default = "default_audit_interval")]
+    pub interval: HumanDuration,
+    /// Executions started within this window are sampled (default 24h).
+    #[serde(default = "default_audit_since")]
+    pub since: HumanDuration,
+    /// Histories read per namespace and audit (default 50; 1 to 10000): the sample budget.
+    #[serde(default = "default_audit_sample")]
+    pub sample: u32,
+}
+fn default_audit_interval() -> HumanDuration {
+    HumanDuration::from_secs(30 * 60)
+}
+fn default_audit_since() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+fn default_audit_sample() -> u32 {
+    50
 }
 
 // ---------------------------------------------------------------------------------------------

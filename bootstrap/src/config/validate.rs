@@ -41,7 +41,45 @@ pub fn check(c: &PlatformConfig) -> Report {
     if let Some(codec) = &c.codec {
         r.errors.extend(super::codec::check(codec));
     }
+    if let Some(audit) = &c.audit {
+        check_audit(audit, &mut r);
+        let stale = crate::observability::rules::thresholds_for(&c.observability)
+            .ok()
+            .and_then(|t| t.get("audit_stale_seconds")?.parse::<f64>().ok());
+        if let Some(stale) = stale
+            && audit.interval.as_duration().as_secs_f64() * 2.0 > stale
+        {
+            r.warn(
+                "audit.interval",
+                format!(
+                    "`{}` leaves TemporalBootstrapAuditStale ({stale} s) less than two missed audits; set observability.alert_thresholds.audit_stale_seconds to about 3x the interval",
+                    audit.interval
+                ),
+            );
+        }
+    }
     r
+}
+
+fn check_audit(a: &crate::config::model::AuditConfig, r: &mut Report) {
+    if a.interval.as_duration() < std::time::Duration::from_secs(60) {
+        r.error(
+            "audit.interval",
+            format!("`{}` is too short: at least 1m (an audit reads up to `sample` histories per namespace)", a.interval),
+        );
+    }
+    if !(1..=10_000).contains(&a.sample) {
+        r.error(
+            "audit.sample",
+            format!(
+                "{} is out of range: 1 to 10000 histories per namespace",
+                a.sample
+            ),
+        );
+    }
+    if a.since.as_duration().is_zero() {
+        r.error("audit.since", "must be longer than 0 (e.g. 24h)");
+    }
 }
 
 fn check_cluster(c: &PlatformConfig, r: &mut Report) {

@@ -31,8 +31,30 @@ pub struct CertificateLabels {
     pub certificate: LabelText,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    pub check: String,
+    pub severity: String,
+    /// Empty for cluster-wide findings. Namespace names are validated, but escape anyway.
+    pub namespace: LabelText,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// The periodic audit's metrics; registered only when `audit:` is configured, so an install
+/// without it exports none (the stale alert keys on their presence).
+struct AuditMetrics {
+    findings: Family<AuditLabels, Gauge>,
+    last_success: Gauge<f64, AtomicU64>,
+    runs: Family<OutcomeLabels, Counter>,
+}
+
 pub struct Metrics {
     registry: Registry,
+    audit: Option<AuditMetrics>,
     runs: Counter,
     failures: Family<FailureLabels, Counter>,
     step_duration: Family<StepLabels, Histogram>,
@@ -94,6 +116,7 @@ impl Metrics {
         );
         Self {
             registry,
+            audit: None,
             runs,
             failures,
             step_duration,
@@ -137,6 +160,67 @@ impl Metrics {
         }
     }
 
+    /// Registers the audit metrics; the last-success time starts at now, so an audit that never
+    /// succeeds is noticed (TemporalBootstrapAuditStale) and a fresh start is not.
+    pub fn enable_audit(&mut self) {
+        let findings = Family::<AuditLabels, Gauge>::default();
+        self.registry.register(
+            "audit_findings",
+            "Findings of the last completed audit by check, severity and namespace",
+            findings.clone(),
+        );
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        last_success.set(unix_now());
+        self.registry.register(
+            "audit_last_success_timestamp_seconds",
+            "Unix time of the last completed audit",
+            last_success.clone(),
+        );
+        let runs = Family::<OutcomeLabels, Counter>::default();
+        self.registry
+            .register("audit_runs", "Audits run, by outcome", runs.clone());
+        self.audit = Some(AuditMetrics {
+            findings,
+            last_success,
+            runs,
+        });
+    }
+
+    /// Replaces the findings series with those of a completed audit (only non-zero counts).
+    pub fn record_audit(&self, counts: &std::collections::BTreeMap<(String, String, String), u64>) {
+        let Some(a) = &self.audit else { return };
+        {
+            // Cleared and refilled under the encode lock: a scrape never sees half an audit.
+            let _guard = self.encode_lock.lock().unwrap_or_else(|p| p.into_inner());
+            a.findings.clear();
+            for ((check, severity, namespace), n) in counts {
+                a.findings
+                    .get_or_create(&AuditLabels {
+                        check: check.clone(),
+                        severity: severity.clone(),
+                        namespace: LabelText(namespace.clone()),
+                    })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+        }
+        a.last_success.set(unix_now());
+        a.runs
+            .get_or_create(&OutcomeLabels {
+                outcome: "ok".into(),
+            })
+            .inc();
+    }
+
+    pub fn record_audit_error(&self) {
+        if let Some(a) = &self.audit {
+            a.runs
+                .get_or_create(&OutcomeLabels {
+                    outcome: "error".into(),
+                })
+                .inc();
+        }
+    }
+
     pub fn mark_success(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -163,6 +247,13 @@ impl Metrics {
     }
 }
 
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +266,43 @@ mod tests {
         assert!(text.contains(r#"certificate="pki\"x/ca.pem""#), "{text}");
     }
     use crate::reconcile::{Change, StepName};
+
+    #[test]
+    fn audit_metrics_exist_only_when_enabled_and_are_replaced_per_audit() {
+        let m = Metrics::new();
+        assert!(
+            !m.encode().unwrap().contains("audit"),
+            "no audit configured"
+        );
+        let mut m = Metrics::new();
+        m.enable_audit();
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("temporal_bootstrap_audit_last_success_timestamp_seconds "),
+            "{text}"
+        );
+        let key = |c: &str, s: &str, n: &str| (c.to_string(), s.to_string(), n.to_string());
+        m.record_audit(
+            &[
+                (key("payload-plaintext", "critical", "clinic"), 2),
+                (key("frontend-plaintext", "critical", ""), 1),
+            ]
+            .into(),
+        );
+        let text = m.encode().unwrap();
+        assert!(text.contains(r#"temporal_bootstrap_audit_findings{check="payload-plaintext",severity="critical",namespace="clinic"} 2"#), "{text}");
+        assert!(
+            text.contains("temporal_bootstrap_audit_runs_total{outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        m.record_audit(&[(key("frontend-plaintext", "critical", ""), 1)].into());
+        let text = m.encode().unwrap();
+        assert!(
+            !text.contains("payload-plaintext"),
+            "a fixed finding's series is dropped: {text}"
+        );
+        assert!(text.contains(r#"check="frontend-plaintext""#), "{text}");
+    }
 
     #[test]
     fn exposes_the_contract_names() {

@@ -94,8 +94,12 @@ impl Backoff {
 
 /// Runs until SIGTERM/SIGINT. Returns after the current step has finished.
 pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result<(), DaemonError> {
+    let mut metrics = Metrics::new();
+    if ctx.config.audit.is_some() {
+        metrics.enable_audit();
+    }
     let state = Arc::new(DaemonState {
-        metrics: Metrics::new(),
+        metrics,
         converged_once: AtomicBool::new(false),
         last_run_ok: AtomicBool::new(false),
     });
@@ -127,6 +131,15 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
         signal_stop.store(true, Ordering::SeqCst);
         let _ = signal_tx.send(true);
     });
+
+    if let Some(audit) = ctx.config.audit.clone() {
+        tokio::spawn(audit_loop(
+            ctx.clone(),
+            audit,
+            state.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
 
     let mut backoff = Backoff::default();
     let mut wake = shutdown_rx.clone();
@@ -175,6 +188,55 @@ pub async fn run(ctx: Context, interval: Duration, listen: SocketAddr) -> Result
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DaemonError::Serve(e)),
         Err(e) => Err(DaemonError::Serve(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// Audits at start and then every `audit.interval`, exporting the findings per check, severity
+/// and namespace. The audit is read-only; a failed audit is logged and counted, never fatal.
+async fn audit_loop(
+    ctx: Context,
+    cfg: crate::config::model::AuditConfig,
+    state: Arc<DaemonState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let opts = crate::audit::AuditOptions {
+        namespaces: Vec::new(),
+        since: cfg.since.as_duration(),
+        sample: cfg.sample,
+    };
+    loop {
+        let started = Instant::now();
+        match crate::audit::run(&ctx, &opts, "platform.yaml").await {
+            Ok(report) => {
+                let mut counts = std::collections::BTreeMap::new();
+                for f in &report.findings {
+                    *counts
+                        .entry((
+                            f.check.to_string(),
+                            f.severity.as_str().to_string(),
+                            f.namespace.clone().unwrap_or_default(),
+                        ))
+                        .or_insert(0u64) += 1;
+                }
+                state.metrics.record_audit(&counts);
+                tracing::info!(
+                    critical = report.summary.critical,
+                    warning = report.summary.warning,
+                    info = report.summary.info,
+                    histories = report.inputs.histories_read,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "audit done"
+                );
+            }
+            Err(e) => {
+                state.metrics.record_audit_error();
+                tracing::warn!(error = %e, "audit failed; next try in one interval");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.interval.as_duration()) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! Assumptions: Prometheus loads `rules_dir/*.yaml` (its `rule_files`), and runs with
 //! `--web.enable-lifecycle` when `reload: true`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -251,4 +251,82 @@ pub async fn loaded_groups(prom: &PrometheusConfig) -> Result<BTreeSet<String>, 
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// One sample of an instant query: its labels and value.
+pub type VectorSample = (BTreeMap<String, String>, f64);
+
+/// Evaluates `expr` now (GET /api/v1/query); a vector result as labels and values. Read-only.
+pub async fn query_vector(
+    prom: &PrometheusConfig,
+    expr: &str,
+) -> Result<Vec<VectorSample>, PrometheusError> {
+    let body = get_json(prom, "query", &[("query", expr)]).await?;
+    Ok(body["data"]["result"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| {
+                    let labels = r["metric"]
+                        .as_object()?
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect();
+                    let value = r["value"][1].as_str()?.parse::<f64>().ok()?;
+                    Some((labels, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// An active scrape target (GET /api/v1/targets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeTarget {
+    pub job: String,
+    pub instance: String,
+    pub up: bool,
+}
+
+pub async fn scrape_targets(prom: &PrometheusConfig) -> Result<Vec<ScrapeTarget>, PrometheusError> {
+    let body = get_json(prom, "targets", &[("state", "active")]).await?;
+    Ok(body["data"]["activeTargets"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| ScrapeTarget {
+                    job: t["labels"]["job"].as_str().unwrap_or_default().to_string(),
+                    instance: t["labels"]["instance"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    up: t["health"].as_str() == Some("up"),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+async fn get_json(
+    prom: &PrometheusConfig,
+    api: &str,
+    params: &[(&str, &str)],
+) -> Result<serde_json::Value, PrometheusError> {
+    let mut url = prom.url.as_url().clone();
+    let path = format!("{}/api/v1/{api}", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url.query_pairs_mut().extend_pairs(params);
+    let unreachable = |source| PrometheusError::Unreachable {
+        url: format!("{}/api/v1/{api}", prom.url),
+        source,
+    };
+    client()
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(unreachable)?
+        .json()
+        .await
+        .map_err(unreachable)
 }

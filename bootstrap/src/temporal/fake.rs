@@ -41,6 +41,7 @@ impl FakeTemporal {
                 description: String::new(),
                 owner_email: String::new(),
                 data: BTreeMap::new(),
+                history_archival: false,
             },
         );
         Self {
@@ -71,6 +72,7 @@ impl FakeTemporal {
                 description: String::new(),
                 owner_email: String::new(),
                 data: BTreeMap::new(),
+                history_archival: false,
             },
         );
     }
@@ -129,6 +131,7 @@ impl TemporalApi for FakeTemporal {
                 description: spec.description.clone(),
                 owner_email: spec.owner_email.clone(),
                 data: spec.data.clone(),
+                history_archival: false,
             },
         );
         Self::ready(Ok(true))

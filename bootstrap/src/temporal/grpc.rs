@@ -28,7 +28,8 @@ use temporalio_client::{
 };
 use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
 use temporalio_common::protos::temporal::api::enums::v1::{
-    IndexedValueType, NamespaceState as ProtoNamespaceState,
+    ArchivalState, IndexedValueType, NamespaceState as ProtoNamespaceState,
+    TaskQueueKind as TaskQueueKindProto, TaskQueueType, WorkflowExecutionStatus,
 };
 use temporalio_common::protos::temporal::api::namespace::v1::{
     NamespaceConfig as ProtoNamespaceConfig, UpdateNamespaceInfo,
@@ -36,16 +37,20 @@ use temporalio_common::protos::temporal::api::namespace::v1::{
 use temporalio_common::protos::temporal::api::operatorservice::v1::{
     AddSearchAttributesRequest, ListSearchAttributesRequest,
 };
+use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
-    DescribeNamespaceRequest, DescribeNamespaceResponse, GetClusterInfoRequest,
-    GetSystemInfoRequest, GetWorkflowExecutionHistoryRequest, ListNamespacesRequest,
-    ListWorkflowExecutionsRequest, RegisterNamespaceRequest, UpdateNamespaceRequest,
+    DescribeNamespaceRequest, DescribeNamespaceResponse, DescribeTaskQueueRequest,
+    GetClusterInfoRequest, GetSystemInfoRequest, GetWorkflowExecutionHistoryRequest,
+    ListNamespacesRequest, ListWorkflowExecutionsRequest, RegisterNamespaceRequest,
+    UpdateNamespaceRequest,
 };
 
 use super::TemporalError;
 use super::api::{
     ApiFuture, ClusterInfo, ExecutionRef, HistoryPage, NamespaceSpec, NamespaceState,
-    NamespaceUpdate, ObservedAttributes, TemporalApi, record_mutating_call,
+    NamespaceUpdate, ObservedAttributes, TaskQueueKind, TaskQueueState, TemporalApi,
+    record_mutating_call, record_rpc,
 };
 use super::proxy::{ProxyChoice, ProxyEnv};
 use super::retry::{self, CONNECT_TIMEOUT, RPC_TIMEOUT, RetryPolicy, is_transient};
@@ -396,6 +401,7 @@ impl GrpcTemporal {
                     let options = options.clone();
                     async move {
                         use temporalio_client::errors::ClientConnectError as E;
+                        record_rpc("GetSystemInfo");
                         match Connection::connect(options).await {
                             Ok(c) => Ok(c),
                             Err(E::TonicTransportError(e)) => {
@@ -457,7 +463,10 @@ impl GrpcTemporal {
             self.policy,
             &what,
             |s: &Status| is_transient(s.code()),
-            || f(self.conn.clone()),
+            || {
+                record_rpc(rpc);
+                f(self.conn.clone())
+            },
         )
         .await;
         res.map(tonic::Response::into_inner)
@@ -489,9 +498,44 @@ fn namespace_state_name(v: i32) -> String {
     }
 }
 
+/// The visibility facts of one listed execution (custom search attribute values dropped).
+fn execution_ref(e: WorkflowExecutionInfo) -> Option<ExecutionRef> {
+    let x = e.execution?;
+    let fields = e
+        .search_attributes
+        .map(|s| s.indexed_fields)
+        .unwrap_or_default();
+    let reported_problems = fields
+        .get(REPORTED_PROBLEMS)
+        .and_then(|p| serde_json::from_slice::<Vec<String>>(&p.data).ok())
+        .unwrap_or_default();
+    let mut search_attributes: Vec<String> = fields.into_keys().collect();
+    search_attributes.sort();
+    Some(ExecutionRef {
+        workflow_id: x.workflow_id,
+        run_id: x.run_id,
+        workflow_type: e.r#type.map(|t| t.name).unwrap_or_default(),
+        task_queue: e.task_queue,
+        running: e.status == WorkflowExecutionStatus::Running as i32,
+        search_attributes,
+        reported_problems,
+        external_payloads: u64::try_from(e.external_payload_count).unwrap_or(0),
+        external_payload_bytes: u64::try_from(e.external_payload_size_bytes).unwrap_or(0),
+        worker_deployment: e.worker_deployment_name,
+    })
+}
+
+/// The server's own search attribute for repeated workflow task failures (server 1.29+).
+pub const REPORTED_PROBLEMS: &str = "TemporalReportedProblems";
+
 fn from_describe(r: DescribeNamespaceResponse) -> NamespaceState {
     let info = r.namespace_info.unwrap_or_default();
+    let history_archival = r
+        .config
+        .as_ref()
+        .is_some_and(|c| c.history_archival_state == ArchivalState::Enabled as i32);
     NamespaceState {
+        history_archival,
         name: info.name,
         state: namespace_state_name(info.state),
         retention: r
@@ -628,12 +672,7 @@ impl TemporalApi for GrpcTemporal {
                     })
                     .await
                     .map_err(|e| self.rpc_error("ListWorkflowExecutions", e))?;
-                out.extend(resp.executions.into_iter().filter_map(|e| {
-                    e.execution.map(|x| ExecutionRef {
-                        workflow_id: x.workflow_id,
-                        run_id: x.run_id,
-                    })
-                }));
+                out.extend(resp.executions.into_iter().filter_map(execution_ref));
                 if resp.next_page_token.is_empty() {
                     break;
                 }
@@ -641,6 +680,49 @@ impl TemporalApi for GrpcTemporal {
             }
             out.truncate(limit);
             Ok(out)
+        })
+    }
+
+    fn describe_task_queue<'a>(
+        &'a self,
+        namespace: &'a str,
+        task_queue: &'a str,
+        kind: TaskQueueKind,
+    ) -> ApiFuture<'a, TaskQueueState> {
+        Box::pin(async move {
+            let task_queue_type = match kind {
+                TaskQueueKind::Workflow => TaskQueueType::Workflow,
+                TaskQueueKind::Activity => TaskQueueType::Activity,
+            } as i32;
+            let resp = self
+                .call("DescribeTaskQueue", |c| async move {
+                    c.workflow_service()
+                        .describe_task_queue(request(DescribeTaskQueueRequest {
+                            namespace: namespace.to_string(),
+                            task_queue: Some(TaskQueue {
+                                name: task_queue.to_string(),
+                                kind: TaskQueueKindProto::Normal as i32,
+                                ..Default::default()
+                            }),
+                            task_queue_type,
+                            report_stats: true,
+                            ..Default::default()
+                        }))
+                        .await
+                })
+                .await
+                .map_err(|e| self.rpc_error("DescribeTaskQueue", e))?;
+            let stats = resp.stats.unwrap_or_default();
+            Ok(TaskQueueState {
+                pollers: resp.pollers.into_iter().map(|p| p.identity).collect(),
+                backlog_count: u64::try_from(stats.approximate_backlog_count).unwrap_or(0),
+                backlog_age: stats
+                    .approximate_backlog_age
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .filter(|d| !d.is_zero()),
+                add_rate: stats.tasks_add_rate,
+                dispatch_rate: stats.tasks_dispatch_rate,
+            })
         })
     }
 

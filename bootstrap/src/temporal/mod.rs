@@ -127,6 +127,32 @@ pub async fn connect(ctx: &Context) -> Result<Arc<dyn TemporalApi>, TemporalErro
     Ok(Arc::new(api))
 }
 
+/// Connects like a client with neither a certificate nor a token would, and makes one
+/// read call. `None`: the frontend is configured without TLS (plaintext). `Some(Ok(()))`: it
+/// was accepted. `Some(Err(reason))`: refused (handshake, or the call denied). One attempt.
+pub async fn connect_without_credentials(
+    ctx: &Context,
+) -> Result<Option<Result<(), String>>, TemporalError> {
+    let mut settings = ConnectSettings::from_config(ctx)?;
+    let Some(tls) = settings.tls.as_mut() else {
+        return Ok(None);
+    };
+    tls.client = None;
+    settings.bearer = None;
+    let once = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::DEFAULT
+    };
+    let api = match GrpcTemporal::connect(settings, once).await {
+        Ok(api) => api,
+        Err(e) => return Ok(Some(Err(e.to_string()))),
+    };
+    Ok(Some(match api.list_namespaces().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }))
+}
+
 /// The steps of this module, for the registry.
 pub fn steps() -> Vec<Box<dyn crate::reconcile::Step>> {
     vec![

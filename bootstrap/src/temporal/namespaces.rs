@@ -514,6 +514,7 @@ namespaces:\n{ns}"
             description: String::new(),
             owner_email: String::new(),
             data: BTreeMap::new(),
+            history_archival: false,
         }];
         let d = diff(&want, &have);
         assert!(d.ops.is_empty());

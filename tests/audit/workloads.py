@@ -1,0 +1,947 @@
+#!/usr/bin/env python3
+"""Builds "wrong" and "right" workloads on a real Temporal server for `temporal-bootstrap audit`.
+
+Run with the project's virtualenv (temporalio 1.35.0, cryptography):
+
+  .local/venv/bin/python tests/audit/workloads.py SCENARIO --namespace N [options]
+
+Scenarios (each runs its real SDK workers in this process, waits for the described state, stops
+the workers and prints ONE JSON line on stdout):
+
+  clean            CleanWorkflow -> activity clean_activity (start-to-close 30 s, 5 attempts,
+                   backoff 1 s x2 up to 10 s); --count K workflows; --encrypt for binary/encrypted
+  large-payload    an activity taking and returning 1,992,294-byte payloads (under the 2 MiB limit)
+  long-history     one workflow whose history exceeds --events (default 12,000) events: timers
+  no-heartbeat     activity long_running_report: start-to-close 10 min, no heartbeat timeout
+  backlog          client only: --count NeverPolled workflows on a task queue nobody polls (left
+                   running)
+  nondeterminism   OrderWorkflow v1 (reserve, then wait for signal `proceed`), then an incompatible
+                   v2 worker (charge first): the workflow task fails with a non-determinism cause;
+                   the workflow is left running, stuck
+  bulk             --per-namespace short workflows (BulkA/BulkB) in each of --namespaces
+
+Connection, from the environment: TEMPORAL_ADDRESS (default 127.0.0.1:7233), and for (m)TLS
+TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_SERVER_NAME; without any
+TEMPORAL_TLS_* variable the connection is plaintext.
+
+Encryption (--encrypt): the codec of examples/payload-encryption/python/codec.py, keys from
+CODEC_KEY_FILES / CODEC_WRAPPED_KEY_FILES / CODEC_CURRENT_KEY (examples/payload-encryption/README.md).
+If neither key variable is set, a fresh key (32 random bytes, base64, as `temporal-bootstrap codec
+keygen` writes) is generated into a temporary file (mode 0600, kept, its path is in the JSON line)
+under the key id `audit-workloads`.
+
+Output: stdout holds only the one JSON line (anything else the SDK might print goes to stderr).
+Exit codes: 0 done, 1 failure (message on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+
+# This file is also re-imported inside the workflow sandbox (as `__temporal_main__`): everything
+# here is definitions only; the work starts in `main()`.
+with workflow.unsafe.imports_passed_through():
+    import temporalio.converter
+    from temporalio.api.common.v1 import Payload
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+    from temporalio.api.history.v1 import HistoryEvent
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client, WorkflowHandle
+    from temporalio.service import RPCError, RPCStatusCode, TLSConfig
+    from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+# Set in main(): module-level code also runs inside the workflow sandbox, which restricts
+# file-system and host calls.
+CODEC_DIR = Path()
+IDENTITY = "audit-workloads"
+RUN = ""
+GENERATED_KEY_ID = "audit-workloads"
+
+# The sane activity options every "right" workload uses (only the scenario's defect differs).
+START_TO_CLOSE = timedelta(seconds=30)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+)
+# 1.9 MiB: above the audit's critical 1.5 MiB, under the server's 2 MiB `limit.blobSize.error`.
+LARGE_PAYLOAD_BYTES = 1_992_294
+REPORT_START_TO_CLOSE = timedelta(minutes=10)
+REPORTED_PROBLEMS = "TemporalReportedProblems"
+
+
+class Failure(Exception):
+    """A scenario that could not be built; the message is printed on stderr."""
+
+
+def filler(length: int, seed: str) -> str:
+    """`length` deterministic ASCII characters (no JSON escaping: the payload is length + 2 bytes)."""
+    block = hashlib.sha256(seed.encode()).hexdigest()
+    return (block * (length // len(block) + 1))[:length]
+
+
+# --- activities --------------------------------------------------------------------------------
+
+
+@activity.defn(name="clean_activity")
+async def clean_activity(text: str) -> str:
+    return f"cleaned {len(text)} characters"
+
+
+@activity.defn(name="large_payload_activity")
+async def large_payload_activity(data: str) -> str:
+    # A result as large as the input (the JSON payload is len + 2 bytes).
+    return filler(len(data), "result")
+
+
+@activity.defn(name="long_running_report")
+async def long_running_report(name: str) -> str:
+    return f"report {name} done"
+
+
+@activity.defn(name="reserve")
+async def reserve(order: str) -> str:
+    return f"reserved {order}"
+
+
+@activity.defn(name="charge")
+async def charge(order: str) -> str:
+    return f"charged {order}"
+
+
+@activity.defn(name="bulk_step")
+async def bulk_step(n: int) -> int:
+    return n + 1
+
+
+# --- workflows ---------------------------------------------------------------------------------
+
+
+@workflow.defn(name="CleanWorkflow")
+class CleanWorkflow:
+    @workflow.run
+    async def run(self, text: str) -> str:
+        return await workflow.execute_activity(
+            clean_activity, text, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
+        )
+
+
+@workflow.defn(name="LargePayloadWorkflow")
+class LargePayloadWorkflow:
+    @workflow.run
+    async def run(self, payload_bytes: int) -> str:
+        data = filler(payload_bytes - 2, "input")
+        result = await workflow.execute_activity(
+            large_payload_activity, data, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
+        )
+        return f"{len(result)} characters back"
+
+
+@workflow.defn(name="LongHistoryWorkflow")
+class LongHistoryWorkflow:
+    @workflow.run
+    async def run(self, timers: int, batch: int) -> int:
+        # Every timer is two events (TimerStarted, TimerFired); a batch starts in one workflow task.
+        fired = 0
+        while fired < timers:
+            n = min(batch, timers - fired)
+            await asyncio.gather(*(workflow.sleep(timedelta(seconds=1)) for _ in range(n)))
+            fired += n
+        return fired
+
+
+@workflow.defn(name="ReportWorkflow")
+class ReportWorkflow:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        # The defect: a 10-minute attempt with no heartbeat timeout (a hung worker is noticed
+        # only after 10 minutes).
+        return await workflow.execute_activity(
+            long_running_report, name, start_to_close_timeout=REPORT_START_TO_CLOSE, retry_policy=RETRY
+        )
+
+
+@workflow.defn(name="OrderWorkflow")
+class OrderWorkflowV1:
+    def __init__(self) -> None:
+        self._proceed = False
+
+    @workflow.signal(name="proceed")
+    def proceed(self) -> None:
+        self._proceed = True
+
+    @workflow.run
+    async def run(self, order: str) -> str:
+        reserved = await workflow.execute_activity(
+            reserve, order, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
+        )
+        await workflow.wait_condition(lambda: self._proceed)
+        return reserved
+
+
+@workflow.defn(name="OrderWorkflow")
+class OrderWorkflowV2:
+    """The incompatible change: `charge` is now scheduled before `reserve`."""
+
+    def __init__(self) -> None:
+        self._proceed = False
+
+    @workflow.signal(name="proceed")
+    def proceed(self) -> None:
+        self._proceed = True
+
+    @workflow.run
+    async def run(self, order: str) -> str:
+        await workflow.execute_activity(charge, order, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY)
+        reserved = await workflow.execute_activity(
+            reserve, order, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
+        )
+        await workflow.wait_condition(lambda: self._proceed)
+        return reserved
+
+
+@workflow.defn(name="BulkA")
+class BulkA:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        return await workflow.execute_activity(
+            bulk_step, n, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
+        )
+
+
+@workflow.defn(name="BulkB")
+class BulkB:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        first = await workflow.execute_activity(
+            bulk_step, n, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
+        )
+        return first * 2
+
+
+# --- connection, codec -------------------------------------------------------------------------
+
+
+def _read(variable: str) -> bytes:
+    path = os.environ[variable]
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise Failure(f"{variable}: cannot read {path}: {e.strerror or e}") from None
+
+
+def tls_from_env() -> TLSConfig | bool:
+    ca, cert, key = (os.environ.get(f"TEMPORAL_TLS_{n}") for n in ("CA", "CERT", "KEY"))
+    if not (ca or cert or key):
+        return False
+    if bool(cert) != bool(key):
+        raise Failure("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be set together")
+    return TLSConfig(
+        server_root_ca_cert=_read("TEMPORAL_TLS_CA") if ca else None,
+        client_cert=_read("TEMPORAL_TLS_CERT") if cert else None,
+        client_private_key=_read("TEMPORAL_TLS_KEY") if key else None,
+        domain=os.environ.get("TEMPORAL_TLS_SERVER_NAME") or None,
+    )
+
+
+def data_converter(encrypt: bool) -> tuple[temporalio.converter.DataConverter, dict | None]:
+    """The default converter, or the example codec on top of it; and what to report about keys."""
+    if not encrypt:
+        return temporalio.converter.default(), None
+    if str(CODEC_DIR) not in sys.path:
+        sys.path.insert(0, str(CODEC_DIR))
+    try:
+        from codec import EncryptionCodec
+    except ImportError as e:
+        raise Failure(f"cannot import the example codec from {CODEC_DIR}: {e}") from None
+    generated = None
+    if not os.environ.get("CODEC_KEY_FILES") and not os.environ.get("CODEC_WRAPPED_KEY_FILES"):
+        fd, generated = tempfile.mkstemp(prefix="audit-workloads-key-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(base64.b64encode(os.urandom(32)) + b"\n")
+        os.environ["CODEC_KEY_FILES"] = f"{GENERATED_KEY_ID}={generated}"
+        os.environ.pop("CODEC_CURRENT_KEY", None)
+    try:
+        codec = EncryptionCodec.from_env()
+    except ValueError as e:
+        raise Failure(f"codec keys: {e}") from None
+    converter = dataclasses.replace(temporalio.converter.default(), payload_codec=codec)
+    return converter, {"key_id": codec.current_key_id, "generated_key_file": generated}
+
+
+async def connect(namespace: str, converter: temporalio.converter.DataConverter) -> Client:
+    address = os.environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233"
+    try:
+        return await Client.connect(
+            address, namespace=namespace, tls=tls_from_env(), identity=IDENTITY, data_converter=converter
+        )
+    except RuntimeError as e:
+        raise Failure(f"cannot connect to {address}: {e}") from None
+
+
+def in_namespace(client: Client, namespace: str) -> Client:
+    """Another namespace on the same connection."""
+    return Client(client.service_client, namespace=namespace, data_converter=client.data_converter)
+
+
+def _namespace_not_found(e: RPCError) -> bool:
+    return e.status == RPCStatusCode.NOT_FOUND and "namespace" in e.message.lower()
+
+
+async def wait_for_namespace(client: Client, timeout: float) -> None:
+    """A namespace created a moment ago may not be known yet: retry NotFound up to `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=client.namespace))
+            return
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise Failure(f"describe namespace {client.namespace}: {e.status.name}: {e.message}") from None
+            if time.monotonic() >= deadline:
+                raise Failure(
+                    f"namespace {client.namespace!r} does not exist (still NotFound after {timeout:g} s; "
+                    "the caller must create it)"
+                ) from None
+        await asyncio.sleep(0.5)
+
+
+T = TypeVar("T")
+
+
+async def retry_namespace(call: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
+    """Retries a call while the servers' namespace caches do not know a new namespace yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except RPCError as e:
+            if not _namespace_not_found(e) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
+async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with sem:
+            return await call()
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+def new_worker(
+    client: Client,
+    task_queue: str,
+    workflows: list,
+    activities: list,
+    sandboxed: bool = False,
+    identity: str | None = None,
+    **kw: Any,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=workflows,
+        activities=activities,
+        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
+        identity=identity or IDENTITY,
+        **kw,
+    )
+
+
+async def start(
+    client: Client, workflow_type: str, args: list, workflow_id: str, task_queue: str, **kw: Any
+) -> WorkflowHandle:
+    return await retry_namespace(
+        lambda: client.start_workflow(workflow_type, args=args, id=workflow_id, task_queue=task_queue, **kw)
+    )
+
+
+def note(message: str) -> None:
+    """Progress on stderr (stdout is only for the JSON line)."""
+    print(f"workloads: {message}", file=sys.stderr, flush=True)
+
+
+# --- reading histories -------------------------------------------------------------------------
+
+
+def _repeated(field: Any) -> bool:
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
+
+
+def payloads_of(message: Any, out: list[Payload]) -> None:
+    """Every data Payload in a history event (search attributes are metadata, not data)."""
+    if isinstance(message, Payload):
+        out.append(message)
+        return
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE or field.name == "search_attributes":
+            continue
+        if field.message_type.GetOptions().map_entry:
+            if field.message_type.fields_by_name["value"].type == field.TYPE_MESSAGE:
+                for item in value.values():
+                    payloads_of(item, out)
+        elif _repeated(field):
+            for item in value:
+                payloads_of(item, out)
+        else:
+            payloads_of(value, out)
+
+
+@dataclasses.dataclass
+class Facts:
+    events: int
+    last_event: str
+    encodings: Counter
+    max_payload_bytes: int
+    history: list[HistoryEvent]
+    types: Counter
+
+    def task_problems(self) -> dict:
+        """Workflow task timeouts and failures: a "right" workload has none."""
+        return {
+            "timed_out": self.types["WORKFLOW_TASK_TIMED_OUT"],
+            "failed": self.types["WORKFLOW_TASK_FAILED"],
+        }
+
+
+def event_name(e: HistoryEvent) -> str:
+    return EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+
+
+async def facts(client: Client, workflow_id: str) -> Facts:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    events = list(history.events)
+    enc: Counter = Counter()
+    biggest = 0
+    for e in events:
+        found: list[Payload] = []
+        payloads_of(e, found)
+        for p in found:
+            enc[p.metadata.get("encoding", b"").decode(errors="replace") or "(none)"] += 1
+            biggest = max(biggest, len(p.data))
+    types = Counter(event_name(e) for e in events)
+    return Facts(len(events), event_name(events[-1]) if events else "", enc, biggest, events, types)
+
+
+def check_encodings(enc: Counter, encrypted: bool, where: str) -> None:
+    if encrypted and set(enc) - {"binary/encrypted"}:
+        raise Failure(f"{where}: expected only binary/encrypted payloads, found {dict(enc)}")
+    if not encrypted and "binary/encrypted" in enc:
+        raise Failure(f"{where}: found encrypted payloads without --encrypt: {dict(enc)}")
+
+
+@dataclasses.dataclass
+class Totals:
+    events: int = 0
+    encodings: Counter = dataclasses.field(default_factory=Counter)
+    max_payload_bytes: int = 0
+    task_problems: Counter = dataclasses.field(default_factory=Counter)
+
+
+async def completed_facts(client: Client, ids: list[str], encrypted: bool) -> Totals:
+    """Checks every workflow completed and its payload encodings; totals for the JSON line."""
+    all_facts = await bounded([lambda i=i: facts(client, i) for i in ids], 20)
+    t = Totals()
+    t.task_problems.update({"timed_out": 0, "failed": 0})
+    for wid, f in zip(ids, all_facts):
+        if f.last_event != "WORKFLOW_EXECUTION_COMPLETED":
+            raise Failure(f"workflow {wid}: last event is {f.last_event}, expected WORKFLOW_EXECUTION_COMPLETED")
+        check_encodings(f.encodings, encrypted, f"workflow {wid}")
+        t.events += f.events
+        t.encodings += f.encodings
+        t.max_payload_bytes = max(t.max_payload_bytes, f.max_payload_bytes)
+        t.task_problems.update(f.task_problems())
+    if sum(t.task_problems.values()):
+        note(f"warning: workflow task problems in {client.namespace}: {dict(t.task_problems)} (an overloaded host?)")
+    return t
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+
+def names(args: argparse.Namespace, count: int | None = None) -> tuple[str, list[str]]:
+    base = f"{args.id_prefix}-{args.command}-{RUN}"
+    ids = [base] if count is None else [f"{base}-{i}" for i in range(count)]
+    return args.task_queue or base, ids
+
+
+async def setup(args: argparse.Namespace, namespace: str | None = None) -> tuple[Client, dict | None]:
+    converter, codec = data_converter(getattr(args, "encrypt", False))
+    client = await connect(namespace or args.namespace, converter)
+    await wait_for_namespace(client, args.wait_namespace)
+    return client, codec
+
+
+async def scenario_clean(args: argparse.Namespace) -> dict:
+    if args.count < 1:
+        raise Failure("--count must be at least 1")
+    client, codec = await setup(args)
+    tq, ids = names(args, args.count)
+    text = f"customer note: {args.marker}"
+    async with new_worker(client, tq, [CleanWorkflow], [clean_activity]):
+        handles = await bounded([lambda i=i: start(client, "CleanWorkflow", [text], i, tq) for i in ids], 50)
+        await asyncio.gather(*(h.result() for h in handles))
+    t = await completed_facts(client, ids, args.encrypt)
+    return {
+        "namespace": args.namespace,
+        "task_queue": tq,
+        "workflow_type": "CleanWorkflow",
+        "activity_type": "clean_activity",
+        "workflow_ids": ids,
+        "marker": args.marker,
+        "encrypted": args.encrypt,
+        "codec": codec,
+        "events": t.events,
+        "payload_encodings": dict(t.encodings),
+        "max_payload_bytes": t.max_payload_bytes,
+        "workflow_task_problems": dict(t.task_problems),
+    }
+
+
+async def scenario_large_payload(args: argparse.Namespace) -> dict:
+    client, codec = await setup(args)
+    tq, ids = names(args)
+    async with new_worker(client, tq, [LargePayloadWorkflow], [large_payload_activity]):
+        handle = await start(client, "LargePayloadWorkflow", [LARGE_PAYLOAD_BYTES], ids[0], tq)
+        await handle.result()
+    t = await completed_facts(client, ids, args.encrypt)
+    f = await facts(client, ids[0])
+    sizes = {}
+    for e in f.history:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            sizes["activity_input"] = sum(len(p.data) for p in e.activity_task_scheduled_event_attributes.input.payloads)
+        elif e.HasField("activity_task_completed_event_attributes"):
+            sizes["activity_result"] = sum(len(p.data) for p in e.activity_task_completed_event_attributes.result.payloads)
+    return {
+        "namespace": args.namespace,
+        "task_queue": tq,
+        "workflow_type": "LargePayloadWorkflow",
+        "activity_type": "large_payload_activity",
+        "workflow_ids": ids,
+        "encrypted": args.encrypt,
+        "codec": codec,
+        "payload_bytes": sizes,
+        "max_payload_bytes": t.max_payload_bytes,
+        "payload_encodings": dict(t.encodings),
+        "events": t.events,
+        "workflow_task_problems": dict(t.task_problems),
+    }
+
+
+async def scenario_long_history(args: argparse.Namespace) -> dict:
+    if args.events < 10:
+        raise Failure("--events must be at least 10")
+    client, codec = await setup(args)
+    tq, ids = names(args)
+    # Started + first task (3) + 2 per timer + a task per batch (3 each) + completed: 2 x timers
+    # + 8 or more, so events/2 timers always exceed `events`.
+    timers = (args.events + 1) // 2
+    async with new_worker(client, tq, [LongHistoryWorkflow], [], max_cached_workflows=10):
+        handle = await start(client, "LongHistoryWorkflow", [timers, args.batch], ids[0], tq)
+        await handle.result()
+    t = await completed_facts(client, ids, args.encrypt)
+    if t.events <= args.events:
+        raise Failure(f"the history has {t.events} events, not more than {args.events}")
+    return {
+        "namespace": args.namespace,
+        "task_queue": tq,
+        "workflow_type": "LongHistoryWorkflow",
+        "workflow_ids": ids,
+        "timers": timers,
+        "batch": args.batch,
+        "events": t.events,
+        "encrypted": args.encrypt,
+        "codec": codec,
+        "payload_encodings": dict(t.encodings),
+        "workflow_task_problems": dict(t.task_problems),
+    }
+
+
+async def scenario_no_heartbeat(args: argparse.Namespace) -> dict:
+    client, codec = await setup(args)
+    tq, ids = names(args)
+    async with new_worker(client, tq, [ReportWorkflow], [long_running_report]):
+        handle = await start(client, "ReportWorkflow", ["monthly"], ids[0], tq)
+        await handle.result()
+    t = await completed_facts(client, ids, args.encrypt)
+    f = await facts(client, ids[0])
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in f.history
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    if len(scheduled) != 1:
+        raise Failure(f"expected one scheduled activity, found {len(scheduled)}")
+    a = scheduled[0]
+    return {
+        "namespace": args.namespace,
+        "task_queue": tq,
+        "workflow_type": "ReportWorkflow",
+        "workflow_ids": ids,
+        "activity": {
+            "type": a.activity_type.name,
+            "start_to_close_timeout_seconds": a.start_to_close_timeout.ToTimedelta().total_seconds(),
+            "heartbeat_timeout_seconds": a.heartbeat_timeout.ToTimedelta().total_seconds(),
+            "schedule_to_close_timeout_seconds": a.schedule_to_close_timeout.ToTimedelta().total_seconds(),
+            "maximum_attempts": a.retry_policy.maximum_attempts,
+        },
+        "encrypted": args.encrypt,
+        "codec": codec,
+        "payload_encodings": dict(t.encodings),
+        "events": t.events,
+        "workflow_task_problems": dict(t.task_problems),
+    }
+
+
+async def scenario_backlog(args: argparse.Namespace) -> dict:
+    if args.count < 1:
+        raise Failure("--count must be at least 1")
+    client, _ = await setup(args)
+    tq, ids = names(args, args.count)
+    await bounded([lambda i=i: start(client, "NeverPolled", [], i, tq) for i in ids], 50)
+    for wid in ids:
+        status = (await client.get_workflow_handle(wid).describe()).status
+        if status is None or status.name != "RUNNING":
+            raise Failure(f"workflow {wid} is {status}, expected RUNNING")
+    return {
+        "namespace": args.namespace,
+        "task_queue": tq,
+        "workflow_type": "NeverPolled",
+        "workflow_ids": ids,
+        "count": len(ids),
+        "status": "RUNNING",
+    }
+
+
+async def wait_history(client: Client, wid: str, timeout: float, what: str, found: Callable[[list[HistoryEvent]], Any]) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        events = list((await client.get_workflow_handle(wid).fetch_history()).events)
+        hit = found(events)
+        if hit:
+            return hit
+        if time.monotonic() >= deadline:
+            last = event_name(events[-1]) if events else "none"
+            raise Failure(f"workflow {wid}: no {what} within {timeout:g} s (last event {last})")
+        await asyncio.sleep(0.3)
+
+
+def _waiting_for_signal(events: list[HistoryEvent]) -> bool:
+    # reserve completed and the task after it completed: the workflow now waits for `proceed`.
+    names_ = [event_name(e) for e in events]
+    return "ACTIVITY_TASK_COMPLETED" in names_ and names_[-1] == "WORKFLOW_TASK_COMPLETED" and (
+        names_.index("ACTIVITY_TASK_COMPLETED") < len(names_) - 1
+    )
+
+
+def _nde_failure(events: list[HistoryEvent]) -> HistoryEvent | None:
+    for e in events:
+        if e.HasField("workflow_task_failed_event_attributes"):
+            return e
+    return None
+
+
+async def reported_problems(handle: WorkflowHandle) -> list | None:
+    desc = await handle.describe()
+    p = desc.raw_description.workflow_execution_info.search_attributes.indexed_fields.get(REPORTED_PROBLEMS)
+    if p is None:
+        return None
+    value = json.loads(p.data)
+    return value if isinstance(value, list) else [value]
+
+
+async def scenario_nondeterminism(args: argparse.Namespace) -> dict:
+    client, codec = await setup(args)
+    tq, ids = names(args)
+    wid = ids[0]
+    # The SDK's default sandboxed runner and default workflow_failure_exception_types, as a
+    # production worker would run: a non-determinism error fails the workflow task, not the workflow.
+    identities = {"v1": IDENTITY, "v2": IDENTITY.replace("audit-workloads@", "audit-workloads-v2@", 1)}
+    options = {}
+    if args.workflow_task_timeout:
+        options["task_timeout"] = timedelta(seconds=args.workflow_task_timeout)
+    # Distinct identities and build ids, as two deployments of the worker would have (the SDK's
+    # automatic build id is a hash of the loaded modules, the same for both classes of this file).
+    async with new_worker(
+        client, tq, [OrderWorkflowV1], [reserve, charge], sandboxed=True, identity=identities["v1"],
+        build_id="audit-workloads-v1",
+    ):
+        handle = await start(client, "OrderWorkflow", ["order-1"], wid, tq, **options)
+        await wait_history(client, wid, 30, "completed reserve activity", _waiting_for_signal)
+    note(f"nondeterminism: {wid} waits for the signal; worker v1 stopped, starting v2")
+    async with new_worker(
+        client, tq, [OrderWorkflowV2], [reserve, charge], sandboxed=True, identity=identities["v2"],
+        build_id="audit-workloads-v2",
+    ):
+        await handle.signal("proceed")
+        signalled = time.monotonic()
+        failed = await wait_history(client, wid, 30, "WorkflowTaskFailed event", _nde_failure)
+        a = failed.workflow_task_failed_event_attributes
+        cause = WorkflowTaskFailedCause.Name(a.cause)
+        if cause != "WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR":
+            raise Failure(f"workflow {wid}: the workflow task failed with cause {cause}: {a.failure.message}")
+        note(f"nondeterminism: {cause} {time.monotonic() - signalled:.1f} s after the signal; "
+             f"waiting up to {args.problems_wait:g} s for {REPORTED_PROBLEMS}")
+        problems, attempt, problems_after = None, None, None
+        deadline = time.monotonic() + args.problems_wait
+        while True:
+            desc = await handle.describe()
+            raw = desc.raw_description
+            now = raw.pending_workflow_task.attempt if raw.HasField("pending_workflow_task") else None
+            if now != attempt:
+                note(f"nondeterminism: workflow task attempt {now} at +{time.monotonic() - signalled:.1f} s")
+                attempt = now
+            problems = await reported_problems(handle)
+            if problems:
+                problems_after = round(time.monotonic() - signalled, 1)
+                note(f"nondeterminism: {REPORTED_PROBLEMS} = {problems} at +{problems_after} s")
+                break
+            if time.monotonic() >= deadline:
+                note(f"nondeterminism: {REPORTED_PROBLEMS} not set after {args.problems_wait:g} s")
+                break
+            await asyncio.sleep(1)
+    desc = await handle.describe()
+    if desc.status is None or desc.status.name != "RUNNING":
+        raise Failure(f"workflow {wid} is {desc.status}, expected RUNNING (stuck)")
+    history = list((await handle.fetch_history()).events)
+    return {
+        "namespace": args.namespace,
+        "task_queue": tq,
+        "workflow_type": "OrderWorkflow",
+        "workflow_ids": ids,
+        "signal": "proceed",
+        "status": "RUNNING",
+        "workflow_task_failed": {
+            "event_id": failed.event_id,
+            "cause": cause,
+            "message": a.failure.message,
+            "identity": a.identity,
+        },
+        "worker_identities": identities,
+        "build_ids": {"v1": "audit-workloads-v1", "v2": "audit-workloads-v2"},
+        "workflow_task_timeout_seconds": args.workflow_task_timeout or None,
+        "workflow_task_failed_events": sum(1 for e in history if e.HasField("workflow_task_failed_event_attributes")),
+        "workflow_task_attempt": desc.raw_description.pending_workflow_task.attempt
+        if desc.raw_description.HasField("pending_workflow_task")
+        else None,
+        "reported_problems": problems,
+        "reported_problems_after_seconds": problems_after,
+        "encrypted": args.encrypt,
+        "codec": codec,
+        "events": len(history),
+    }
+
+
+async def scenario_bulk(args: argparse.Namespace) -> dict:
+    namespaces = [n.strip() for n in args.namespaces.split(",") if n.strip()]
+    if not namespaces:
+        raise Failure("--namespaces: no namespace given")
+    if len(set(namespaces)) != len(namespaces):
+        raise Failure("--namespaces: a namespace is listed twice")
+    if args.per_namespace < 1:
+        raise Failure("--per-namespace must be at least 1")
+    first, codec = await setup(args, namespaces[0])
+    clients = [first] + [in_namespace(first, ns) for ns in namespaces[1:]]
+    for c in clients[1:]:
+        await wait_for_namespace(c, args.wait_namespace)
+    tq, ids = names(args, args.per_namespace)
+    types = ["BulkA" if i % 2 == 0 else "BulkB" for i in range(len(ids))]
+    # Few slots and pollers per worker: all workers share this one Python thread, and tasks
+    # polled faster than it runs them would time out (10 s) instead of completing.
+    workers = [
+        new_worker(
+            c,
+            tq,
+            [BulkA, BulkB],
+            [bulk_step],
+            max_concurrent_workflow_tasks=args.worker_slots,
+            max_concurrent_activities=args.worker_slots,
+            workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(2),
+            activity_task_poller_behavior=PollerBehaviorSimpleMaximum(2),
+        )
+        for c in clients
+    ]
+    begun = time.monotonic()
+    for w in workers:
+        await w.__aenter__()
+    try:
+        jobs = [
+            (c, wid, wtype, i) for c in clients for i, (wid, wtype) in enumerate(zip(ids, types))
+        ]
+
+        async def run_one(c: Client, wid: str, wtype: str, i: int) -> None:
+            h = await start(c, wtype, [i], wid, tq, request_eager_start=args.eager)
+            await h.result()
+
+        await bounded([lambda j=j: run_one(*j) for j in jobs], args.concurrency)
+        elapsed = time.monotonic() - begun
+    finally:
+        await asyncio.gather(*(w.__aexit__(None, None, None) for w in workers))
+    # A sample of histories per namespace: the encodings the audit will see, and no task problems.
+    sample = ids[:: max(1, len(ids) // args.sample)][: args.sample]
+    enc: Counter = Counter()
+    problems: Counter = Counter({"timed_out": 0, "failed": 0})
+    for c in clients:
+        t = await completed_facts(c, sample, args.encrypt)
+        enc += t.encodings
+        problems.update(t.task_problems)
+    total = len(jobs)
+    return {
+        "namespaces": namespaces,
+        "task_queue": tq,
+        "per_namespace": args.per_namespace,
+        "workflow_types": dict(Counter(types)),
+        "workflow_id_prefix": f"{args.id_prefix}-bulk-{RUN}-",
+        "completed": total,
+        "elapsed_seconds": round(elapsed, 2),
+        "workflows_per_second": round(total / elapsed, 1),
+        "encrypted": args.encrypt,
+        "codec": codec,
+        "eager_start": args.eager,
+        "worker_slots": args.worker_slots,
+        "concurrency": args.concurrency,
+        "sampled_histories": len(sample) * len(clients),
+        "sampled_payload_encodings": dict(enc),
+        "sampled_workflow_task_problems": dict(problems),
+    }
+
+
+SCENARIOS: dict[str, tuple[Callable[[argparse.Namespace], Awaitable[dict]], float, str]] = {
+    "clean": (scenario_clean, 60, "the right workload: CleanWorkflow, sane activity options"),
+    "large-payload": (scenario_large_payload, 60, "1,992,294-byte activity input and result"),
+    "long-history": (scenario_long_history, 90, "one workflow with more than --events events"),
+    "no-heartbeat": (scenario_no_heartbeat, 60, "a 10-minute activity without heartbeat timeout"),
+    "backlog": (scenario_backlog, 60, "client only: workflows on a task queue nobody polls"),
+    "nondeterminism": (scenario_nondeterminism, 90, "an incompatible worker change: stuck workflow"),
+    "bulk": (scenario_bulk, 240, "many short workflows in several namespaces (benchmark)"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="workloads.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="SCENARIO")
+    for name, (_, timeout, help_text) in SCENARIOS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "bulk":
+            p.add_argument("--namespaces", required=True, help="comma-separated namespaces (they must exist)")
+            p.add_argument("--per-namespace", type=int, default=200, help="workflows per namespace (default 200)")
+            p.add_argument("--concurrency", type=int, default=50, help="workflows in flight, in all (default 50)")
+            p.add_argument("--worker-slots", type=int, default=10, help="task slots per worker (default 10)")
+            p.add_argument("--eager", action="store_true", help="request eager workflow start")
+            p.add_argument("--sample", type=int, default=10, help="histories checked per namespace (default 10)")
+        else:
+            p.add_argument("--namespace", required=True, help="an existing namespace")
+        p.add_argument("--task-queue", help=f"task queue (default: <id-prefix>-{name}-<run id>)")
+        p.add_argument("--id-prefix", default="audit", help="workflow id prefix (default audit)")
+        p.add_argument(
+            "--wait-namespace", type=float, default=30, help="seconds to retry a NotFound namespace (default 30)"
+        )
+        p.add_argument("--timeout", type=float, default=timeout, help=f"give up after this many seconds (default {timeout:g})")
+        if name != "backlog":
+            p.add_argument(
+                "--encrypt",
+                action="store_true",
+                help="encrypt payloads with the example codec (CODEC_KEY_FILES..., or a generated temporary key)",
+            )
+        if name in ("clean", "backlog"):
+            p.add_argument("--count", type=int, default=5 if name == "backlog" else 1, help="workflows to start")
+        if name == "clean":
+            p.add_argument("--marker", default="AUDIT-MARKER", help="text put in the workflow input")
+        if name == "long-history":
+            p.add_argument("--events", type=int, default=12000, help="the history exceeds this (default 12000)")
+            p.add_argument("--batch", type=int, default=6000, help="timers started per workflow task (default 6000)")
+        if name == "nondeterminism":
+            p.add_argument(
+                "--problems-wait",
+                type=float,
+                default=30,
+                help="seconds to wait for the TemporalReportedProblems search attribute (default 30)",
+            )
+            p.add_argument(
+                "--workflow-task-timeout",
+                type=float,
+                default=0,
+                help="the workflow's task timeout in seconds (default: the server's 10 s); the SDK reports "
+                "only the first failed attempt, later ones time out, so a short one (2) makes the server "
+                "set TemporalReportedProblems within about 10 s instead of about 50 s",
+            )
+    return ap
+
+
+async def run(args: argparse.Namespace) -> dict:
+    func, _, _ = SCENARIOS[args.command]
+    begun = time.monotonic()
+    try:
+        out = await asyncio.wait_for(func(args), timeout=args.timeout)
+    except asyncio.TimeoutError:
+        raise Failure(f"the scenario did not finish within {args.timeout:g} s (--timeout)") from None
+    return {"scenario": args.command, **out, "seconds": round(time.monotonic() - begun, 2)}
+
+
+def main(argv: list[str]) -> int:
+    global CODEC_DIR, IDENTITY, RUN
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (exit 0) or a usage error (2)
+        return e.code if isinstance(e.code, int) else 2
+    CODEC_DIR = Path(__file__).resolve().parents[2] / "examples" / "payload-encryption" / "python"
+    IDENTITY = f"audit-workloads@{socket.gethostname()}"
+    RUN = uuid.uuid4().hex[:8]
+    # Only the result goes to the real stdout: fd 1 becomes stderr for the SDK, its Rust core and
+    # any library, and the JSON line is written to a saved copy of the original stdout.
+    sys.stdout.flush()
+    result_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="workloads: %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        out = asyncio.run(run(args))
+    except Failure as e:
+        print(f"workloads.py {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - one clear line: RPC, TLS, workflow failures
+        print(f"workloads.py {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    result_out.write(json.dumps(out) + "\n")
+    result_out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    status = main(sys.argv[1:])
+    # The SDK's Rust threads can race interpreter finalisation at exit; the work is done and
+    # flushed, so leave without finalising.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
