@@ -121,6 +121,9 @@ pub async fn run(
                 &executions,
                 sql_visibility,
             ));
+            if cfg.cluster.environment == Environment::Production {
+                findings.extend(pc::operator_questions(ns, &registered));
+            }
             let state = api.describe_namespace(ns).await?;
             findings.extend(pc::retention(
                 ns,

@@ -371,6 +371,57 @@ pub fn search_attributes(
     out
 }
 
+/// The operator questions of the guide ("Search Attributes: Finding Workflows When It
+/// Matters") that need a custom attribute, and the name fragments that answer them. "Failed in
+/// the last hour" is answered by the built-in ExecutionStatus and CloseTime.
+pub const OPERATOR_QUESTIONS: &[(&str, &[&str])] = &[
+    (
+        "which workflows are processing for this customer?",
+        &["customer"],
+    ),
+    (
+        "what high-priority workflows are active?",
+        &["priority", "tier"],
+    ),
+    (
+        "which orders are stuck waiting for a step (e.g. payment confirmation)?",
+        &["stage", "step", "status", "state"],
+    ),
+];
+
+/// Production namespaces whose registered attributes cannot answer the guide's operator
+/// questions (info: names are a heuristic; a team may answer them differently).
+pub fn operator_questions(namespace: &str, registered: &ObservedAttributes) -> Vec<Finding> {
+    let lower: Vec<String> = registered.keys().map(|k| k.to_ascii_lowercase()).collect();
+    let unanswered: Vec<String> = OPERATOR_QUESTIONS
+        .iter()
+        .filter(|(_, fragments)| {
+            !lower
+                .iter()
+                .any(|name| fragments.iter().any(|f| name.contains(f)))
+        })
+        .map(|(q, _)| q.to_string())
+        .collect();
+    if unanswered.is_empty() {
+        return Vec::new();
+    }
+    vec![Finding {
+        check: "search-attribute-queries",
+        severity: Severity::Info,
+        decision: Decision::Operations,
+        namespace: Some(namespace.to_string()),
+        title: format!(
+            "no search attribute answers {} of the operators' usual questions; attributes added later cover new workflows only",
+            unanswered.len()
+        ),
+        evidence: Evidence {
+            names: unanswered,
+            ..Default::default()
+        },
+        fix: "declare them now in namespaces[].search_attributes (e.g. CustomerId: Keyword, Priority: Int, Stage: Keyword) and set them from the workflows".into(),
+    }]
+}
+
 // ---------------------------------------------------------------------------------------------
 // Security and operations
 // ---------------------------------------------------------------------------------------------
@@ -675,4 +726,230 @@ pub fn dashboards(pending: &[String]) -> Vec<Finding> {
         },
         fix: "run `temporal-bootstrap apply -f platform.yaml`".into(),
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::types::HumanDuration;
+
+    fn queue(backlog: u64, pollers: &[&str], age_s: u64, pool: Option<&str>) -> QueueObservation {
+        QueueObservation {
+            namespace: "orders".into(),
+            task_queue: "fulfil".into(),
+            kind: TaskQueueKind::Workflow,
+            pool: pool.map(String::from),
+            state: TaskQueueState {
+                pollers: pollers.iter().map(|p| p.to_string()).collect(),
+                backlog_count: backlog,
+                backlog_age: (age_s > 0).then(|| Duration::from_secs(age_s)),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn checks(f: &[Finding]) -> Vec<(&str, Severity)> {
+        f.iter().map(|f| (f.check, f.severity)).collect()
+    }
+
+    #[test]
+    fn task_queue_findings_follow_pollers_backlog_and_pools() {
+        let warn = Duration::from_secs(300);
+        let f = task_queues(&[queue(5, &[], 40, None)], warn);
+        assert_eq!(
+            checks(&f),
+            [("task-queue-backlog-no-poller", Severity::Critical)]
+        );
+        assert_eq!(f[0].evidence.counts["backlog_tasks"], 5);
+        assert_eq!(f[0].evidence.counts["backlog_age_seconds"], 40);
+        let f = task_queues(&[queue(0, &[], 0, Some("fulfil-io"))], warn);
+        assert_eq!(checks(&f), [("task-queue-no-poller", Severity::Warning)]);
+        let f = task_queues(&[queue(9, &["w1"], 301, None)], warn);
+        assert_eq!(checks(&f), [("task-queue-backlog-age", Severity::Warning)]);
+        // Healthy: pollers and a young backlog; an undeclared idle queue; both quiet.
+        assert!(
+            task_queues(
+                &[queue(9, &["w1"], 299, Some("p")), queue(0, &[], 0, None)],
+                warn
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn schedule_to_start_uses_the_slo_thresholds() {
+        let slo = SloConfig {
+            schedule_to_start_warning: HumanDuration::from_millis(200),
+            schedule_to_start_critical: HumanDuration::from_millis(500),
+        };
+        let s = |ms| LatencySample {
+            namespace: "orders".into(),
+            task_queue: "fulfil".into(),
+            task_type: "Activity".into(),
+            p95: Duration::from_millis(ms),
+        };
+        let f = schedule_to_start(&[s(200), s(201), s(500), s(501)], &slo);
+        assert_eq!(
+            f.iter().map(|f| f.severity).collect::<Vec<_>>(),
+            [Severity::Warning, Severity::Warning, Severity::Critical]
+        );
+        assert_eq!(f[2].evidence.counts["p95_ms"], 501);
+    }
+
+    #[test]
+    fn nondeterminism_from_history_and_reported_problems_counts_each_execution_once() {
+        let mut h = HistoryFacts::new("order-1");
+        h.workflow_type = "OrderWorkflow".into();
+        h.workflow_task_failures.insert(NDE_CAUSE.into(), 1);
+        let flagged = |id: &str, problem: &str| ExecutionRef {
+            workflow_id: id.into(),
+            workflow_type: "OrderWorkflow".into(),
+            reported_problems: vec!["category=WorkflowTaskFailed".into(), problem.into()],
+            ..Default::default()
+        };
+        let f = workflow_tasks(
+            "orders",
+            &[h],
+            &[
+                flagged("order-1", NDE_PROBLEM),
+                flagged("order-2", NDE_PROBLEM),
+                flagged("order-3", "cause=WorkflowTaskFailedCauseUnhandledCommand"),
+            ],
+        );
+        assert_eq!(
+            checks(&f),
+            [
+                ("workflow-nondeterminism", Severity::Critical),
+                ("workflow-task-failing", Severity::Warning)
+            ]
+        );
+        assert_eq!(
+            f[0].evidence.counts["executions"], 2,
+            "order-1 counted once"
+        );
+        assert_eq!(f[0].evidence.names, ["workflow OrderWorkflow"]);
+        assert_eq!(
+            f[1].evidence.names,
+            ["WorkflowTaskFailedCauseUnhandledCommand"]
+        );
+        assert!(workflow_tasks("orders", &[HistoryFacts::new("ok")], &[]).is_empty());
+    }
+
+    #[test]
+    fn search_attributes_declared_registered_used_and_capped() {
+        let name = |s: &str| s.parse::<SearchAttributeName>().unwrap();
+        let declared = BTreeMap::from([
+            (name("CustomerId"), SearchAttributeType::Keyword),
+            (name("Priority"), SearchAttributeType::Int),
+            (name("Region"), SearchAttributeType::Keyword),
+        ]);
+        let mut registered: ObservedAttributes = BTreeMap::from([
+            ("CustomerId".to_string(), Some(SearchAttributeType::Keyword)),
+            ("Priority".to_string(), Some(SearchAttributeType::Keyword)),
+        ]);
+        let used = ExecutionRef {
+            search_attributes: vec!["CustomerId".into()],
+            ..Default::default()
+        };
+        let f = search_attributes("orders", &declared, &registered, &[used.clone()], false);
+        assert_eq!(
+            checks(&f),
+            [
+                ("search-attribute-missing", Severity::Warning),
+                ("search-attribute-type-mismatch", Severity::Critical),
+                ("search-attribute-unused", Severity::Info),
+            ]
+        );
+        assert_eq!(f[0].evidence.names, ["Region (Keyword)"]);
+        assert_eq!(
+            f[1].evidence.names,
+            ["Priority: declared Int, registered Keyword"]
+        );
+        assert_eq!(f[2].evidence.names, ["Priority"]);
+        // SQL caps: 8 of 10 Keyword attributes is 80%.
+        for i in 0..6 {
+            registered.insert(format!("K{i}"), Some(SearchAttributeType::Keyword));
+        }
+        let f = search_attributes("orders", &BTreeMap::new(), &registered, &[], true);
+        assert_eq!(checks(&f), [("search-attribute-cap", Severity::Warning)]);
+        assert_eq!(f[0].evidence.names, ["Keyword: 8 of 10"]);
+        assert!(search_attributes("orders", &BTreeMap::new(), &registered, &[], false).is_empty());
+    }
+
+    #[test]
+    fn operator_questions_name_what_cannot_be_answered() {
+        let reg = |names: &[&str]| -> ObservedAttributes {
+            names
+                .iter()
+                .map(|n| (n.to_string(), Some(SearchAttributeType::Keyword)))
+                .collect()
+        };
+        let f = operator_questions("orders", &reg(&["CustomerId"]));
+        assert_eq!(f[0].evidence.names.len(), 2);
+        assert!(
+            operator_questions(
+                "orders",
+                &reg(&["CustomerId", "PriorityTier", "OrderStage"])
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn frontend_access_and_certificates() {
+        assert!(
+            frontend_access(&ClientCertProbe::Refused("handshake".into()), "fe:7233").is_empty()
+        );
+        assert_eq!(
+            checks(&frontend_access(&ClientCertProbe::Accepted, "fe:7233")),
+            [("frontend-accepts-no-client-cert", Severity::Critical)]
+        );
+        assert_eq!(
+            checks(&frontend_access(&ClientCertProbe::Plaintext, "fe:7233")),
+            [("frontend-plaintext", Severity::Critical)]
+        );
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let cert = |days: i64| CertObservation {
+            role: "cluster.frontend.tls.cert".into(),
+            not_after: now + time::Duration::days(days),
+        };
+        let f = certificates(&[cert(31), cert(30), cert(7), cert(-2)], now);
+        assert_eq!(
+            f.iter().map(|f| f.severity).collect::<Vec<_>>(),
+            [Severity::Warning, Severity::Critical, Severity::Critical]
+        );
+        assert_eq!(f[2].title, "cluster.frontend.tls.cert expired 2 day(s) ago");
+    }
+
+    #[test]
+    fn server_version_against_the_release_table() {
+        let latest = crate::versions::latest_patch(32).unwrap();
+        assert!(server_version(&latest.to_string()).is_empty());
+        assert_eq!(
+            checks(&server_version("1.32.0")),
+            [("server-patch-behind", Severity::Warning)]
+        );
+        assert_eq!(
+            checks(&server_version("1.9.0")),
+            [("server-version-unsupported", Severity::Critical)]
+        );
+        assert_eq!(
+            checks(&server_version("nightly")),
+            [("server-version-unknown", Severity::Info)]
+        );
+    }
+
+    #[test]
+    fn retention_drift_and_archival() {
+        let day = Duration::from_secs(86_400);
+        assert!(retention("orders", day, Some(day), false, false).is_empty());
+        assert_eq!(
+            checks(&retention("orders", day * 30, Some(day), true, true)),
+            [("namespace-retention-drift", Severity::Warning)]
+        );
+        assert_eq!(
+            checks(&retention("orders", day, Some(day), false, true)),
+            [("namespace-archival-disabled", Severity::Info)]
+        );
+    }
 }
