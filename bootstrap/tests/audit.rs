@@ -481,3 +481,85 @@ namespaces:\n  - {{ name: open, retention: 1d }}\n"
     assert_eq!(f["severity"], "critical");
     assert_eq!(f["decision"], "security");
 }
+
+/// The daemon with `audit:` audits at start and exports the findings per check, severity and
+/// namespace (the series TemporalBootstrapAuditCriticalFindings alerts on).
+#[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
+fn the_daemon_exports_audit_findings() {
+    let st = Stack::sql();
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let ns = format!("audit-daemon-{run}");
+    st.create_namespace(&ns);
+    st.workload(&["backlog", "--namespace", &ns, "--count", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = &st.tls;
+    let cfg = dir.path().join("platform.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "cluster:\n  name: audit-daemon\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n    address: {}\n    tls: {{ ca: {ca}, cert: {cert}, key: {key}, server_name: localhost }}\n\
+capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n\
+persistence:\n  sqlite: {{ path: dev.db }}\n\
+visibility:\n  sqlite: {{ path: dev.db }}\n\
+namespaces:\n  - {{ name: {ns}, retention: 1d }}\n\
+audit:\n  interval: 1h\n  since: 1h\n  sample: 20\n",
+            st.address
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon = Command::new(BIN)
+        .args(["run", "-f"])
+        .arg(&cfg)
+        .args(["--interval", "1h", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("HTTPS_PROXY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Kill(daemon);
+    let want = format!(
+        "temporal_bootstrap_audit_findings{{check=\"task-queue-backlog-no-poller\",severity=\"critical\",namespace=\"{ns}\"}} 1"
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut body = String::new();
+    while Instant::now() < deadline {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "2",
+                &format!("http://127.0.0.1:{port}/metrics"),
+            ])
+            .output()
+            .unwrap();
+        body = String::from_utf8_lossy(&o.stdout).into_owned();
+        // The first audit runs at start; one finding per queue.
+        if body.contains(&want)
+            && body.contains("temporal_bootstrap_audit_runs_total{outcome=\"ok\"} 1")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(body.contains(&want), "{want} not in:\n{body}");
+    assert!(body.contains("temporal_bootstrap_audit_last_success_timestamp_seconds "));
+}
