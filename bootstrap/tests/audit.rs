@@ -109,9 +109,11 @@ impl Stack {
 fn audit_until(cfg: &Path, extra: &[&str], expected: u64) -> (Output, Value) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // Run from the config's directory: the report names the file as given (`platform.yaml`).
         let out = Command::new(BIN)
+            .current_dir(cfg.parent().unwrap())
             .args(["--output", "json", "audit", "-f"])
-            .arg(cfg)
+            .arg(cfg.file_name().unwrap())
             .args(["--since", "1h", "--sample", "50"])
             .args(extra)
             .env_remove("HTTPS_PROXY")
@@ -209,7 +211,18 @@ fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
     expected_histories += 1;
     w(&["backlog", "--namespace", &ns("backlog"), "--count", "5"]);
     expected_histories += 5;
-    let nde = w(&["nondeterminism", "--namespace", &ns("nde"), "--encrypt"]);
+    // A 2 s workflow task timeout: the retries after the first failure time out quickly, so the
+    // server sets TemporalReportedProblems (after 5 consecutive problems) within the wait.
+    let nde = w(&[
+        "nondeterminism",
+        "--namespace",
+        &ns("nde"),
+        "--encrypt",
+        "--workflow-task-timeout",
+        "2",
+        "--problems-wait",
+        "40",
+    ]);
     eprintln!("nondeterminism: {nde}");
     expected_histories += 1;
     w(&["clean", "--namespace", &ns("attr"), "--encrypt"]);
@@ -333,6 +346,14 @@ codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id
     assert_eq!(f["evidence"]["names"][0], "PatientTier (Keyword)", "{f}");
     let f = finding("workflow-nondeterminism");
     assert_eq!(f["severity"], "critical");
+    assert_eq!(f["evidence"]["counts"]["executions"], 1, "{f}");
+    // Both sources: the history's WorkflowTaskFailed event and, once the server set it, the
+    // TemporalReportedProblems search attribute.
+    let server_flagged = u64::from(nde["reported_problems"].is_array());
+    assert_eq!(
+        f["evidence"]["counts"]["flagged_by_server"], server_flagged,
+        "{f} / {nde}"
+    );
     assert_eq!(f["evidence"]["names"][0], "workflow OrderWorkflow", "{f}");
     let f = finding("history-length");
     assert!(
@@ -352,8 +373,15 @@ codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id
         "persistence rows of the audited namespaces changed"
     );
 
-    // Every output form: no payload marker.
+    // Every output form: no payload marker. The HTML report is kept for the README screenshot
+    // (scripts/audit-screenshot).
     let html = std::fs::read_to_string(&report).unwrap();
+    let artifacts = std::env::var("TB_ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".local/artifacts"))
+        .join("audit");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("audit.html"), &html).unwrap();
     assert!(html.starts_with("<!doctype html>") && html.contains("workflow-nondeterminism"));
     assert!(
         !html.contains("src=") && !html.contains("href="),

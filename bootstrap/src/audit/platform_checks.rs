@@ -209,8 +209,10 @@ pub fn workflow_tasks(
     }
     let mut other: BTreeMap<String, u64> = BTreeMap::new();
     let mut other_examples = Vec::new();
+    let mut flagged_by_server = 0u64;
     for e in executions {
         if e.reported_problems.iter().any(|p| p == NDE_PROBLEM) {
+            flagged_by_server += 1;
             nde.entry(e.workflow_type.clone())
                 .or_default()
                 .insert(&e.workflow_id);
@@ -234,7 +236,10 @@ pub fn workflow_tasks(
                 "{executions} execution(s) failed workflow tasks with a non-determinism error (stuck until a compatible worker runs)"
             ),
             evidence: Evidence {
-                counts: BTreeMap::from([("executions".into(), executions)]),
+                counts: BTreeMap::from([
+                    ("executions".into(), executions),
+                    ("flagged_by_server".into(), flagged_by_server),
+                ]),
                 names: nde.keys().map(|t| format!("workflow {t}")).collect(),
                 example_workflow_ids: nde_examples,
             },
