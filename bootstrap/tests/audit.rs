@@ -591,3 +591,60 @@ audit:\n  interval: 1h\n  since: 1h\n  sample: 20\n",
     assert!(body.contains(&want), "{want} not in:\n{body}");
     assert!(body.contains("temporal_bootstrap_audit_last_success_timestamp_seconds "));
 }
+
+/// The stack's own platform files: the schema versions recorded in the real PostgreSQL match the
+/// running 1.32.2 release (both databases of the SQL profile), and the real Prometheus answers
+/// (targets, rule groups, SDK metric queries) and scrapes the server's metrics.
+#[test]
+#[cfg_attr(
+    not(tb_stack),
+    ignore = "needs the dev stack: scripts/dev-services start; eval \"$(scripts/dev-services env)\""
+)]
+fn the_stacks_platform_files_read_schema_versions_and_prometheus() {
+    for (file, needs_prometheus) in [
+        ("examples/local-sql-visibility.yaml", false),
+        ("examples/local.yaml", true),
+    ] {
+        let o = Command::new(BIN)
+            .args(["--output", "json", "audit", "-f"])
+            .arg(repo().join(file))
+            .args(["--since", "1h", "--sample", "5"])
+            .env_remove("HTTPS_PROXY")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{file}: {}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let skipped: Vec<&str> = v["inputs"]["skipped"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let checks: BTreeSet<&str> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["check"].as_str())
+            .collect();
+        assert!(
+            !skipped.iter().any(|s| s.starts_with("schema version")),
+            "{file}: schema versions not read: {skipped:?}"
+        );
+        assert!(
+            !checks.contains("schema-version-mismatch"),
+            "{file}: {checks:?}"
+        );
+        assert!(
+            !checks.contains("frontend-accepts-no-client-cert"),
+            "{file}"
+        );
+        if needs_prometheus {
+            assert!(
+                !skipped.iter().any(|s| s.starts_with("Prometheus")),
+                "{file}: {skipped:?}"
+            );
+            assert!(
+                !checks.contains("metrics-temporal-missing"),
+                "{file}: {checks:?}"
+            );
+        }
+    }
+}

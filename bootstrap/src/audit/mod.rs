@@ -79,6 +79,14 @@ pub async fn run(
     let (mut histories_read, mut bytes_read) = (0u64, 0u64);
     for ns in &namespaces {
         let declared = cfg.namespaces.iter().find(|n| n.name.as_str() == ns);
+        let state = match api.describe_namespace(ns).await {
+            Ok(state) => state,
+            Err(TemporalError::NamespaceNotFound(_)) => {
+                findings.extend(pc::namespace_missing(ns));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut executions = api
             .list_executions(ns, &query, opts.sample as usize)
             .await?;
@@ -111,7 +119,10 @@ pub async fn run(
         findings.extend(pc::workflow_tasks(ns, &facts, &executions));
         findings.extend(external_payloads(ns, &executions));
         let queues = describe_queues(&api, cfg, ns, &facts, &executions).await?;
-        findings.extend(pc::task_queues(&queues, backlog_age_warning(cfg)));
+        findings.extend(pc::task_queues(
+            &queues,
+            threshold(cfg, "backlog_age_warning_seconds", 300.0),
+        ));
         if let Some(decl) = declared {
             let registered = api.list_search_attributes(ns).await?;
             findings.extend(pc::search_attributes(
@@ -124,7 +135,6 @@ pub async fn run(
             if cfg.cluster.environment == Environment::Production {
                 findings.extend(pc::operator_questions(ns, &registered));
             }
-            let state = api.describe_namespace(ns).await?;
             findings.extend(pc::retention(
                 ns,
                 decl.retention.as_duration(),
@@ -244,13 +254,15 @@ async fn describe_queues(
     results.into_iter().collect()
 }
 
-/// The `backlog_age_warning_seconds` alert threshold (one source for alerts and audit).
-fn backlog_age_warning(cfg: &PlatformConfig) -> Duration {
-    crate::observability::rules::thresholds_for(&cfg.observability)
+/// An alert threshold of this platform (alerts/thresholds.yaml plus overrides) as a duration of
+/// that many seconds; `fallback` if it cannot be read. One source for the alerts and the audit.
+fn threshold(cfg: &PlatformConfig, name: &str, fallback: f64) -> Duration {
+    let v = crate::observability::rules::thresholds_for(&cfg.observability)
         .ok()
-        .and_then(|t| t.get("backlog_age_warning_seconds")?.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(300))
+        .and_then(|t| t.get(name)?.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(fallback);
+    Duration::from_secs_f64(v)
 }
 
 /// Executions that store payloads outside history (external storage), as info: where the
@@ -324,9 +336,14 @@ async fn cluster_findings(
     out.extend(pc::certificates(
         &certificate_files(ctx, skipped),
         time::OffsetDateTime::now_utc(),
+        pc::CertThresholds {
+            warning: threshold(cfg, "certificate_expiry_warning_days", 21.0) * 86_400,
+            critical: threshold(cfg, "certificate_expiry_critical_days", 7.0) * 86_400,
+        },
     ));
     out.extend(pc::configuration(cfg));
     out.extend(pc::server_version(server_version));
+    out.extend(schema_findings(ctx, server_version, skipped).await);
     match &cfg.observability.prometheus {
         None => {
             skipped.insert("Prometheus checks: observability.prometheus is not configured".into());
@@ -352,6 +369,65 @@ async fn cluster_findings(
                 Err(e) => {
                     skipped.insert(format!("dashboards: {e}"));
                 }
+            }
+        }
+    }
+    out
+}
+
+/// The recorded PostgreSQL schema versions vs those of the running server's release (read-only:
+/// the `schema_version` rows).
+async fn schema_findings(
+    ctx: &Context,
+    server_version: &str,
+    skipped: &mut BTreeSet<String>,
+) -> Vec<Finding> {
+    use crate::postgres::SchemaKind;
+    if !matches!(
+        ctx.config.persistence,
+        crate::config::model::PersistenceConfig::Postgres(_)
+    ) {
+        skipped.insert("schema versions: persistence is not on PostgreSQL".into());
+        return Vec::new();
+    }
+    let release = server_version
+        .trim_start_matches('v')
+        .parse::<crate::config::types::TemporalVersion>()
+        .ok()
+        .and_then(|v| crate::versions::SupportedRelease::of(v).ok());
+    let Some(release) = release else {
+        skipped.insert(format!(
+            "schema versions: no schema versions known for server `{server_version}`"
+        ));
+        return Vec::new();
+    };
+    let mut kinds = vec![(SchemaKind::Temporal, release.schemas().postgres_temporal)];
+    if matches!(
+        ctx.config.visibility,
+        crate::config::model::VisibilityConfig::Postgres(_)
+    ) {
+        kinds.push((
+            SchemaKind::Visibility,
+            release.schemas().postgres_visibility,
+        ));
+    }
+    let mut out = Vec::new();
+    for (kind, expected) in kinds {
+        match crate::postgres::recorded_version(ctx, kind).await {
+            Ok(Some(recorded)) => out.extend(pc::schema_version(
+                kind.folder(),
+                recorded,
+                expected,
+                server_version,
+            )),
+            Ok(None) => {
+                skipped.insert(format!(
+                    "schema version of {}: not recorded, or persistence.postgres.schema_dir is not set",
+                    kind.folder()
+                ));
+            }
+            Err(e) => {
+                skipped.insert(format!("schema version of {}: {e}", kind.folder()));
             }
         }
     }

@@ -14,10 +14,14 @@ use crate::config::model::{PlatformConfig, SloConfig};
 use crate::config::types::{SearchAttributeName, SearchAttributeType, TemporalVersion};
 use crate::temporal::api::{ExecutionRef, ObservedAttributes, TaskQueueKind, TaskQueueState};
 
-/// A certificate expiring within this is a warning ...
-pub const CERT_WARN: Duration = Duration::from_secs(30 * 86_400);
-/// ... and within this (or expired) critical.
-pub const CERT_CRITICAL: Duration = Duration::from_secs(7 * 86_400);
+/// When a certificate's remaining validity is a finding: the alert thresholds
+/// `certificate_expiry_warning_days` / `_critical_days` (alerts/thresholds.yaml, overridable in
+/// observability.alert_thresholds), so the audit and the alerts agree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CertThresholds {
+    pub warning: Duration,
+    pub critical: Duration,
+}
 /// The `TemporalReportedProblems` value of a non-determinism failure (server 1.29+,
 /// `service/history/workflow/mutable_state_impl.go` UpdateReportedProblemsSearchAttribute).
 pub const NDE_PROBLEM: &str = "cause=WorkflowTaskFailedCauseNonDeterministicError";
@@ -482,15 +486,19 @@ pub struct CertObservation {
     pub not_after: OffsetDateTime,
 }
 
-pub fn certificates(certs: &[CertObservation], now: OffsetDateTime) -> Vec<Finding> {
+pub fn certificates(
+    certs: &[CertObservation],
+    now: OffsetDateTime,
+    limits: CertThresholds,
+) -> Vec<Finding> {
     certs
         .iter()
         .filter_map(|c| {
             let left = c.not_after - now;
             let days = left.whole_days();
-            let severity = if left <= time::Duration::try_from(CERT_CRITICAL).ok()? {
+            let severity = if left <= time::Duration::try_from(limits.critical).ok()? {
                 Severity::Critical
-            } else if left <= time::Duration::try_from(CERT_WARN).ok()? {
+            } else if left <= time::Duration::try_from(limits.warning).ok()? {
                 Severity::Warning
             } else {
                 return None;
@@ -556,6 +564,21 @@ pub fn configuration(cfg: &PlatformConfig) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// A namespace to audit that the server does not have.
+pub fn namespace_missing(namespace: &str) -> Vec<Finding> {
+    vec![Finding {
+        check: "namespace-missing",
+        severity: Severity::Warning,
+        decision: Decision::Operations,
+        namespace: Some(namespace.to_string()),
+        title: "the namespace does not exist on the server: workers and clients using it fail"
+            .into(),
+        evidence: Evidence::default(),
+        fix: "run `temporal-bootstrap apply -f platform.yaml` (registers it), or correct the name"
+            .into(),
+    }]
 }
 
 /// Retention as applied vs platform.yaml, and archival in production.
@@ -659,6 +682,41 @@ pub fn server_version(reported: &str) -> Vec<Finding> {
         }
         _ => Vec::new(),
     }
+}
+
+/// A database's recorded schema version vs the one the running server's release uses.
+pub fn schema_version(
+    database: &str,
+    recorded: crate::versions::SchemaVersion,
+    expected: crate::versions::SchemaVersion,
+    server: &str,
+) -> Vec<Finding> {
+    if recorded == expected {
+        return Vec::new();
+    }
+    let (severity, fix) = if recorded < expected {
+        (
+            Severity::Critical,
+            "finish the upgrade's schema part: `temporal-bootstrap upgrade plan -f platform.yaml` (the server of this release may fail on the old schema)",
+        )
+    } else {
+        (
+            Severity::Warning,
+            "an upgrade is half done (schema ahead of the servers): finish rolling the servers, `temporal-bootstrap upgrade status -f platform.yaml`",
+        )
+    };
+    vec![Finding {
+        check: "schema-version-mismatch",
+        severity,
+        decision: Decision::Operations,
+        namespace: None,
+        title: format!("the {database} schema is at {recorded}, server {server} uses {expected}"),
+        evidence: Evidence {
+            names: vec![database.to_string()],
+            ..Default::default()
+        },
+        fix: fix.into(),
+    }]
 }
 
 /// Prometheus scrape targets that are down.
@@ -918,7 +976,11 @@ mod tests {
             role: "cluster.frontend.tls.cert".into(),
             not_after: now + time::Duration::days(days),
         };
-        let f = certificates(&[cert(31), cert(30), cert(7), cert(-2)], now);
+        let limits = CertThresholds {
+            warning: Duration::from_secs(30 * 86_400),
+            critical: Duration::from_secs(7 * 86_400),
+        };
+        let f = certificates(&[cert(31), cert(30), cert(7), cert(-2)], now, limits);
         assert_eq!(
             f.iter().map(|f| f.severity).collect::<Vec<_>>(),
             [Severity::Warning, Severity::Critical, Severity::Critical]
@@ -942,6 +1004,23 @@ mod tests {
             checks(&server_version("nightly")),
             [("server-version-unknown", Severity::Info)]
         );
+    }
+
+    #[test]
+    fn schema_versions_behind_are_critical_ahead_a_warning() {
+        let v = |s: &str| s.parse::<crate::versions::SchemaVersion>().unwrap();
+        assert!(schema_version("temporal", v("1.19"), v("1.19"), "1.32.2").is_empty());
+        let f = schema_version("temporal", v("1.18"), v("1.19"), "1.32.2");
+        assert_eq!(
+            checks(&f),
+            [("schema-version-mismatch", Severity::Critical)]
+        );
+        assert_eq!(
+            f[0].title,
+            "the temporal schema is at 1.18, server 1.32.2 uses 1.19"
+        );
+        let f = schema_version("temporal", v("1.20"), v("1.19"), "1.32.2");
+        assert_eq!(checks(&f), [("schema-version-mismatch", Severity::Warning)]);
     }
 
     #[test]
