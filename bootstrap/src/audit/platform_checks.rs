@@ -914,7 +914,7 @@ mod tests {
             search_attributes: vec!["CustomerId".into()],
             ..Default::default()
         };
-        let f = search_attributes("orders", &declared, &registered, &[used.clone()], false);
+        let f = search_attributes("orders", &declared, &registered, std::slice::from_ref(&used), false);
         assert_eq!(
             checks(&f),
             [
