@@ -27,8 +27,9 @@ TEMPORAL_TLS_* variable the connection is plaintext.
 Encryption (--encrypt): the codec of examples/payload-encryption/python/codec.py, keys from
 CODEC_KEY_FILES / CODEC_WRAPPED_KEY_FILES / CODEC_CURRENT_KEY (examples/payload-encryption/README.md).
 If neither key variable is set, a fresh key (32 random bytes, base64, as `temporal-bootstrap codec
-keygen` writes) is generated into a temporary file (mode 0600, kept, its path is in the JSON line)
-under the key id `audit-workloads`.
+keygen` writes) is generated into a temporary file (mode 0600) under the key id `audit-workloads`;
+the file is removed once the codec has read it, unless --keep-key (its path is then in the JSON
+line, to decode the histories later).
 
 Output: stdout holds only the one JSON line (anything else the SDK might print goes to stderr).
 Exit codes: 0 done, 1 failure (message on stderr), 2 usage.
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -65,7 +67,8 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
     from temporalio.api.history.v1 import HistoryEvent
     from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-    from temporalio.client import Client, WorkflowHandle
+    from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
     from temporalio.service import RPCError, RPCStatusCode, TLSConfig
     from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -265,7 +268,7 @@ def tls_from_env() -> TLSConfig | bool:
     )
 
 
-def data_converter(encrypt: bool) -> tuple[temporalio.converter.DataConverter, dict | None]:
+def data_converter(encrypt: bool, keep_key: bool = False) -> tuple[temporalio.converter.DataConverter, dict | None]:
     """The default converter, or the example codec on top of it; and what to report about keys."""
     if not encrypt:
         return temporalio.converter.default(), None
@@ -286,8 +289,13 @@ def data_converter(encrypt: bool) -> tuple[temporalio.converter.DataConverter, d
         codec = EncryptionCodec.from_env()
     except ValueError as e:
         raise Failure(f"codec keys: {e}") from None
+    finally:
+        if generated and not keep_key:
+            os.unlink(generated)
     converter = dataclasses.replace(temporalio.converter.default(), payload_codec=codec)
-    return converter, {"key_id": codec.current_key_id, "generated_key_file": generated}
+    report = {"key_id": codec.current_key_id, "generated_key": generated is not None}
+    report["generated_key_file"] = generated if keep_key else None
+    return converter, report
 
 
 async def connect(namespace: str, converter: temporalio.converter.DataConverter) -> Client:
@@ -491,7 +499,7 @@ def names(args: argparse.Namespace, count: int | None = None) -> tuple[str, list
 
 
 async def setup(args: argparse.Namespace, namespace: str | None = None) -> tuple[Client, dict | None]:
-    converter, codec = data_converter(getattr(args, "encrypt", False))
+    converter, codec = data_converter(getattr(args, "encrypt", False), getattr(args, "keep_key", False))
     client = await connect(namespace or args.namespace, converter)
     await wait_for_namespace(client, args.wait_namespace)
     return client, codec
@@ -531,12 +539,15 @@ async def scenario_large_payload(args: argparse.Namespace) -> dict:
         await handle.result()
     t = await completed_facts(client, ids, args.encrypt)
     f = await facts(client, ids[0])
-    sizes = {}
+    # `data` bytes, and the serialised Payload (metadata included: what the audit measures).
+    sizes, serialized = {}, {}
     for e in f.history:
         if e.HasField("activity_task_scheduled_event_attributes"):
-            sizes["activity_input"] = sum(len(p.data) for p in e.activity_task_scheduled_event_attributes.input.payloads)
+            (p,) = e.activity_task_scheduled_event_attributes.input.payloads
+            sizes["activity_input"], serialized["activity_input"] = len(p.data), p.ByteSize()
         elif e.HasField("activity_task_completed_event_attributes"):
-            sizes["activity_result"] = sum(len(p.data) for p in e.activity_task_completed_event_attributes.result.payloads)
+            (p,) = e.activity_task_completed_event_attributes.result.payloads
+            sizes["activity_result"], serialized["activity_result"] = len(p.data), p.ByteSize()
     return {
         "namespace": args.namespace,
         "task_queue": tq,
@@ -546,6 +557,7 @@ async def scenario_large_payload(args: argparse.Namespace) -> dict:
         "encrypted": args.encrypt,
         "codec": codec,
         "payload_bytes": sizes,
+        "payload_serialized_bytes": serialized,
         "max_payload_bytes": t.max_payload_bytes,
         "payload_encodings": dict(t.encodings),
         "events": t.events,
@@ -653,10 +665,8 @@ async def wait_history(client: Client, wid: str, timeout: float, what: str, foun
 
 def _waiting_for_signal(events: list[HistoryEvent]) -> bool:
     # reserve completed and the task after it completed: the workflow now waits for `proceed`.
-    names_ = [event_name(e) for e in events]
-    return "ACTIVITY_TASK_COMPLETED" in names_ and names_[-1] == "WORKFLOW_TASK_COMPLETED" and (
-        names_.index("ACTIVITY_TASK_COMPLETED") < len(names_) - 1
-    )
+    types = [event_name(e) for e in events]
+    return "ACTIVITY_TASK_COMPLETED" in types and types[-1] == "WORKFLOW_TASK_COMPLETED"
 
 
 def _nde_failure(events: list[HistoryEvent]) -> HistoryEvent | None:
@@ -666,8 +676,8 @@ def _nde_failure(events: list[HistoryEvent]) -> HistoryEvent | None:
     return None
 
 
-async def reported_problems(handle: WorkflowHandle) -> list | None:
-    desc = await handle.describe()
+def reported_problems(desc: WorkflowExecutionDescription) -> list | None:
+    """The server's TemporalReportedProblems search attribute (a KeywordList, json/plain)."""
     p = desc.raw_description.workflow_execution_info.search_attributes.indexed_fields.get(REPORTED_PROBLEMS)
     if p is None:
         return None
@@ -716,7 +726,7 @@ async def scenario_nondeterminism(args: argparse.Namespace) -> dict:
             if now != attempt:
                 note(f"nondeterminism: workflow task attempt {now} at +{time.monotonic() - signalled:.1f} s")
                 attempt = now
-            problems = await reported_problems(handle)
+            problems = reported_problems(desc)
             if problems:
                 problems_after = round(time.monotonic() - signalled, 1)
                 note(f"nondeterminism: {REPORTED_PROBLEMS} = {problems} at +{problems_after} s")
@@ -728,7 +738,9 @@ async def scenario_nondeterminism(args: argparse.Namespace) -> dict:
     desc = await handle.describe()
     if desc.status is None or desc.status.name != "RUNNING":
         raise Failure(f"workflow {wid} is {desc.status}, expected RUNNING (stuck)")
-    history = list((await handle.fetch_history()).events)
+    f = await facts(client, wid)
+    check_encodings(f.encodings, args.encrypt, f"workflow {wid}")
+    history = f.history
     return {
         "namespace": args.namespace,
         "task_queue": tq,
@@ -753,6 +765,7 @@ async def scenario_nondeterminism(args: argparse.Namespace) -> dict:
         "reported_problems_after_seconds": problems_after,
         "encrypted": args.encrypt,
         "codec": codec,
+        "payload_encodings": dict(f.encodings),
         "events": len(history),
     }
 
@@ -786,13 +799,15 @@ async def scenario_bulk(args: argparse.Namespace) -> dict:
         )
         for c in clients
     ]
-    begun = time.monotonic()
-    for w in workers:
-        await w.__aenter__()
-    try:
-        jobs = [
-            (c, wid, wtype, i) for c in clients for i, (wid, wtype) in enumerate(zip(ids, types))
-        ]
+    prefix = f"{args.id_prefix}-bulk-{RUN}-"
+    query = f'WorkflowId STARTS_WITH "{prefix}"'
+    jobs = [(c, wid, wtype, i) for c in clients for i, (wid, wtype) in enumerate(zip(ids, types))]
+    async with contextlib.AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        begun = time.monotonic()
+        # At most --concurrency workflows in flight (more only queue up in this one Python thread,
+        # and workflow tasks it polls but cannot run within 10 s time out).
 
         async def run_one(c: Client, wid: str, wtype: str, i: int) -> None:
             h = await start(c, wtype, [i], wid, tq, request_eager_start=args.eager)
@@ -800,8 +815,18 @@ async def scenario_bulk(args: argparse.Namespace) -> dict:
 
         await bounded([lambda j=j: run_one(*j) for j in jobs], args.concurrency)
         elapsed = time.monotonic() - begun
-    finally:
-        await asyncio.gather(*(w.__aexit__(None, None, None) for w in workers))
+    # Visibility (what the audit lists) is eventually consistent: wait until it shows them all.
+    deadline = time.monotonic() + 30
+    for c in clients:
+        while True:
+            counts = await c.count_workflows(f"{query} GROUP BY ExecutionStatus")
+            by_status = {str(g.group_values[0]): g.count for g in counts.groups}
+            if by_status.get("Completed", 0) >= args.per_namespace:
+                break
+            if time.monotonic() >= deadline:
+                raise Failure(f"{c.namespace}: visibility shows {by_status}, not {args.per_namespace} completed")
+            await asyncio.sleep(0.5)
+    visible = time.monotonic() - begun
     # A sample of histories per namespace: the encodings the audit will see, and no task problems.
     sample = ids[:: max(1, len(ids) // args.sample)][: args.sample]
     enc: Counter = Counter()
@@ -816,10 +841,11 @@ async def scenario_bulk(args: argparse.Namespace) -> dict:
         "task_queue": tq,
         "per_namespace": args.per_namespace,
         "workflow_types": dict(Counter(types)),
-        "workflow_id_prefix": f"{args.id_prefix}-bulk-{RUN}-",
+        "workflow_id_prefix": prefix,
         "completed": total,
         "elapsed_seconds": round(elapsed, 2),
         "workflows_per_second": round(total / elapsed, 1),
+        "visible_seconds": round(visible, 2),
         "encrypted": args.encrypt,
         "codec": codec,
         "eager_start": args.eager,
@@ -855,9 +881,14 @@ def parser() -> argparse.ArgumentParser:
         if name == "bulk":
             p.add_argument("--namespaces", required=True, help="comma-separated namespaces (they must exist)")
             p.add_argument("--per-namespace", type=int, default=200, help="workflows per namespace (default 200)")
-            p.add_argument("--concurrency", type=int, default=50, help="workflows in flight, in all (default 50)")
-            p.add_argument("--worker-slots", type=int, default=10, help="task slots per worker (default 10)")
-            p.add_argument("--eager", action="store_true", help="request eager workflow start")
+            p.add_argument("--concurrency", type=int, default=100, help="workflows in flight, in all (default 100)")
+            p.add_argument("--worker-slots", type=int, default=20, help="task slots per worker (default 20)")
+            p.add_argument(
+                "--no-eager",
+                dest="eager",
+                action="store_false",
+                help="no eager workflow start (default: eager, the first task goes straight to the local worker)",
+            )
             p.add_argument("--sample", type=int, default=10, help="histories checked per namespace (default 10)")
         else:
             p.add_argument("--namespace", required=True, help="an existing namespace")
@@ -872,6 +903,11 @@ def parser() -> argparse.ArgumentParser:
                 "--encrypt",
                 action="store_true",
                 help="encrypt payloads with the example codec (CODEC_KEY_FILES..., or a generated temporary key)",
+            )
+            p.add_argument(
+                "--keep-key",
+                action="store_true",
+                help="keep the generated key file (default: removed once read; its path is in the JSON line)",
             )
         if name in ("clean", "backlog"):
             p.add_argument("--count", type=int, default=5 if name == "backlog" else 1, help="workflows to start")
@@ -893,7 +929,8 @@ def parser() -> argparse.ArgumentParser:
                 default=0,
                 help="the workflow's task timeout in seconds (default: the server's 10 s); the SDK reports "
                 "only the first failed attempt, later ones time out, so a short one (2) makes the server "
-                "set TemporalReportedProblems within about 10 s instead of about 50 s",
+                "set TemporalReportedProblems about 22 s after the failure instead of about 53 s (it backs off "
+                "from the fourth attempt)",
             )
     return ap
 
@@ -924,6 +961,17 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="workloads: %(levelname)s %(name)s: %(message)s"
+    )
+    # The SDK core's own log lines (ANSI-coloured on the console) through Python logging, plain.
+    Runtime.set_default(
+        Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                    forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+                )
+            )
+        )
     )
     try:
         out = asyncio.run(run(args))

@@ -117,6 +117,10 @@ pub async fn run(
             &facts,
         ));
         findings.extend(pc::workflow_tasks(ns, &facts, &executions));
+        findings.extend(pc::worker_versioning(
+            &versioned_pools(cfg, ns),
+            &executions,
+        ));
         findings.extend(external_payloads(ns, &executions));
         let queues = describe_queues(&api, cfg, ns, &facts, &executions).await?;
         findings.extend(pc::task_queues(
@@ -203,6 +207,23 @@ async fn read_histories(
     )
     .await;
     results.into_iter().collect()
+}
+
+/// The worker pools of `namespace` that declare a Worker Deployment.
+fn versioned_pools(cfg: &PlatformConfig, namespace: &str) -> Vec<pc::VersionedPool> {
+    let default_ns = cfg.namespaces.first().map(|n| n.name.as_str());
+    cfg.workers
+        .iter()
+        .filter(|p| p.namespace.as_ref().map(|n| n.as_str()).or(default_ns) == Some(namespace))
+        .filter_map(|p| {
+            Some(pc::VersionedPool {
+                namespace: namespace.to_string(),
+                pool: p.name.as_str().to_string(),
+                task_queue: p.task_queue.as_str().to_string(),
+                deployment: p.deployment.as_ref()?.as_str().to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Describes the task queues of `namespace`: those of platform.yaml's worker pools (both task

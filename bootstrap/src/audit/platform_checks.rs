@@ -271,6 +271,77 @@ pub fn workflow_tasks(
     out
 }
 
+/// A worker pool of platform.yaml that declares a Worker Deployment.
+#[derive(Debug, Clone)]
+pub struct VersionedPool {
+    pub namespace: String,
+    pub pool: String,
+    pub task_queue: String,
+    pub deployment: String,
+}
+
+/// Sampled executions on a versioned pool's task queue that did not run on its deployment
+/// (`worker_deployment_name` empty or another): deploys there replace code under running
+/// workflows, which is what versioning was declared to prevent.
+pub fn worker_versioning(pools: &[VersionedPool], executions: &[ExecutionRef]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for p in pools {
+        let on_queue: Vec<&ExecutionRef> = executions
+            .iter()
+            .filter(|e| e.task_queue == p.task_queue)
+            .collect();
+        let off: Vec<&&ExecutionRef> = on_queue
+            .iter()
+            .filter(|e| e.worker_deployment != p.deployment)
+            .collect();
+        if off.is_empty() {
+            continue;
+        }
+        let mut examples = Vec::new();
+        for e in &off {
+            add_example(&mut examples, &e.workflow_id);
+        }
+        let mut seen: Vec<String> = off
+            .iter()
+            .map(|e| {
+                if e.worker_deployment.is_empty() {
+                    "unversioned".to_string()
+                } else {
+                    format!("deployment {}", e.worker_deployment)
+                }
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        seen.insert(
+            0,
+            format!("pool {} declares deployment {}", p.pool, p.deployment),
+        );
+        out.push(Finding {
+            check: "worker-versioning-unused",
+            severity: Severity::Warning,
+            decision: Decision::Versioning,
+            namespace: Some(p.namespace.clone()),
+            title: format!(
+                "{} of {} sampled executions on task queue {} did not run on the pool's Worker Deployment",
+                off.len(),
+                on_queue.len(),
+                p.task_queue
+            ),
+            evidence: Evidence {
+                counts: BTreeMap::from([
+                    ("executions".into(), on_queue.len() as u64),
+                    ("not_on_deployment".into(), off.len() as u64),
+                ]),
+                names: seen,
+                example_workflow_ids: examples,
+            },
+            fix: "start the pool's workers with Worker Versioning on (the SDK's deployment options: deployment name and build id, use_worker_versioning) and set the current version (`temporal worker deployment set-current-version`)".into(),
+        });
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Search attributes
 // ---------------------------------------------------------------------------------------------
@@ -899,6 +970,38 @@ mod tests {
     }
 
     #[test]
+    fn versioned_pools_report_executions_off_their_deployment() {
+        let pool = VersionedPool {
+            namespace: "orders".into(),
+            pool: "fulfil".into(),
+            task_queue: "fulfil".into(),
+            deployment: "fulfil-svc".into(),
+        };
+        let e = |id: &str, queue: &str, deployment: &str| ExecutionRef {
+            workflow_id: id.into(),
+            task_queue: queue.into(),
+            worker_deployment: deployment.into(),
+            ..Default::default()
+        };
+        let f = worker_versioning(
+            std::slice::from_ref(&pool),
+            &[
+                e("a", "fulfil", "fulfil-svc"),
+                e("b", "fulfil", ""),
+                e("c", "other", ""),
+            ],
+        );
+        assert_eq!(
+            checks(&f),
+            [("worker-versioning-unused", Severity::Warning)]
+        );
+        assert_eq!(f[0].evidence.counts["not_on_deployment"], 1);
+        assert_eq!(f[0].evidence.example_workflow_ids, ["b"]);
+        assert_eq!(f[0].evidence.names[1], "unversioned");
+        assert!(worker_versioning(&[pool], &[e("a", "fulfil", "fulfil-svc")]).is_empty());
+    }
+
+    #[test]
     fn search_attributes_declared_registered_used_and_capped() {
         let name = |s: &str| s.parse::<SearchAttributeName>().unwrap();
         let declared = BTreeMap::from([
@@ -914,7 +1017,13 @@ mod tests {
             search_attributes: vec!["CustomerId".into()],
             ..Default::default()
         };
-        let f = search_attributes("orders", &declared, &registered, std::slice::from_ref(&used), false);
+        let f = search_attributes(
+            "orders",
+            &declared,
+            &registered,
+            std::slice::from_ref(&used),
+            false,
+        );
         assert_eq!(
             checks(&f),
             [

@@ -559,6 +559,10 @@ pub struct WorkerPoolConfig {
     /// Container image of the worker (rendered into the Helm chart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageRef>,
+    /// Worker Deployment the pool's workers register with (Worker Versioning): the audit
+    /// checks that executions on the pool's task queue ran on it (`worker-versioning-unused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DnsLabel>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
