@@ -68,6 +68,15 @@ impl Stack {
         }
     }
 
+    /// The `frontend:` body for this stack's mTLS frontend.
+    fn frontend_yaml(&self) -> String {
+        let [ca, cert, key] = &self.tls;
+        format!(
+            "    address: {}\n    tls: {{ ca: {ca}, cert: {cert}, key: {key}, server_name: localhost }}\n",
+            self.address
+        )
+    }
+
     fn create_namespace(&self, ns: &str) {
         let o = Command::new(required("TB_TEMPORAL_CLI"))
             .args(["--address", &self.address])
@@ -103,6 +112,39 @@ impl Stack {
         );
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
     }
+}
+
+/// Milliseconds since the epoch: makes this run's namespaces and markers unique.
+fn run_id() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Writes `dir/platform.yaml`: a development cluster `name` reached at `frontend` (the
+/// `address:` line and, for mTLS, its `tls:` line), SQLite stores (never used by the audit), and
+/// the given sections (`namespaces:` and more). Validated before use.
+fn write_platform(dir: &Path, name: &str, frontend: &str, sections: &str) -> PathBuf {
+    let cfg = dir.join("platform.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "cluster:\n  name: {name}\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n{frontend}\
+capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n\
+persistence:\n  sqlite: {{ path: dev.db }}\n\
+visibility:\n  sqlite: {{ path: dev.db }}\n\
+{sections}"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["validate", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    cfg
 }
 
 /// Runs the audit until visibility lists `expected` executions (it is eventually consistent).
@@ -183,10 +225,7 @@ fn persistence_fingerprint(namespaces: &[String]) -> (i64, i64, i64, i64) {
 )]
 fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
     let st = Stack::sql();
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
+    let run = run_id();
     let ns = |case: &str| format!("audit-{case}-{run}");
     let marker = format!("PATIENT-MARKER-{run}");
     let cases = [
@@ -242,7 +281,6 @@ fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
     expected_histories += 1;
 
     let dir = tempfile::tempdir().unwrap();
-    let [ca, cert, key] = &st.tls;
     // A codec endpoint for the UI (the sensitive namespace needs one): a key and a token file.
     std::fs::write(
         dir.path().join("codec.key"),
@@ -261,28 +299,17 @@ fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
             format!("  - {{ name: {}, retention: 1d{extra} }}\n", ns(c))
         })
         .collect();
-    let cfg = dir.path().join("platform.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "cluster:\n  name: audit-it\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n    address: {}\n    tls: {{ ca: {ca}, cert: {cert}, key: {key}, server_name: localhost }}\n\
-capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n\
-persistence:\n  sqlite: {{ path: dev.db }}\n\
-visibility:\n  sqlite: {{ path: dev.db }}\n\
-namespaces:\n{namespaces_yaml}\
+    let cfg = write_platform(
+        dir.path(),
+        "audit-it",
+        &st.frontend_yaml(),
+        &format!(
+            "namespaces:\n{namespaces_yaml}\
 workers:\n  - {{ name: clean, task_queue: {clean_queue}, namespace: {}, profile: io, cpu_cores: 1, replicas: {{ min: 1, max: 2 }} }}\n\
 codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id: k1, secret: file:codec.key, current: true }}\n  access:\n    tokens:\n      - {{ name: oncall, token: file:token, decode: [\"*\"] }}\n",
-            st.address,
             ns("clean")
         ),
-    )
-    .unwrap();
-    let o = Command::new(BIN)
-        .args(["validate", "-f"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    );
 
     let audited: Vec<String> = cases.iter().map(|c| ns(c)).collect();
     let before = persistence_fingerprint(&audited);
@@ -473,18 +500,12 @@ fn a_frontend_without_client_certificates_is_critical() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _dev = Kill(dev);
-    let cfg = dir.path().join("platform.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "cluster:\n  name: open\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n    address: 127.0.0.1:{port}\n\
-capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n\
-persistence:\n  sqlite: {{ path: dev.db }}\n\
-visibility:\n  sqlite: {{ path: dev.db }}\n\
-namespaces:\n  - {{ name: open, retention: 1d }}\n"
-        ),
-    )
-    .unwrap();
+    let cfg = write_platform(
+        dir.path(),
+        "open",
+        &format!("    address: 127.0.0.1:{port}\n"),
+        "namespaces:\n  - { name: open, retention: 1d }\n",
+    );
     let (o, v) = audit_until(&cfg, &["--fail-on", "critical"], 0);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     // The dev server's own release may lag (server-patch-behind); the access check is exact.
@@ -519,29 +540,19 @@ namespaces:\n  - {{ name: open, retention: 1d }}\n"
 )]
 fn the_daemon_exports_audit_findings() {
     let st = Stack::sql();
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
+    let run = run_id();
     let ns = format!("audit-daemon-{run}");
     st.create_namespace(&ns);
     st.workload(&["backlog", "--namespace", &ns, "--count", "3"]);
     let dir = tempfile::tempdir().unwrap();
-    let [ca, cert, key] = &st.tls;
-    let cfg = dir.path().join("platform.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "cluster:\n  name: audit-daemon\n  temporal_version: \"1.32.2\"\n  environment: development\n  frontend:\n    address: {}\n    tls: {{ ca: {ca}, cert: {cert}, key: {key}, server_name: localhost }}\n\
-capacity:\n  peak_workflow_starts_per_second: 1\n  activities_per_workflow: 1\n  average_workflow_duration: 1m\n\
-persistence:\n  sqlite: {{ path: dev.db }}\n\
-visibility:\n  sqlite: {{ path: dev.db }}\n\
-namespaces:\n  - {{ name: {ns}, retention: 1d }}\n\
-audit:\n  interval: 1h\n  since: 1h\n  sample: 20\n",
-            st.address
+    let cfg = write_platform(
+        dir.path(),
+        "audit-daemon",
+        &st.frontend_yaml(),
+        &format!(
+            "namespaces:\n  - {{ name: {ns}, retention: 1d }}\naudit:\n  interval: 1h\n  since: 1h\n  sample: 20\n"
         ),
-    )
-    .unwrap();
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
