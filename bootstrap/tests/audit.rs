@@ -114,6 +114,15 @@ impl Stack {
     }
 }
 
+/// A child process killed and reaped when the test ends, even on a failed assertion.
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Milliseconds since the epoch: makes this run's namespaces and markers unique.
 fn run_id() -> u128 {
     std::time::SystemTime::now()
@@ -486,13 +495,6 @@ fn a_frontend_without_client_certificates_is_critical() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "start-dev did not listen");
@@ -567,13 +569,6 @@ fn the_daemon_exports_audit_findings() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let _daemon = Kill(daemon);
     let want = format!(
         "temporal_bootstrap_audit_findings{{check=\"task-queue-backlog-no-poller\",severity=\"critical\",namespace=\"{ns}\"}} 1"
