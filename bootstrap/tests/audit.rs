@@ -238,7 +238,7 @@ fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
     let ns = |case: &str| format!("audit-{case}-{run}");
     let marker = format!("PATIENT-MARKER-{run}");
     let cases = [
-        "plain", "large", "long", "nohb", "backlog", "nde", "attr", "clean",
+        "plain", "large", "long", "nohb", "backlog", "nde", "attr", "vright", "vwrong", "clean",
     ];
     for c in cases {
         st.create_namespace(&ns(c));
@@ -275,6 +275,26 @@ fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
     expected_histories += 1;
     w(&["clean", "--namespace", &ns("attr"), "--encrypt"]);
     expected_histories += 1;
+    // Worker Versioning: the pools declare deployment `orders-svc`; in `vwrong` the queue is
+    // switched back to unversioned and two workflows run on an unversioned worker.
+    let versioned_queue = format!("audit-versioned-queue-{run}");
+    for (case, unversioned) in [("vright", "0"), ("vwrong", "2")] {
+        w(&[
+            "versioned",
+            "--namespace",
+            &ns(case),
+            "--task-queue",
+            &versioned_queue,
+            "--deployment",
+            "orders-svc",
+            "--build-id",
+            "v1",
+            "--unversioned-count",
+            unversioned,
+            "--encrypt",
+        ]);
+    }
+    expected_histories += 1 + 3;
     // Last, so its workers polled within the server's poller history (5 minutes).
     let clean = w(&[
         "clean",
@@ -308,15 +328,26 @@ fn each_wrong_workload_yields_exactly_its_finding_and_the_clean_one_none() {
             format!("  - {{ name: {}, retention: 1d{extra} }}\n", ns(c))
         })
         .collect();
+    let pool = |name: &str, queue: &str, extra: &str| {
+        format!(
+            "  - {{ name: {name}, task_queue: {queue}, namespace: {}, profile: io, cpu_cores: 1, replicas: {{ min: 1, max: 2 }}{extra} }}\n",
+            ns(name)
+        )
+    };
+    let pools = [
+        pool("clean", &clean_queue, ""),
+        pool("vright", &versioned_queue, ", deployment: orders-svc"),
+        pool("vwrong", &versioned_queue, ", deployment: orders-svc"),
+    ]
+    .concat();
     let cfg = write_platform(
         dir.path(),
         "audit-it",
         &st.frontend_yaml(),
         &format!(
             "namespaces:\n{namespaces_yaml}\
-workers:\n  - {{ name: clean, task_queue: {clean_queue}, namespace: {}, profile: io, cpu_cores: 1, replicas: {{ min: 1, max: 2 }} }}\n\
+workers:\n{pools}\
 codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id: k1, secret: file:codec.key, current: true }}\n  access:\n    tokens:\n      - {{ name: oncall, token: file:token, decode: [\"*\"] }}\n",
-            ns("clean")
         ),
     );
 
@@ -361,6 +392,8 @@ codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id
     expect("backlog", &["task-queue-backlog-no-poller"]);
     expect("nde", &["workflow-nondeterminism"]);
     expect("attr", &["search-attribute-missing"]);
+    expect("vright", &[]);
+    expect("vwrong", &["worker-versioning-unused"]);
     expect("clean", &[]);
     assert_eq!(found.get("-"), None, "cluster-wide: {:#}", v["findings"]);
 
@@ -391,6 +424,9 @@ codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id
         "{f} / {nde}"
     );
     assert_eq!(f["evidence"]["names"][0], "workflow OrderWorkflow", "{f}");
+    let f = finding("worker-versioning-unused");
+    assert_eq!(f["evidence"]["counts"]["not_on_deployment"], 2, "{f}");
+    assert_eq!(f["evidence"]["counts"]["executions"], 3, "{f}");
     let f = finding("history-length");
     assert!(
         f["evidence"]["counts"]["max_events"].as_u64().unwrap() > 12_000,

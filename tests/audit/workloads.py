@@ -19,6 +19,10 @@ the workers and prints ONE JSON line on stdout):
                    v2 worker (charge first): the workflow task fails with a non-determinism cause;
                    the workflow is left running, stuck
   bulk             --per-namespace short workflows (BulkA/BulkB) in each of --namespaces
+  versioned        VersionedWorkflow on a Worker Deployment version (Worker Versioning) made the
+                   deployment's current version; --unversioned-count K more on the same task
+                   queue by a worker without versioning (the deployment's current version set
+                   back to unversioned first)
 
 Connection, from the environment: TEMPORAL_ADDRESS (default 127.0.0.1:7233), and for (m)TLS
 TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_SERVER_NAME; without any
@@ -57,20 +61,30 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior, WorkerDeploymentVersion
 
 # This file is also re-imported inside the workflow sandbox (as `__temporal_main__`): everything
 # here is definitions only; the work starts in `main()`.
 with workflow.unsafe.imports_passed_through():
     import temporalio.converter
     from temporalio.api.common.v1 import Payload
-    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+    from temporalio.api.enums.v1 import EventType, RoutingConfigUpdateState, WorkflowTaskFailedCause
+    from temporalio.api.enums.v1 import VersioningBehavior as VersioningBehaviorProto
     from temporalio.api.history.v1 import HistoryEvent
-    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.api.workflowservice.v1 import (
+        DescribeNamespaceRequest,
+        DescribeWorkerDeploymentRequest,
+        SetWorkerDeploymentCurrentVersionRequest,
+    )
     from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
     from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
     from temporalio.service import RPCError, RPCStatusCode, TLSConfig
-    from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker
+    from temporalio.worker import (
+        PollerBehaviorSimpleMaximum,
+        UnsandboxedWorkflowRunner,
+        Worker,
+        WorkerDeploymentConfig,
+    )
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 # Set in main(): module-level code also runs inside the workflow sandbox, which restricts
@@ -136,6 +150,11 @@ async def charge(order: str) -> str:
 @activity.defn(name="bulk_step")
 async def bulk_step(n: int) -> int:
     return n + 1
+
+
+@activity.defn(name="versioned_activity")
+async def versioned_activity(text: str) -> str:
+    return f"versioned {len(text)} characters"
 
 
 # --- workflows ---------------------------------------------------------------------------------
@@ -241,6 +260,17 @@ class BulkB:
             bulk_step, n, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
         )
         return first * 2
+
+
+@workflow.defn(name="VersionedWorkflow")
+class VersionedWorkflow:
+    # No versioning_behavior here: a versioned worker applies its default_versioning_behavior,
+    # an unversioned one none.
+    @workflow.run
+    async def run(self, text: str) -> str:
+        return await workflow.execute_activity(
+            versioned_activity, text, start_to_close_timeout=START_TO_CLOSE, retry_policy=RETRY
+        )
 
 
 # --- connection, codec -------------------------------------------------------------------------
@@ -857,6 +887,225 @@ async def scenario_bulk(args: argparse.Namespace) -> dict:
     }
 
 
+
+# The server's versioning search attributes (set with WorkflowExecutionInfo.worker_deployment_name).
+VERSIONING_ATTRIBUTES = ("TemporalWorkerDeployment", "TemporalWorkerDeploymentVersion", "TemporalWorkflowVersioningBehavior")
+UNVERSIONED = "__unversioned__"
+
+
+def versioning_attributes(search_attributes: Any) -> dict:
+    """The versioning search attributes present (json/plain payloads), decoded."""
+    out = {}
+    for name in VERSIONING_ATTRIBUTES:
+        p = search_attributes.indexed_fields.get(name)
+        if p is not None:
+            try:
+                out[name] = json.loads(p.data)
+            except ValueError:
+                out[name] = p.data.decode(errors="replace")
+    return out
+
+
+async def set_current_version(client: Client, deployment: str, build_id: str, timeout: float) -> dict:
+    """SetWorkerDeploymentCurrentVersion (an empty build id: unversioned), then waits until the
+    routing change reached the task queues. A version exists only once one of its workers polled:
+    until then the server refuses it, so the call is retried up to `timeout` seconds."""
+    target = build_id or UNVERSIONED
+    request = SetWorkerDeploymentCurrentVersionRequest(
+        namespace=client.namespace, deployment_name=deployment, build_id=build_id, identity=IDENTITY
+    )
+    begun = time.monotonic()
+    deadline = begun + timeout
+    attempts, last = 0, ""
+    while True:
+        attempts += 1
+        try:
+            response = await client.workflow_service.set_worker_deployment_current_version(request)
+            break
+        except RPCError as e:
+            error = f"{e.status.name}: {e.message}"
+            if e.status in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTICATED):
+                hint = " (dynamic config system.enableDeploymentVersions)" if "disabled" in e.message else ""
+                raise Failure(f"set current version of deployment {deployment} to {target}: {error}{hint}") from None
+            if time.monotonic() >= deadline:
+                raise Failure(
+                    f"set current version of deployment {deployment} to {target}: still {error} after {timeout:g} s"
+                ) from None
+            if error != last:
+                note(f"versioned: set current version {target}: {error} (retrying)")
+                last = error
+        await asyncio.sleep(0.5)
+    accepted = time.monotonic()
+    # The deployment's workflow propagates the routing change to the task queues' partitions.
+    state = ""
+    while True:
+        d = await client.workflow_service.describe_worker_deployment(
+            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
+        )
+        info = d.worker_deployment_info
+        state = RoutingConfigUpdateState.Name(info.routing_config_update_state).removeprefix(
+            "ROUTING_CONFIG_UPDATE_STATE_"
+        )
+        current = info.routing_config.current_deployment_version.build_id or UNVERSIONED
+        if current == target and state == "COMPLETED":
+            break
+        if time.monotonic() >= deadline:
+            raise Failure(
+                f"deployment {deployment}: current version {current}, routing update {state}, "
+                f"not {target} COMPLETED after {timeout:g} s"
+            )
+        await asyncio.sleep(0.3)
+    return {
+        "current_version": target,
+        "previous_version": response.previous_deployment_version.build_id or UNVERSIONED,
+        "attempts": attempts,
+        "accepted_after_seconds": round(accepted - begun, 2),
+        "propagated_after_seconds": round(time.monotonic() - begun, 2),
+        "routing_update_state": state,
+    }
+
+
+async def described_versioning(client: Client, workflow_id: str, worker: str) -> dict:
+    """What DescribeWorkflowExecution says about the execution's deployment and versioning."""
+    desc = await client.get_workflow_handle(workflow_id).describe()
+    info = desc.raw_description.workflow_execution_info
+    vi = info.versioning_info if info.HasField("versioning_info") else None
+    version = vi.deployment_version if vi is not None and vi.HasField("deployment_version") else None
+    return {
+        "workflow_id": workflow_id,
+        "worker": worker,
+        "status": desc.status.name if desc.status else None,
+        "task_queue": info.task_queue,
+        "worker_deployment_name": info.worker_deployment_name,
+        "versioning_behavior": VersioningBehaviorProto.Name(vi.behavior).removeprefix("VERSIONING_BEHAVIOR_")
+        if vi is not None
+        else None,
+        "deployment_version": {"deployment_name": version.deployment_name, "build_id": version.build_id}
+        if version is not None
+        else None,
+        "search_attributes": versioning_attributes(info.search_attributes),
+    }
+
+
+async def listed_versioning(client: Client, query: str, ids: list[str], timeout: float) -> dict:
+    """What ListWorkflowExecutions (what the audit samples) returns for the executions, once
+    visibility shows them all completed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = {w.id: w async for w in client.list_workflows(query)}
+        done = {i for i, w in rows.items() if w.status is not None and w.status.name == "COMPLETED"}
+        if set(ids) <= done:
+            break
+        if time.monotonic() >= deadline:
+            raise Failure(f"visibility shows {len(done)} of {len(ids)} workflows completed after {timeout:g} s")
+        await asyncio.sleep(0.5)
+    return {
+        i: {
+            "task_queue": rows[i].task_queue,
+            "worker_deployment_name": rows[i].raw_info.worker_deployment_name,
+            "search_attributes": versioning_attributes(rows[i].raw_info.search_attributes),
+        }
+        for i in ids
+    }
+
+
+async def scenario_versioned(args: argparse.Namespace) -> dict:
+    if args.unversioned_count < 0:
+        raise Failure("--unversioned-count must be at least 0")
+    if not args.deployment or "." in args.deployment:
+        raise Failure("--deployment must be a non-empty name without '.' (versions are <deployment>.<build id>)")
+    client, codec = await setup(args)
+    tq, _ = names(args)
+    base = f"{args.id_prefix}-versioned-{RUN}"
+    build_id = args.build_id or base
+    versioned_id = f"{base}-versioned"
+    unversioned_ids = [f"{base}-unversioned-{i}" for i in range(args.unversioned_count)]
+    behavior = VersioningBehavior.PINNED if args.behavior == "pinned" else VersioningBehavior.AUTO_UPGRADE
+    config = WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=args.deployment, build_id=build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=behavior,
+    )
+    identities = {
+        "versioned": IDENTITY.replace("audit-workloads@", "audit-workloads-versioned@", 1),
+        "unversioned": IDENTITY.replace("audit-workloads@", "audit-workloads-unversioned@", 1),
+    }
+    text = "versioned workload"
+    routing = []
+    # The worker's polls register the version in the deployment (created on the first poll);
+    # making it current routes the task queue's new workflows to it.
+    async with new_worker(
+        client, tq, [VersionedWorkflow], [versioned_activity], identity=identities["versioned"], deployment_config=config
+    ):
+        routing.append(await set_current_version(client, args.deployment, build_id, args.register_wait))
+        handle = await start(client, "VersionedWorkflow", [text], versioned_id, tq)
+        await handle.result()
+        note(f"versioned: {versioned_id} completed on {args.deployment}.{build_id}")
+        if unversioned_ids:
+            # The wrong case: the queue's current version back to unversioned, so that a worker
+            # without versioning gets its tasks (a versioned current version would keep them).
+            routing.append(await set_current_version(client, args.deployment, "", args.register_wait))
+    if unversioned_ids:
+        # Without deployment options; or (--unversioned-declares-deployment) with the deployment's
+        # name but versioning off: the server then records the name (worker_deployment_name,
+        # TemporalWorkerDeployment) with no version and no versioning behavior.
+        unversioned_options = {}
+        if args.unversioned_declares_deployment:
+            unversioned_options["deployment_config"] = WorkerDeploymentConfig(
+                version=WorkerDeploymentVersion(deployment_name=args.deployment, build_id=f"{build_id}-unversioned"),
+                use_worker_versioning=False,
+            )
+        async with new_worker(
+            client, tq, [VersionedWorkflow], [versioned_activity], identity=identities["unversioned"], **unversioned_options
+        ):
+            handles = await bounded(
+                [lambda i=i: start(client, "VersionedWorkflow", [text], i, tq) for i in unversioned_ids], 50
+            )
+            await asyncio.gather(*(h.result() for h in handles))
+        note(f"versioned: {len(unversioned_ids)} unversioned workflows completed on {tq}")
+    ids = [versioned_id] + unversioned_ids
+    t = await completed_facts(client, ids, args.encrypt)
+    executions = [await described_versioning(client, versioned_id, "versioned")]
+    executions += [await described_versioning(client, i, "unversioned") for i in unversioned_ids]
+    listed = await listed_versioning(client, f'WorkflowId STARTS_WITH "{base}"', ids, 30)
+    for e in executions:
+        e["listed"] = listed[e["workflow_id"]]
+    v = executions[0]
+    if v["worker_deployment_name"] != args.deployment or v["deployment_version"] != {
+        "deployment_name": args.deployment,
+        "build_id": build_id,
+    }:
+        raise Failure(
+            f"workflow {versioned_id}: worker_deployment_name {v['worker_deployment_name']!r}, version "
+            f"{v['deployment_version']}, expected {args.deployment}.{build_id}"
+        )
+    for e in executions[1:]:
+        if e["deployment_version"] is not None or e["versioning_behavior"] is not None:
+            raise Failure(f"workflow {e['workflow_id']} ran versioned: {e['deployment_version']}, {e['versioning_behavior']}")
+    return {
+        "namespace": args.namespace,
+        "task_queue": tq,
+        "workflow_type": "VersionedWorkflow",
+        "activity_type": "versioned_activity",
+        "workflow_ids": ids,
+        "deployment": args.deployment,
+        "build_id": build_id,
+        "default_versioning_behavior": behavior.name,
+        "unversioned_count": len(unversioned_ids),
+        "unversioned_declares_deployment": args.unversioned_declares_deployment,
+        "worker_identities": identities,
+        "routing": routing,
+        "executions": executions,
+        # Whether ListWorkflowExecutions (what the audit reads) carries the field the versioned
+        # execution has in DescribeWorkflowExecution.
+        "list_has_worker_deployment_name": executions[0]["listed"]["worker_deployment_name"] == args.deployment,
+        "encrypted": args.encrypt,
+        "codec": codec,
+        "events": t.events,
+        "payload_encodings": dict(t.encodings),
+        "workflow_task_problems": dict(t.task_problems),
+    }
+
 SCENARIOS: dict[str, tuple[Callable[[argparse.Namespace], Awaitable[dict]], float, str]] = {
     "clean": (scenario_clean, 60, "the right workload: CleanWorkflow, sane activity options"),
     "large-payload": (scenario_large_payload, 60, "1,992,294-byte activity input and result"),
@@ -865,6 +1114,7 @@ SCENARIOS: dict[str, tuple[Callable[[argparse.Namespace], Awaitable[dict]], floa
     "backlog": (scenario_backlog, 60, "client only: workflows on a task queue nobody polls"),
     "nondeterminism": (scenario_nondeterminism, 90, "an incompatible worker change: stuck workflow"),
     "bulk": (scenario_bulk, 240, "many short workflows in several namespaces (benchmark)"),
+    "versioned": (scenario_versioned, 60, "Worker Versioning: a deployment's current version, and unversioned runs"),
 }
 
 
@@ -916,6 +1166,36 @@ def parser() -> argparse.ArgumentParser:
         if name == "long-history":
             p.add_argument("--events", type=int, default=12000, help="the history exceeds this (default 12000)")
             p.add_argument("--batch", type=int, default=6000, help="timers started per workflow task (default 6000)")
+        if name == "versioned":
+            p.add_argument("--deployment", required=True, help="the Worker Deployment name (no '.')")
+            p.add_argument(
+                "--build-id", help="the version's build id (default: <id-prefix>-versioned-<run id>)"
+            )
+            p.add_argument(
+                "--behavior",
+                choices=("auto-upgrade", "pinned"),
+                default="auto-upgrade",
+                help="the versioned worker's default versioning behavior (default auto-upgrade)",
+            )
+            p.add_argument(
+                "--unversioned-count",
+                type=int,
+                default=0,
+                help="then set the current version to unversioned and run this many workflows on the "
+                "same task queue with a worker without versioning (default 0)",
+            )
+            p.add_argument(
+                "--unversioned-declares-deployment",
+                action="store_true",
+                help="the unversioned worker has the deployment's name in its deployment options, with "
+                "use_worker_versioning off (default: no deployment options)",
+            )
+            p.add_argument(
+                "--register-wait",
+                type=float,
+                default=20,
+                help="seconds to retry setting the current version until the worker registered it (default 20)",
+            )
         if name == "nondeterminism":
             p.add_argument(
                 "--problems-wait",

@@ -108,7 +108,8 @@ pub struct ExecutionRef {
     /// Payloads stored outside history (`external_payload_count` / `_size_bytes`).
     pub external_payloads: u64,
     pub external_payload_bytes: u64,
-    /// Worker deployment the execution is pinned to or ran on (worker versioning), if any.
+    /// The Worker Deployment the execution ran on with versioning (from
+    /// `TemporalWorkerDeploymentVersion`); empty when it ran unversioned.
     pub worker_deployment: String,
 }
 

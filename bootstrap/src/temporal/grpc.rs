@@ -509,6 +509,15 @@ fn execution_ref(e: WorkflowExecutionInfo) -> Option<ExecutionRef> {
         .get(REPORTED_PROBLEMS)
         .and_then(|p| serde_json::from_slice::<Vec<String>>(&p.data).ok())
         .unwrap_or_default();
+    // ListWorkflowExecutions leaves `worker_deployment_name` empty (server 1.32: only describe
+    // fills it), and a worker that names a deployment with versioning off records the name
+    // anyway; the server's `TemporalWorkerDeploymentVersion` ("deployment:build") is set only
+    // for executions that ran versioned.
+    let worker_deployment = fields
+        .get(DEPLOYMENT_VERSION)
+        .and_then(|p| serde_json::from_slice::<String>(&p.data).ok())
+        .and_then(|v| v.split_once(':').map(|(d, _)| d.to_string()))
+        .unwrap_or_default();
     let mut search_attributes: Vec<String> = fields.into_keys().collect();
     search_attributes.sort();
     Some(ExecutionRef {
@@ -521,9 +530,12 @@ fn execution_ref(e: WorkflowExecutionInfo) -> Option<ExecutionRef> {
         reported_problems,
         external_payloads: u64::try_from(e.external_payload_count).unwrap_or(0),
         external_payload_bytes: u64::try_from(e.external_payload_size_bytes).unwrap_or(0),
-        worker_deployment: e.worker_deployment_name,
+        worker_deployment,
     })
 }
+
+/// The server's search attribute naming the Worker Deployment version an execution ran on.
+pub const DEPLOYMENT_VERSION: &str = "TemporalWorkerDeploymentVersion";
 
 /// The server's own search attribute for repeated workflow task failures (server 1.29+).
 pub const REPORTED_PROBLEMS: &str = "TemporalReportedProblems";
