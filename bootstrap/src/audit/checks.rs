@@ -1,11 +1,12 @@
-//! The checks that read sampled histories. Pure: facts in, findings out. Every threshold is a
-//! named constant with its source; docs/audit.md lists them.
+//! The checks that read sampled histories (and their visibility records). Pure: facts in,
+//! findings out. Every threshold is a named constant with its source; docs/audit.md lists them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::findings::{Decision, Evidence, Finding, Severity, add_example};
 use super::history::{ActivityPolicy, HistoryFacts};
+use crate::temporal::api::ExecutionRef;
 
 /// Encodings whose data is readable by anyone who can read the history (the SDKs' default
 /// converters). `binary/null` carries no data and is not counted.
@@ -316,6 +317,49 @@ pub fn retries_and_timeouts(namespace: &str, histories: &[HistoryFacts]) -> Vec<
         }
     }
     out
+}
+
+/// Executions that store payloads outside history (external storage), as info: where the
+/// data-transport trap was avoided on purpose, the auditor should know where the data lives.
+pub fn external_payloads(namespace: &str, executions: &[ExecutionRef]) -> Vec<Finding> {
+    let users: Vec<&ExecutionRef> = executions
+        .iter()
+        .filter(|e| e.external_payloads > 0)
+        .collect();
+    if users.is_empty() {
+        return Vec::new();
+    }
+    let mut examples = Vec::new();
+    for e in &users {
+        add_example(&mut examples, &e.workflow_id);
+    }
+    vec![Finding {
+        check: "payload-external-storage",
+        severity: Severity::Info,
+        decision: Decision::Reliability,
+        namespace: Some(namespace.to_string()),
+        title: format!(
+            "{} execution(s) keep payloads in external storage",
+            users.len()
+        ),
+        evidence: Evidence {
+            counts: BTreeMap::from([
+                ("payloads".into(), users.iter().map(|e| e.external_payloads).sum()),
+                (
+                    "bytes".into(),
+                    users.iter().map(|e| e.external_payload_bytes).sum(),
+                ),
+            ]),
+            names: users
+                .iter()
+                .map(|e| format!("workflow {}", e.workflow_type))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            example_workflow_ids: examples,
+        },
+        fix: "make sure the external store has the same retention, encryption and access control as the namespace".into(),
+    }]
 }
 
 /// The value at percentile `p` of sorted `v` (nearest rank).

@@ -121,7 +121,7 @@ pub async fn run(
             &versioned_pools(cfg, ns),
             &executions,
         ));
-        findings.extend(external_payloads(ns, &executions));
+        findings.extend(checks::external_payloads(ns, &executions));
         let queues = describe_queues(&api, cfg, ns, &facts, &executions).await?;
         findings.extend(pc::task_queues(
             &queues,
@@ -211,10 +211,9 @@ async fn read_histories(
 
 /// The worker pools of `namespace` that declare a Worker Deployment.
 fn versioned_pools(cfg: &PlatformConfig, namespace: &str) -> Vec<pc::VersionedPool> {
-    let default_ns = cfg.namespaces.first().map(|n| n.name.as_str());
     cfg.workers
         .iter()
-        .filter(|p| p.namespace.as_ref().map(|n| n.as_str()).or(default_ns) == Some(namespace))
+        .filter(|p| cfg.pool_namespace(p) == Some(namespace))
         .filter_map(|p| {
             Some(pc::VersionedPool {
                 namespace: namespace.to_string(),
@@ -235,11 +234,9 @@ async fn describe_queues(
     facts: &[HistoryFacts],
     executions: &[ExecutionRef],
 ) -> Result<Vec<pc::QueueObservation>, TemporalError> {
-    let default_ns = cfg.namespaces.first().map(|n| n.name.as_str());
     let mut queues: BTreeMap<(String, TaskQueueKind), Option<String>> = BTreeMap::new();
     for pool in &cfg.workers {
-        let ns = pool.namespace.as_ref().map(|n| n.as_str()).or(default_ns);
-        if ns == Some(namespace) {
+        if cfg.pool_namespace(pool) == Some(namespace) {
             for kind in [TaskQueueKind::Workflow, TaskQueueKind::Activity] {
                 queues.insert(
                     (pool.task_queue.as_str().to_string(), kind),
@@ -284,49 +281,6 @@ fn threshold(cfg: &PlatformConfig, name: &str, fallback: f64) -> Duration {
         .filter(|v| v.is_finite() && *v >= 0.0)
         .unwrap_or(fallback);
     Duration::from_secs_f64(v)
-}
-
-/// Executions that store payloads outside history (external storage), as info: where the
-/// data-transport trap was avoided on purpose, the auditor should know where the data lives.
-fn external_payloads(namespace: &str, executions: &[ExecutionRef]) -> Vec<Finding> {
-    let users: Vec<&ExecutionRef> = executions
-        .iter()
-        .filter(|e| e.external_payloads > 0)
-        .collect();
-    if users.is_empty() {
-        return Vec::new();
-    }
-    let mut examples = Vec::new();
-    for e in &users {
-        findings::add_example(&mut examples, &e.workflow_id);
-    }
-    vec![Finding {
-        check: "payload-external-storage",
-        severity: findings::Severity::Info,
-        decision: findings::Decision::Reliability,
-        namespace: Some(namespace.to_string()),
-        title: format!(
-            "{} execution(s) keep payloads in external storage",
-            users.len()
-        ),
-        evidence: findings::Evidence {
-            counts: BTreeMap::from([
-                ("payloads".into(), users.iter().map(|e| e.external_payloads).sum()),
-                (
-                    "bytes".into(),
-                    users.iter().map(|e| e.external_payload_bytes).sum(),
-                ),
-            ]),
-            names: users
-                .iter()
-                .map(|e| format!("workflow {}", e.workflow_type))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            example_workflow_ids: examples,
-        },
-        fix: "make sure the external store has the same retention, encryption and access control as the namespace".into(),
-    }]
 }
 
 /// Security and operations findings that do not belong to one namespace.
@@ -455,54 +409,50 @@ async fn schema_findings(
     out
 }
 
-/// The certificate files platform.yaml names: the frontend CA and client certificate, and
-/// every certificate under `pki.dir`.
+/// The certificate files platform.yaml names: the frontend CA and client certificate (read
+/// here), and every certificate under `pki.dir` (as `certs inspect` reads them).
 fn certificate_files(ctx: &Context, skipped: &mut BTreeSet<String>) -> Vec<pc::CertObservation> {
-    let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
+    let mut out = Vec::new();
     if let Some(tls) = &ctx.config.cluster.frontend.tls {
-        files.push(("cluster.frontend.tls.ca".into(), ctx.resolve_path(&tls.ca)));
-        if let Some(c) = &tls.cert {
-            files.push(("cluster.frontend.tls.cert".into(), ctx.resolve_path(c)));
-        }
-    }
-    if let Some(pki) = &ctx.config.pki {
-        let dir = ctx.resolve_path(&pki.dir);
-        let mut stack = vec![dir.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                if p.is_dir() {
-                    stack.push(p.clone());
-                } else if name.ends_with(".pem") && !name.contains("key") {
-                    let rel = p.strip_prefix(&dir).unwrap_or(&p).display().to_string();
-                    files.push((format!("pki.dir/{rel}"), p.clone()));
+        let mut files = vec![("cluster.frontend.tls.ca", &tls.ca)];
+        files.extend(tls.cert.as_ref().map(|c| ("cluster.frontend.tls.cert", c)));
+        for (role, path) in files {
+            let info =
+                crate::fsutil::read_limited(&ctx.resolve_path(path), crate::fsutil::FileKind::Pem)
+                    .map_err(|e| e.to_string())
+                    .and_then(|pem| crate::pki::parse_pem_chain(&pem))
+                    // The first certificate of a file is the one it is about (leaf first).
+                    .and_then(|chain| {
+                        crate::pki::parse_der(chain.first().ok_or("no certificate")?)
+                    });
+            match info {
+                Ok(info) => out.push(pc::CertObservation {
+                    role: role.to_string(),
+                    not_after: info.not_after,
+                }),
+                Err(e) => {
+                    skipped.insert(format!("certificate {role}: {e}"));
                 }
             }
         }
     }
-    let mut out = Vec::new();
-    for (role, path) in files {
-        let pem = match crate::fsutil::read_limited(&path, crate::fsutil::FileKind::Pem) {
-            Ok(p) => p,
+    if let Some(pki_cfg) = &ctx.config.pki {
+        let pki = crate::pki::Pki::new(pki_cfg, ctx.config.cluster.name.as_str(), &ctx.base_dir);
+        match pki.inspect() {
+            Ok(reports) => out.extend(reports.into_iter().filter_map(|r| {
+                let not_after = time::OffsetDateTime::parse(
+                    &r.not_after,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()?;
+                Some(pc::CertObservation {
+                    role: format!("pki.dir/{}", r.file),
+                    not_after,
+                })
+            })),
             Err(e) => {
-                skipped.insert(format!("certificate {role}: {e}"));
-                continue;
+                skipped.insert(format!("certificates under pki.dir: {e}"));
             }
-        };
-        let chain = crate::pki::certinfo::parse_pem_chain(&pem).unwrap_or_default();
-        // The first certificate of a file is the one it is about (leaf first in a chain).
-        if let Some(info) = chain
-            .first()
-            .and_then(|d| crate::pki::certinfo::parse_der(d).ok())
-        {
-            out.push(pc::CertObservation {
-                role,
-                not_after: info.not_after,
-            });
         }
     }
     out

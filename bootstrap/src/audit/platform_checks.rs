@@ -877,7 +877,6 @@ mod tests {
                 pollers: pollers.iter().map(|p| p.to_string()).collect(),
                 backlog_count: backlog,
                 backlog_age: (age_s > 0).then(|| Duration::from_secs(age_s)),
-                ..Default::default()
             },
         }
     }

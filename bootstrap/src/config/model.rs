@@ -661,6 +661,14 @@ fn default_s2s_critical() -> HumanDuration {
 }
 
 impl PlatformConfig {
+    /// The namespace a worker pool polls: its own, else the first namespace.
+    pub fn pool_namespace<'a>(&'a self, pool: &'a WorkerPoolConfig) -> Option<&'a str> {
+        pool.namespace
+            .as_ref()
+            .map(|n| n.as_str())
+            .or_else(|| self.namespaces.first().map(|n| n.name.as_str()))
+    }
+
     /// The retention used for storage sizing: explicit, else the longest namespace retention.
     pub fn sizing_retention(&self) -> HumanDuration {
         self.capacity

@@ -227,22 +227,7 @@ async fn reload(prom: &PrometheusConfig) -> Result<(), PrometheusError> {
 
 /// Names of the rule groups Prometheus has loaded.
 pub async fn loaded_groups(prom: &PrometheusConfig) -> Result<BTreeSet<String>, PrometheusError> {
-    let url = format!("{}/api/v1/rules", prom.url);
-    let body: serde_json::Value = client()
-        .get(&url)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|source| PrometheusError::Unreachable {
-            url: url.clone(),
-            source,
-        })?
-        .json()
-        .await
-        .map_err(|source| PrometheusError::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
+    let body = get_json(prom, "rules", &[]).await?;
     Ok(body["data"]["groups"]
         .as_array()
         .map(|gs| {
@@ -315,7 +300,9 @@ async fn get_json(
     let mut url = prom.url.as_url().clone();
     let path = format!("{}/api/v1/{api}", url.path().trim_end_matches('/'));
     url.set_path(&path);
-    url.query_pairs_mut().extend_pairs(params);
+    if !params.is_empty() {
+        url.query_pairs_mut().extend_pairs(params);
+    }
     let unreachable = |source| PrometheusError::Unreachable {
         url: format!("{}/api/v1/{api}", prom.url),
         source,

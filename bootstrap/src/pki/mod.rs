@@ -9,7 +9,7 @@
 //! Guarantees: no private key material is ever logged, printed or put in an error; keys are
 //! written 0600 through an atomic rename; bad input fails before the first write.
 
-pub mod certinfo;
+mod certinfo;
 mod engine;
 mod fsio;
 mod inspect;

@@ -99,8 +99,6 @@ pub struct ExecutionRef {
     pub run_id: String,
     pub workflow_type: String,
     pub task_queue: String,
-    /// Still running (status Running).
-    pub running: bool,
     /// Names of the search attributes set on it.
     pub search_attributes: Vec<String>,
     /// Values of `TemporalReportedProblems`, e.g. `cause=WorkflowTaskFailedCauseNonDeterministicError`.
@@ -136,8 +134,6 @@ pub struct TaskQueueState {
     pub pollers: Vec<String>,
     pub backlog_count: u64,
     pub backlog_age: Option<Duration>,
-    pub add_rate: f32,
-    pub dispatch_rate: f32,
 }
 
 /// One page of a workflow history; `next_page_token` is empty on the last page.

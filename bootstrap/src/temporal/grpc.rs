@@ -29,7 +29,7 @@ use temporalio_client::{
 use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
 use temporalio_common::protos::temporal::api::enums::v1::{
     ArchivalState, IndexedValueType, NamespaceState as ProtoNamespaceState,
-    TaskQueueKind as TaskQueueKindProto, TaskQueueType, WorkflowExecutionStatus,
+    TaskQueueKind as TaskQueueKindProto, TaskQueueType,
 };
 use temporalio_common::protos::temporal::api::namespace::v1::{
     NamespaceConfig as ProtoNamespaceConfig, UpdateNamespaceInfo,
@@ -525,7 +525,6 @@ fn execution_ref(e: WorkflowExecutionInfo) -> Option<ExecutionRef> {
         run_id: x.run_id,
         workflow_type: e.r#type.map(|t| t.name).unwrap_or_default(),
         task_queue: e.task_queue,
-        running: e.status == WorkflowExecutionStatus::Running as i32,
         search_attributes,
         reported_problems,
         external_payloads: u64::try_from(e.external_payload_count).unwrap_or(0),
@@ -732,8 +731,6 @@ impl TemporalApi for GrpcTemporal {
                     .approximate_backlog_age
                     .and_then(|d| Duration::try_from(d).ok())
                     .filter(|d| !d.is_zero()),
-                add_rate: stats.tasks_add_rate,
-                dispatch_rate: stats.tasks_dispatch_rate,
             })
         })
     }
