@@ -78,7 +78,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
     from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-    from temporalio.service import RPCError, RPCStatusCode, TLSConfig
+    from temporalio.service import RPCError, RPCStatusCode
     from temporalio.worker import (
         PollerBehaviorSimpleMaximum,
         UnsandboxedWorkflowRunner,
@@ -276,38 +276,22 @@ class VersionedWorkflow:
 # --- connection, codec -------------------------------------------------------------------------
 
 
-def _read(variable: str) -> bytes:
-    path = os.environ[variable]
+def example_module(name: str):
+    """A module of the Python payload-encryption example (its codec, its TLS settings): the
+    workloads connect and encrypt exactly as the example does."""
+    if str(CODEC_DIR) not in sys.path:
+        sys.path.insert(0, str(CODEC_DIR))
     try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise Failure(f"{variable}: cannot read {path}: {e.strerror or e}") from None
-
-
-def tls_from_env() -> TLSConfig | bool:
-    ca, cert, key = (os.environ.get(f"TEMPORAL_TLS_{n}") for n in ("CA", "CERT", "KEY"))
-    if not (ca or cert or key):
-        return False
-    if bool(cert) != bool(key):
-        raise Failure("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be set together")
-    return TLSConfig(
-        server_root_ca_cert=_read("TEMPORAL_TLS_CA") if ca else None,
-        client_cert=_read("TEMPORAL_TLS_CERT") if cert else None,
-        client_private_key=_read("TEMPORAL_TLS_KEY") if key else None,
-        domain=os.environ.get("TEMPORAL_TLS_SERVER_NAME") or None,
-    )
+        return __import__(name)
+    except ImportError as e:
+        raise Failure(f"cannot import {name} of the example from {CODEC_DIR}: {e}") from None
 
 
 def data_converter(encrypt: bool, keep_key: bool = False) -> tuple[temporalio.converter.DataConverter, dict | None]:
     """The default converter, or the example codec on top of it; and what to report about keys."""
     if not encrypt:
         return temporalio.converter.default(), None
-    if str(CODEC_DIR) not in sys.path:
-        sys.path.insert(0, str(CODEC_DIR))
-    try:
-        from codec import EncryptionCodec
-    except ImportError as e:
-        raise Failure(f"cannot import the example codec from {CODEC_DIR}: {e}") from None
+    EncryptionCodec = example_module("codec").EncryptionCodec
     generated = None
     if not os.environ.get("CODEC_KEY_FILES") and not os.environ.get("CODEC_WRAPPED_KEY_FILES"):
         fd, generated = tempfile.mkstemp(prefix="audit-workloads-key-")
@@ -332,7 +316,7 @@ async def connect(namespace: str, converter: temporalio.converter.DataConverter)
     address = os.environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233"
     try:
         return await Client.connect(
-            address, namespace=namespace, tls=tls_from_env(), identity=IDENTITY, data_converter=converter
+            address, namespace=namespace, tls=example_module("main").tls_from_env(), identity=IDENTITY, data_converter=converter
         )
     except RuntimeError as e:
         raise Failure(f"cannot connect to {address}: {e}") from None
