@@ -477,7 +477,29 @@ codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id
         md_text.contains("| critical | `payload-plaintext` |"),
         "{md_text}"
     );
+    let md_stdout = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "--output",
+            "markdown",
+            "audit",
+            "-f",
+            "platform.yaml",
+            "--since",
+            "1h",
+        ])
+        .env_remove("HTTPS_PROXY")
+        .output()
+        .unwrap();
+    assert_eq!(md_stdout.status.code(), Some(0), "{}", text(&md_stdout));
+    let md_stdout = String::from_utf8_lossy(&md_stdout.stdout).into_owned();
+    assert!(
+        md_stdout.starts_with("# Temporal production-readiness audit")
+            && md_stdout.contains("`worker-versioning-unused`"),
+        "{md_stdout}"
+    );
     for (what, s) in [
+        ("markdown output", md_stdout),
         ("json output", text(&out)),
         ("html report", html),
         ("table output", text(&table)),
@@ -571,6 +593,33 @@ fn a_frontend_without_client_certificates_is_critical() {
         .unwrap();
     assert_eq!(f["severity"], "critical");
     assert_eq!(f["decision"], "security");
+
+    // The report as HTML on stdout; Markdown and HTML are the audit's only (exit 2 elsewhere).
+    let o = Command::new(BIN)
+        .args(["--output", "html", "audit", "-f"])
+        .arg(&cfg)
+        .env_remove("HTTPS_PROXY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let html = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("frontend-plaintext"),
+        "{html}"
+    );
+    let o = Command::new(BIN)
+        .args(["--output", "html", "validate", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "--output html: only `audit` prints Markdown or HTML; valid here: table, json"
+        ),
+        "{}",
+        text(&o)
+    );
 }
 
 /// The daemon with `audit:` audits at start and exports the findings per check, severity and

@@ -468,9 +468,11 @@ async fn audit(cli: &Cli, a: &super::AuditArgs) -> Result<u8, CliError> {
             ))
         })?;
     }
-    match cli.output {
-        OutputFormat::Json => println!("{}", report.to_json()),
-        OutputFormat::Table => print!("{}", report.to_table()),
+    match cli.output_arg {
+        super::OutputArg::Json => println!("{}", report.to_json()),
+        super::OutputArg::Table => print!("{}", report.to_table()),
+        super::OutputArg::Markdown => print!("{}", report.to_markdown()),
+        super::OutputArg::Html => print!("{}", report.to_html()),
     }
     let threshold = a.fail_on.map(|f| match f {
         super::FailOn::Warning => Severity::Warning,

@@ -94,8 +94,11 @@ impl From<crate::config::ConfigErrors> for CliError {
     after_help = "Exit codes: 0 ok, 1 runtime failure, 2 invalid input or refused change, 3 changes pending (plan --detailed-exitcode)."
 )]
 pub struct Cli {
-    /// Result format on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    /// Result format on stdout (markdown and html: `audit` only).
+    #[arg(long = "output", global = true, value_enum, default_value_t = OutputArg::Table)]
+    pub output_arg: OutputArg,
+    /// `--output` for every command but `audit`: table or json (set by [`main`]).
+    #[arg(skip)]
     pub output: OutputFormat,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -107,10 +110,20 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    #[default]
     Table,
     Json,
+}
+
+/// What `--output` accepts: the audit report also prints as Markdown or HTML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    Table,
+    Json,
+    Markdown,
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -427,7 +440,7 @@ pub struct UpgradeArgs {
 
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -437,6 +450,24 @@ pub fn main() -> ExitCode {
             };
             let _ = e.print();
             return ExitCode::from(code);
+        }
+    };
+    cli.output = match cli.output_arg {
+        OutputArg::Json => OutputFormat::Json,
+        OutputArg::Table => OutputFormat::Table,
+        OutputArg::Markdown | OutputArg::Html if matches!(cli.command, Command::Audit(_)) => {
+            OutputFormat::Table
+        }
+        other => {
+            eprintln!(
+                "error: --output {}: only `audit` prints Markdown or HTML; valid here: table, json",
+                if other == OutputArg::Html {
+                    "html"
+                } else {
+                    "markdown"
+                }
+            );
+            return ExitCode::from(exit::INVALID);
         }
     };
     init_logging(cli.log_format, cli.verbose);
