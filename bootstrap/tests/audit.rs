@@ -532,6 +532,27 @@ codec:\n  cors_origins: [\"https://temporal.example.com\"]\n  keys:\n    - {{ id
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--since `yesterday`"), "{}", text(&o));
+    for (args, says) in [
+        (&["--sample", "0"][..], "--sample 0: expected 1 to 10000"),
+        (
+            &["--report", "r.txt"][..],
+            "use .html, .md or .json, or --report-format",
+        ),
+        (&["--namespace", "Bad Name!"][..], "--namespace"),
+    ] {
+        let o = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["audit", "-f", "platform.yaml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
+    }
+    assert!(
+        !dir.path().join("r.txt").exists(),
+        "a refused run writes no report"
+    );
 }
 
 /// A real frontend that takes connections without a client certificate (the dev server, no

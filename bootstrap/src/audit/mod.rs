@@ -839,6 +839,26 @@ mod tests {
     }
 
     #[test]
+    fn external_storage_is_reported_by_workflow_type() {
+        let e = |id: &str, n: u64| ExecutionRef {
+            workflow_id: id.into(),
+            workflow_type: "Archive".into(),
+            external_payloads: n,
+            external_payload_bytes: n * 1000,
+            ..Default::default()
+        };
+        let f = checks::external_payloads("docs", &[e("a", 2), e("b", 0), e("c", 1)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].check, "payload-external-storage");
+        assert_eq!(f[0].severity, Severity::Info);
+        assert_eq!(f[0].evidence.counts["payloads"], 3);
+        assert_eq!(f[0].evidence.counts["bytes"], 3000);
+        assert_eq!(f[0].evidence.names, ["workflow Archive"]);
+        assert_eq!(f[0].evidence.example_workflow_ids, ["a", "c"]);
+        assert!(checks::external_payloads("docs", &[e("b", 0)]).is_empty());
+    }
+
+    #[test]
     fn no_report_form_holds_payload_data() {
         let h = facts(
             "wf-plain",
