@@ -117,18 +117,35 @@ def test_history_and_matching_never_autoscaled(case, values, docs):
         auto = {**values["workerAutoscaling"], **pool["autoscaling"]}
         assert behavior["scaleUp"]["stabilizationWindowSeconds"] == auto["scaleUpWindowSeconds"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] == auto["scaleDownWindowSeconds"]
+        # scale-up at least as fast as scale-down, scale-down bounded
+        assert {(p["type"], p["value"]) for p in behavior["scaleUp"]["policies"]} == {("Percent", auto["scaleUpPercent"]), ("Pods", auto["scaleUpPods"])}
+        assert behavior["scaleDown"]["policies"] == [{"type": "Percent", "value": auto["scaleDownPercent"], "periodSeconds": auto["scaleDownPeriodSeconds"]}]
         assert s["spec"]["minReplicaCount"] == auto["minReplicas"] and s["spec"]["maxReplicaCount"] == auto["maxReplicas"]
-        trig = s["spec"]["triggers"][0]
-        assert trig["type"] == "prometheus" and trig["metricType"] == "Value"
-        q = trig["metadata"]["query"]
-        assert "task_schedule_to_start_latency_bucket" in q
-        assert f"/ {auto['scaleUpAboveSeconds']}) > 1" in q and f"/ {auto['scaleDownBelowSeconds']}) < 1" in q, q
+        triggers = {tr["name"]: tr for tr in s["spec"]["triggers"]}
+        assert set(triggers) == {"schedule-to-start", "slot-utilization"}, sorted(triggers)
+        assert all(tr["type"] == "prometheus" and tr["metricType"] == "Value" for tr in triggers.values())
+        q = triggers["schedule-to-start"]["metadata"]["query"]
+        assert "task_schedule_to_start_latency_bucket" in q and "approximate_backlog_age_seconds" in q, q
+        assert f"/ {auto['scaleUpAboveSeconds']} > 1, {auto['maxScaleUpFactor']})" in q, q
         assert f'taskqueue="{server_label(pool["taskQueue"])}"' in q, q
         assert f'namespace="{server_label(pool["namespace"])}"' in q, q
-        assert f"[{auto['rateWindow']}]" in q, q
+        assert f"[{rate_window(values, auto)}]" in q, q
+        slots = triggers["slot-utilization"]["metadata"]
+        assert slots["threshold"] == str(auto["targetSlotUtilization"]), slots
+        # SDK metrics keep label values unsanitised
+        assert f'task_queue="{pool["taskQueue"]}"' in slots["query"] and f'namespace="{pool["namespace"]}"' in slots["query"], slots
         # KEDA owns the replica count of an autoscaled pool
         dep = by_name[("Deployment", s["spec"]["scaleTargetRef"]["name"])]
         assert "replicas" not in dep["spec"], "autoscaled Deployment must not set replicas"
+
+
+def rate_window(values, auto) -> str:
+    """The rate window the chart uses: the pool's, or 4 x the ServiceMonitor interval."""
+    if auto.get("rateWindow"):
+        return auto["rateWindow"]
+    interval = values["monitoring"]["serviceMonitor"]["interval"]
+    seconds = int(interval[:-1]) * (60 if interval.endswith("m") else 1)
+    return f"{4 * seconds}s"
 
 
 def server_label(value: str) -> str:
@@ -137,11 +154,24 @@ def server_label(value: str) -> str:
 
 
 def query_labels_for_odd_names(chart):
+    """Label matchers of both triggers for a pool whose names need sanitising on the server side."""
     base = merge(yaml.safe_load((CHART / "ci" / "worker-pools-values.yaml").read_text()), operator_values())
     pool = dict(base["workerPools"][0], namespace="payments.prod-eu", taskQueue="orders/v2 ü.x")
     base["workerPools"] = [pool]
     so = next(d for d in render(chart, base) if d["kind"] == "ScaledObject")
-    return dict(re.findall(r'(namespace|taskqueue)="([^"]*)"', so["spec"]["triggers"][0]["metadata"]["query"]))
+    q = {tr["name"]: tr["metadata"]["query"] for tr in so["spec"]["triggers"]}
+    return (dict(re.findall(r'(namespace|taskqueue)="([^"]*)"', q["schedule-to-start"])),
+            dict(re.findall(r'(namespace|task_queue)="([^"]*)"', q["slot-utilization"])))
+
+
+def short_rate_window_refused(chart) -> bool:
+    base = merge(yaml.safe_load((CHART / "ci" / "worker-pools-values.yaml").read_text()), operator_values())
+    base["workerAutoscaling"]["rateWindow"] = "1m"  # 2 scrapes at 30s
+    try:
+        render(chart, base)
+    except Exception as err:  # the chart's fail
+        return "fewer than 4 scrapes" in str(err)
+    return False
 
 
 def test_every_secret_has_a_known_source(case, values, docs):
@@ -336,11 +366,14 @@ BUCKETS = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
 
 
 def test_keda_query_semantics_with_promtool(case, values, docs):
-    """Evaluate every rendered ScaledObject query with the real PromQL engine (promtool).
+    """Evaluate both triggers of every rendered ScaledObject with the real PromQL engine (promtool).
 
-    Each scenario puts all observations into one histogram bucket, so the p95 is known:
-    (0.5, 1] -> 0.975 s: scale up, value 0.975/0.5; (0.25, 0.5] -> 0.4875 s: hold, value 1;
-    (0, 0.05] -> 0.0475 s: scale down, value 0.0475/0.1; no traffic: 0.
+    schedule-to-start (target 1): all observations in one histogram bucket, so the p95 is known:
+    (0.5, 1] -> 0.975 s over the trigger: capped at maxScaleUpFactor; (0.25, 0.5] -> 0.4875 s:
+    0.4875/trigger; (0, 0.05] -> under the trigger: 0; no traffic: 0; no latency samples but a
+    backlog 12 s old (a starved queue): capped factor.
+    slot-utilization (target targetSlotUtilization): 3 of 4 activity slots busy on one worker and
+    1 of 4 on another, workflow slots idle -> 0.5; no worker: 0.
     """
     scaled = [d for d in docs if d["kind"] == "ScaledObject"]
     if not scaled:
@@ -348,26 +381,42 @@ def test_keda_query_semantics_with_promtool(case, values, docs):
     promtool = shutil.which("promtool")
     assert promtool, "promtool not found (Debian package prometheus)"
     for so in scaled:
-        meta = so["spec"]["triggers"][0]["metadata"]
-        labels = dict(re.findall(r'(namespace|taskqueue)="([^"]*)"', meta["query"]))
+        q = {tr["name"]: tr["metadata"]["query"] for tr in so["spec"]["triggers"]}
+        labels = dict(re.findall(r'(namespace|taskqueue)="([^"]*)"', q["schedule-to-start"]))
+        sdk = dict(re.findall(r'(namespace|task_queue)="([^"]*)"', q["slot-utilization"]))
         pool = next(p for p in values["workerPools"] if so["metadata"]["name"].endswith(f"pool-{p['name']}"))
         auto = {**values["workerAutoscaling"], **pool["autoscaling"]}
-        up, down = auto["scaleUpAboveSeconds"], auto["scaleDownBelowSeconds"]
-        scenarios = {"1": 0.975 / up, "0.5": 1.0, "0.05": 0.0475 / down, None: 0.0}
+        up, cap = auto["scaleUpAboveSeconds"], auto["maxScaleUpFactor"]
+
+        def series(name, lbls, values):
+            text = ", ".join(f'{k}="{v}"' for k, v in sorted(lbls.items()))
+            return {"series": f"{name}{{{text}}}", "values": values}
+
         groups = []
-        for bucket, expected in scenarios.items():
-            series = []
-            for le in BUCKETS:
-                filled = bucket is not None and (le == "+Inf" or float(le) >= float(bucket))
-                lbl = ", ".join(f'{k}="{v}"' for k, v in sorted({**labels, "le": le}.items()))
-                series.append({"series": f"task_schedule_to_start_latency_bucket{{{lbl}}}",
-                               "values": "0+60x20" if filled else "0+0x20"})
-            groups.append({"interval": "30s", "input_series": series,
-                           "promql_expr_test": [{"expr": meta["query"], "eval_time": "5m",
-                                                 "exp_samples": [{"labels": "{}", "value": round(expected, 6)}]}]})
+        latency = {"1": min(0.975 / up, cap), "0.5": 0.4875 / up if 0.4875 > up else 0.0, "0.05": 0.0, None: 0.0}
+        for bucket, expected in latency.items():
+            s = [series("task_schedule_to_start_latency_bucket", {**labels, "le": le},
+                        "0+60x20" if bucket is not None and (le == "+Inf" or float(le) >= float(bucket)) else "0+0x20")
+                 for le in BUCKETS]
+            groups.append((s, q["schedule-to-start"], expected))
+        starved = [series("approximate_backlog_age_seconds", {**labels, "partition": "0", "task_type": "Activity"}, "12x20"),
+                   series("approximate_backlog_age_seconds", {**labels, "partition": "__sticky__", "task_type": "Workflow"}, "0x20")]
+        groups.append((starved, q["schedule-to-start"], min(12 / up, cap)))
+        slots = []
+        for inst, (used, free) in {"w1:9090": (3, 1), "w2:9090": (1, 3)}.items():
+            for wt, (u, f) in {"ActivityWorker": (used, free), "WorkflowWorker": (0, 2)}.items():
+                lb = {**sdk, "worker_type": wt, "instance": inst}
+                slots += [series("temporal_worker_task_slots_used", lb, f"{u}x20"),
+                          series("temporal_worker_task_slots_available", lb, f"{f}x20")]
+        groups.append((slots, q["slot-utilization"], 0.5))
+        groups.append(([], q["slot-utilization"], 0.0))
+        tests = [{"interval": "30s", "input_series": s,
+                  "promql_expr_test": [{"expr": expr, "eval_time": "5m",
+                                        "exp_samples": [{"labels": "{}", "value": round(expected, 6)}]}]}
+                 for s, expr, expected in groups]
         with tempfile.TemporaryDirectory() as tmp:
             test_file = pathlib.Path(tmp) / "keda_test.yaml"
-            test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "30s", "tests": groups}))
+            test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "30s", "tests": tests}))
             run = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
             assert run.returncode == 0, f"{so['metadata']['name']}: promtool: {run.stdout}{run.stderr}"
 
@@ -653,8 +702,10 @@ def main() -> int:
         checks = {
             "an absent bootstrap image is refused with the field and what to do":
                 "bootstrap.image.repository is required" in missing_bootstrap_image_message(chart),
-            "KEDA query labels sanitised as the server does ('.', '-', '/', space, unicode)":
-                query_labels_for_odd_names(chart) == {"namespace": "payments_prod_eu", "taskqueue": "orders_v2___x"},
+            "KEDA query labels: server ones sanitised as the server does ('.', '-', '/', space, unicode), SDK ones as they are":
+                query_labels_for_odd_names(chart) == ({"namespace": "payments_prod_eu", "taskqueue": "orders_v2___x"},
+                                                      {"namespace": "payments.prod-eu", "task_queue": "orders/v2 ü.x"}),
+            "a rate window under 4 scrapes is refused with the fix": short_rate_window_refused(chart),
             "UI config mount only for images that write it at start":
                 ui_config_mount_by_tag(chart) == {"2.34.0": True, "2.37.3": False, "2.53.3": False, "latest": False},
         }

@@ -617,3 +617,12 @@ install/upgrade time (`lookup`; empty when rendering offline). Changing a key an
 {{- end -}}
 {{- toJson $data | sha256sum -}}
 {{- end -}}
+
+{{/*
+Seconds in a Prometheus-style duration of one unit ("30s", "2m", "1h"); a bare number is seconds.
+*/}}
+{{- define "tp.durationSeconds" -}}
+{{- if hasSuffix "h" . }}{{ mul (trimSuffix "h" . | int) 3600 }}
+{{- else if hasSuffix "m" . }}{{ mul (trimSuffix "m" . | int) 60 }}
+{{- else }}{{ trimSuffix "s" . | int }}{{ end }}
+{{- end }}
