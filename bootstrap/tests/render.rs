@@ -251,7 +251,7 @@ fn production_values_follow_the_contract() {
     }
     assert_eq!(
         v["workerAutoscaling"],
-        serde_json::json!({"scaleUpAboveSeconds": 0.5, "scaleDownBelowSeconds": 0.1})
+        serde_json::json!({"scaleUpAboveSeconds": 0.3, "targetSlotUtilization": 0.7, "scaleDownWindowSeconds": 600})
     );
     assert_eq!(
         v["monitoring"],

@@ -914,6 +914,7 @@ mod tests {
         let slo = SloConfig {
             schedule_to_start_warning: HumanDuration::from_millis(200),
             schedule_to_start_critical: HumanDuration::from_millis(500),
+            scale_up_schedule_to_start: HumanDuration::from_millis(300),
         };
         let s = |ms| LatencySample {
             namespace: "orders".into(),

@@ -234,14 +234,10 @@ constants! {
         "two pollers hide the latency of one poll round trip";
     max_pollers: 16.0, "pollers", [1.0, 1000.0], Integer,
         "more pollers than this only load the frontend";
-    scale_up_schedule_to_start_ms: 500.0, "ms", [1.0, 600000.0], Real,
-        "schedule-to-start above 500 ms means workers are starved";
-    scale_up_after_seconds: 120.0, "s", [10.0, 86400.0], Real,
-        "scale up when starved for 2 minutes";
-    scale_down_schedule_to_start_ms: 100.0, "ms", [1.0, 600000.0], Real,
-        "schedule-to-start below 100 ms is healthy";
+    target_slot_utilization: 0.7, "fraction of slots", [0.1, 1.0], Real,
+        "autoscaling keeps about 70% of a pool's task slots busy: the rest absorbs a burst's first minute while new pods start";
     scale_down_after_seconds: 600.0, "s", [10.0, 86400.0], Real,
-        "scale down only after 10 healthy minutes to avoid flapping";
+        "scale down only to the highest need of the last 10 minutes, so a pause in a burst does not saw-tooth the pool";
 }
 
 /// The constant called `name`.
@@ -269,10 +265,6 @@ impl Issue {
 const ORDERED: &[(&str, &str)] = &[
     ("min_history_shards", "max_history_shards"),
     ("min_pollers", "max_pollers"),
-    (
-        "scale_down_schedule_to_start_ms",
-        "scale_up_schedule_to_start_ms",
-    ),
 ];
 
 /// Checks `capacity.overrides`: every name must be a known constant and every value valid.

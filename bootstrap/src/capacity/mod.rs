@@ -460,18 +460,46 @@ mod tests {
         assert_eq!(slots, [("io", 20), ("io", 10), ("cpu", 8), ("gpu", 2)]);
         let a = &s.worker_pools[0].autoscaling;
         assert_eq!(
-            (a.scale_up_above_ms, a.scale_up_after_seconds),
-            (500.0, 120.0)
-        );
-        assert_eq!(
-            (a.scale_down_below_ms, a.scale_down_after_seconds),
-            (100.0, 600.0)
+            (
+                a.scale_up_above_ms,
+                a.target_slot_utilization,
+                a.scale_down_after_seconds
+            ),
+            (300.0, 0.7, 600.0)
         );
         assert!(
             s.assumptions
                 .iter()
                 .any(|x| x.name == "io_slots_per_core" && x.overridden)
         );
+    }
+
+    /// The burst harness's pool: 0.2 tasks/s x burst 50 x 4 s = 40 busy slots, 4 slots per replica
+    /// at 0.7 target utilisation = 14.3, so 15 replicas; a max below that is warned about.
+    #[test]
+    fn replicas_for_burst_by_littles_law() {
+        let text = include_str!("../../../tests/burst/platform.yaml");
+        let s = example(text);
+        assert_eq!(s.worker_pools[0].replicas_for_burst, Some(15));
+        assert!(
+            !s.warnings.iter().any(|w| w.path.starts_with("workers")),
+            "{:?}",
+            s.warnings
+        );
+        let s = example(&text.replace("max: 16", "max: 10"));
+        let w = s
+            .warnings
+            .iter()
+            .find(|w| w.path == "workers[0].replicas.max")
+            .expect("a max below the burst's need is warned about");
+        assert!(
+            w.message.contains("needs 15 replicas") && w.message.contains("40 busy slots"),
+            "{}",
+            w.message
+        );
+        // Without activity_duration the plan cannot know, and says nothing.
+        let s = example(&text.replace("    activity_duration: 4s\n", ""));
+        assert_eq!(s.worker_pools[0].replicas_for_burst, None);
     }
 
     #[test]

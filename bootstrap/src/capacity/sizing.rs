@@ -137,14 +137,16 @@ pub struct ReplicaBounds {
     pub max: u32,
 }
 
-/// Horizontal autoscaling on schedule-to-start latency.
+/// Horizontal autoscaling of a pool (the chart's KEDA ScaledObject; docs/autoscaling.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Autoscaling {
-    /// Server histogram (seconds) filtered on task_type="Activity" and the pool's taskqueue.
-    pub metric: &'static str,
+    /// The metrics the two triggers read.
+    pub signals: [&'static str; 3],
+    /// Scale up when the p95 schedule-to-start or the oldest backlog task's age is above this
+    /// (`observability.slo.scale_up_schedule_to_start`).
     pub scale_up_above_ms: f64,
-    pub scale_up_after_seconds: f64,
-    pub scale_down_below_ms: f64,
+    /// Share of the task slots the pool is sized to keep busy.
+    pub target_slot_utilization: f64,
     pub scale_down_after_seconds: f64,
     pub min_replicas: u32,
     pub max_replicas: u32,
@@ -169,6 +171,10 @@ pub struct WorkerPool {
     pub max_concurrent_activities_at_max_replicas: u64,
     pub task_queue_partitions: u64,
     pub autoscaling: Autoscaling,
+    /// Replicas the pool needs at the burst, when `peak_tasks_per_second` and
+    /// `activity_duration` are given: ceil(tasks/s x burst x duration / (slots x target use)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas_for_burst: Option<u64>,
     pub basis: String,
 }
 
@@ -222,6 +228,18 @@ pub(super) fn workers(
                 ),
             });
         }
+        let burst_need = burst_replicas(a, w, burst, slots);
+        if let Some(need) = &burst_need
+            && need.replicas > u64::from(w.replicas.max)
+        {
+            warnings.push(Issue {
+                path: format!("workers[{i}].replicas.max"),
+                message: format!(
+                    "pool `{}` needs {} replicas at the burst ({}); replicas.max {} caps it, so its queue will backlog. Raise replicas.max or the slots per replica",
+                    w.name, need.replicas, need.basis, w.replicas.max
+                ),
+            });
+        }
         let partitions = queues
             .iter()
             .find(|q| q.namespace == ns && q.task_queue == w.task_queue.as_str())
@@ -244,14 +262,23 @@ pub(super) fn workers(
                 .saturating_mul(u64::from(w.replicas.max)),
             task_queue_partitions: partitions,
             autoscaling: Autoscaling {
-                metric: "task_schedule_to_start_latency",
-                scale_up_above_ms: a.scale_up_schedule_to_start_ms,
-                scale_up_after_seconds: a.scale_up_after_seconds,
-                scale_down_below_ms: a.scale_down_schedule_to_start_ms,
+                signals: [
+                    "task_schedule_to_start_latency",
+                    "approximate_backlog_age_seconds",
+                    "temporal_worker_task_slots_used",
+                ],
+                scale_up_above_ms: config
+                    .observability
+                    .slo
+                    .scale_up_schedule_to_start
+                    .as_secs_f64()
+                    * 1000.0,
+                target_slot_utilization: a.target_slot_utilization,
                 scale_down_after_seconds: a.scale_down_after_seconds,
                 min_replicas: w.replicas.min,
                 max_replicas: w.replicas.max,
             },
+            replicas_for_burst: burst_need.as_ref().map(|n| n.replicas),
             basis: format!("{basis} = {slots} per replica"),
         });
     }
@@ -317,6 +344,37 @@ fn task_queues(
     }
 
     queues
+}
+
+/// Replicas a pool needs at the burst, with the arithmetic.
+struct BurstNeed {
+    replicas: u64,
+    basis: String,
+}
+
+/// Little's law: busy slots = tasks per second x seconds per task; the pool is sized so they are
+/// `target_slot_utilization` of its slots (what the autoscaler's slot trigger converges to).
+fn burst_replicas(
+    a: &Assumptions,
+    w: &WorkerPoolConfig,
+    burst: f64,
+    slots: u64,
+) -> Option<BurstNeed> {
+    let peak = w.peak_tasks_per_second?.get();
+    let seconds = w.activity_duration?.as_secs_f64();
+    let busy = peak * burst * seconds;
+    let replicas = ceil_u64(busy / (slots as f64 * a.target_slot_utilization)).max(1);
+    Some(BurstNeed {
+        replicas,
+        basis: format!(
+            "{} tasks/s x burst {} x {} s = {} busy slots / ({slots} slots x {} target utilisation)",
+            fmt_rate(peak),
+            fmt_rate(burst),
+            fmt_rate(seconds),
+            fmt_rate(busy),
+            fmt_rate(a.target_slot_utilization)
+        ),
+    })
 }
 
 /// Concurrent activity slots of one replica, by profile, with the reasoning.

@@ -217,6 +217,7 @@ fn worker_pools_table(out: &mut String, s: &capacity::Sizing) {
             "pollers",
             "replicas",
             "partitions",
+            "at burst",
             "autoscaling",
         ]);
         for w in &s.worker_pools {
@@ -230,11 +231,12 @@ fn worker_pools_table(out: &mut String, s: &capacity::Sizing) {
                 w.activity_pollers.to_string(),
                 format!("{}..{}", w.replicas.min, w.replicas.max),
                 w.task_queue_partitions.to_string(),
+                w.replicas_for_burst
+                    .map_or_else(|| "-".into(), |r| format!("{r} replicas")),
                 format!(
-                    "up >{}ms for {}s, down <{}ms for {}s",
+                    "up at s2s >{}ms, slots {}% busy; down after {}s",
                     n(a.scale_up_above_ms),
-                    n(a.scale_up_after_seconds),
-                    n(a.scale_down_below_ms),
+                    n(a.target_slot_utilization * 100.0),
                     n(a.scale_down_after_seconds)
                 ),
             ]);

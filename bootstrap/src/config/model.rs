@@ -556,6 +556,11 @@ pub struct WorkerPoolConfig {
     /// Peak activity tasks per second on this queue, when known (sizes partitions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_tasks_per_second: Option<Positive>,
+    /// Average time one activity of this pool runs (start to completion), when known. With
+    /// `peak_tasks_per_second` it gives the replicas the pool needs at the burst (busy slots =
+    /// tasks/s x duration), which the plan checks against `replicas.max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_duration: Option<HumanDuration>,
     /// Container image of the worker (rendered into the Helm chart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageRef>,
@@ -644,14 +649,22 @@ pub struct SloConfig {
     pub schedule_to_start_warning: HumanDuration,
     #[serde(default = "default_s2s_critical")]
     pub schedule_to_start_critical: HumanDuration,
+    /// Worker pools scale up when schedule-to-start (p95, or the oldest backlog task's age) is
+    /// above this: below the critical alert, so scaling starts before users notice.
+    #[serde(default = "default_s2s_scale_up")]
+    pub scale_up_schedule_to_start: HumanDuration,
 }
 impl Default for SloConfig {
     fn default() -> Self {
         Self {
             schedule_to_start_warning: default_s2s_warning(),
             schedule_to_start_critical: default_s2s_critical(),
+            scale_up_schedule_to_start: default_s2s_scale_up(),
         }
     }
+}
+fn default_s2s_scale_up() -> HumanDuration {
+    HumanDuration::from_millis(300)
 }
 fn default_s2s_warning() -> HumanDuration {
     HumanDuration::from_millis(200)

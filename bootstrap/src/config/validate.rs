@@ -332,6 +332,14 @@ fn check_workers(c: &PlatformConfig, r: &mut Report) {
                 ),
             );
         }
+        if let Some(d) = w.activity_duration
+            && (d.as_duration().is_zero() || d.as_secs_f64() > 86_400.0)
+        {
+            r.error(
+                format!("{at}.activity_duration"),
+                "must be above 0 and at most 24h (the average time one activity runs, e.g. 800ms or 4s)",
+            );
+        }
         if w.replicas.max == 0 || w.replicas.min > w.replicas.max {
             r.error(
                 format!("{at}.replicas"),
@@ -504,6 +512,10 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
 fn check_observability(o: &ObservabilityConfig, r: &mut Report) {
     if o.slo.schedule_to_start_warning >= o.slo.schedule_to_start_critical {
         r.error("observability.slo", "schedule_to_start_warning must be lower than schedule_to_start_critical (defaults 200ms and 500ms)");
+    } else if o.slo.scale_up_schedule_to_start.as_duration().is_zero()
+        || o.slo.scale_up_schedule_to_start >= o.slo.schedule_to_start_critical
+    {
+        r.error("observability.slo.scale_up_schedule_to_start", "must be above 0 and below schedule_to_start_critical, so pools scale before the critical alert (default 300ms, critical 500ms)");
     }
     if !o.alert_thresholds.is_empty() {
         // The rule renderer is pure (embedded templates), so validation can name the valid keys.

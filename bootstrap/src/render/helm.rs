@@ -326,15 +326,16 @@ pub struct PoolAutoscalingValues {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerAutoscalingValues {
-    pub scale_up_above_seconds: Seconds,
-    pub scale_down_below_seconds: Seconds,
+    pub scale_up_above_seconds: Number,
+    pub target_slot_utilization: Number,
+    pub scale_down_window_seconds: u64,
 }
 
-/// Seconds written as an integer when whole (Helm prints `1`, not `1.0`, in the KEDA query).
+/// A number written as an integer when whole (Helm prints `1`, not `1.0`, in the KEDA query).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Seconds(pub f64);
+pub struct Number(pub f64);
 
-impl Serialize for Seconds {
+impl Serialize for Number {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.0.fract() == 0.0 && self.0.abs() < 1e15 {
             s.serialize_u64(self.0 as u64)
@@ -484,16 +485,18 @@ pub fn values(config: &PlatformConfig) -> Result<Values, RenderError> {
         },
         worker_pools: worker_pools(config, &sizing)?,
         worker_autoscaling: WorkerAutoscalingValues {
-            scale_up_above_seconds: Seconds(
+            scale_up_above_seconds: Number(
                 config
                     .observability
                     .slo
-                    .schedule_to_start_critical
+                    .scale_up_schedule_to_start
                     .as_secs_f64(),
             ),
-            scale_down_below_seconds: Seconds(
-                assumption(&sizing, "scale_down_schedule_to_start_ms").unwrap_or(100.0) / 1000.0,
+            target_slot_utilization: Number(
+                assumption(&sizing, "target_slot_utilization").unwrap_or(0.7),
             ),
+            scale_down_window_seconds: assumption(&sizing, "scale_down_after_seconds")
+                .map_or(600, |s| s.round() as u64),
         },
         monitoring: MonitoringValues {
             service_monitor: Enabled {
@@ -918,8 +921,8 @@ mod tests {
 
     #[test]
     fn whole_seconds_serialise_as_integers() {
-        assert_eq!(serde_json::to_string(&Seconds(1.0)).unwrap(), "1");
-        assert_eq!(serde_json::to_string(&Seconds(0.5)).unwrap(), "0.5");
+        assert_eq!(serde_json::to_string(&Number(1.0)).unwrap(), "1");
+        assert_eq!(serde_json::to_string(&Number(0.5)).unwrap(), "0.5");
     }
 
     #[test]
