@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Summary and plot of one burst-harness run (run.json written by harness.py).
+
+  report.py RUN_DIR [--plan PLAN.json] [--png FILE] [--check-short]
+
+Writes RUN_DIR/summary.json and RUN_DIR/summary.md, and the PNG (default RUN_DIR/burst.png):
+schedule-to-start p95, backlog, replicas and throughput over time with the thresholds drawn.
+
+The schedule-to-start the summary judges is the real one: each activity's start time minus its
+scheduled time, both from the server (worker.py logs them), as p95 per 15-second bucket of
+scheduled time. The server histogram's p95 that the autoscaler reads from Prometheus is drawn
+beside it.
+
+--check-short asserts what CI requires of the short run (exit 1 with the reason otherwise): a
+scale-up within the policy's bound after the burst starts, the p95 back below the critical
+threshold before the load ends, and no workflow failed or timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+BUCKET_SECONDS = 15
+WARNING_MS, SCALE_UP_MS, CRITICAL_MS = 200, 300, 500
+# First scale-up bound for --check-short: one Prometheus scrape (30 s in production, 5 s here),
+# one HPA sync (15 s) and the time the signal needs to cross its threshold at 10x.
+SCALE_UP_BOUND_SECONDS = 60
+
+
+def p95(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)]
+
+
+def recovery_time(p95_series: list[tuple[float, float]], burst: float, load_end: float,
+                  threshold_ms: float) -> float | None:
+    """Seconds from the burst's start until the per-task p95 stays below `threshold_ms`: the end
+    of the last bucket at or above it; 0 if none was; None if that is not before the load ends."""
+    above = [t for t, v in p95_series if t + BUCKET_SECONDS > burst and v >= threshold_ms]
+    if not above:
+        return 0.0
+    end = max(above) + BUCKET_SECONDS
+    return end - burst if end < load_end else None
+
+
+def summarise(run: dict, plan: dict | None) -> dict:
+    prof = run["profile"]
+    t0, burst = run["t0"], prof["baseline_seconds"]
+    load_end = prof["baseline_seconds"] + prof["ramp_seconds"] + prof["hold_seconds"]
+    acts = [a for a in run["activities"] if a["attempt"] == 1]
+    buckets: dict[int, list[float]] = {}
+    for a in acts:
+        b = int((a["scheduled"] - t0) // BUCKET_SECONDS)
+        buckets.setdefault(b, []).append((a["started"] - a["scheduled"]) * 1000)
+    p95_series = sorted((b * BUCKET_SECONDS, p95(v)) for b, v in buckets.items())
+
+    steps = run["steps"]
+    after = [s for s in steps if s["t"] >= burst]
+    detect = next((s["t"] - burst for s in after
+                   if any(v > s["current"] for v in s["per_trigger"].values())), None)
+    first_up = next((s["t"] - burst for s in after if s["desired"] > s["current"]), None)
+    recovered = recovery_time(p95_series, burst, load_end, WARNING_MS)
+    recovered_critical = recovery_time(p95_series, burst, load_end, CRITICAL_MS)
+    peak_replicas = max(s["desired"] for s in steps)
+
+    # Throughput per replica over the second half of the hold (steady state): activities
+    # completed per second divided by the replicas running.
+    lo, hi = burst + prof["ramp_seconds"] + prof["hold_seconds"] / 2, load_end
+    done = [a for a in run["activities"] if lo <= a["ended"] - t0 < hi]
+    reps = [s["current"] for s in steps if lo <= s["t"] < hi]
+    mean_reps = sum(reps) / len(reps) if reps else float("nan")
+    slots = int(run["worker_env"]["TEMPORAL_WORKER_MAX_CONCURRENT_ACTIVITIES"])
+    per_replica = len(done) / (hi - lo) / mean_reps if reps else float("nan")
+    peak_rate = prof["baseline_rate"] * prof["multiplier"]
+
+    failed = {k: v for k, v in run["outcomes"].items() if k != "COMPLETED"}
+    start_errors = [w["error"] for w in run["workflows"] if "error" in w]
+    server_p95 = [v for _, v in run["series"]["server_p95_seconds"]]
+    summary = {
+        "label": run["label"],
+        "load": f"{prof['baseline_rate']:g}/s baseline, {prof['multiplier']:g}x = {peak_rate:g}/s within {prof['ramp_seconds']:g} s, held {prof['hold_seconds']:g} s; activity {prof['activity_seconds']:g} s",
+        "workflows_started": len(run["workflows"]),
+        "outcomes": run["outcomes"],
+        "failed_or_timed_out": sum(failed.values()) + len(start_errors),
+        "time_to_detect_s": detect,
+        "time_to_first_scale_up_s": first_up,
+        "time_until_p95_below_200ms_s": recovered,
+        "time_until_p95_below_500ms_s": recovered_critical,
+        "peak_p95_ms": round(max((v for t, v in p95_series if t >= burst - BUCKET_SECONDS), default=0.0)),
+        "peak_server_p95_ms": round(max(server_p95, default=0.0) * 1000),
+        "replicas_min_max": [run["scaled_object"]["minReplicaCount"], run["scaled_object"]["maxReplicaCount"]],
+        "replica_peak": peak_replicas,
+        "replicas_final": steps[-1]["desired"],
+        "throughput_per_replica_measured": round(per_replica, 3),
+        "throughput_per_replica_model": round(slots / prof["activity_seconds"], 3),
+        "slots_per_replica": slots,
+    }
+    if plan is not None:
+        summary["replicas_predicted_by_plan"] = plan_replicas(plan, peak_rate)
+    return summary
+
+
+def plan_replicas(plan: dict, rate: float) -> int | None:
+    pool = next((p for p in plan["capacity"]["worker_pools"] if p["name"] == "burst-io"), None)
+    if not pool or "replicas_for_burst" not in pool:
+        return None
+    return pool["replicas_for_burst"]
+
+
+def markdown(s: dict) -> str:
+    def sec(v):
+        return "never" if v is None else f"{v:.0f} s"
+    rows = [
+        ("load", s["load"]),
+        ("workflows started / failed or timed out", f"{s['workflows_started']} / {s['failed_or_timed_out']}"),
+        ("time to detect (a trigger asks for more replicas)", sec(s["time_to_detect_s"])),
+        ("time to first scale-up", sec(s["time_to_first_scale_up_s"])),
+        ("time until p95 is back under 200 ms", sec(s["time_until_p95_below_200ms_s"])),
+        ("time until p95 is back under 500 ms", sec(s["time_until_p95_below_500ms_s"])),
+        ("peak p95 schedule-to-start (measured per task)", f"{s['peak_p95_ms']:,} ms"),
+        ("peak p95 the autoscaler saw (server histogram)", f"{s['peak_server_p95_ms']:,} ms"),
+        ("replicas: min-max / peak / at the end", f"{s['replicas_min_max'][0]}-{s['replicas_min_max'][1]} / {s['replica_peak']} / {s['replicas_final']}"),
+    ]
+    if s.get("replicas_predicted_by_plan") is not None:
+        rows.append(("replicas the capacity plan predicts for the peak", str(s["replicas_predicted_by_plan"])))
+    rows.append(("throughput per replica: measured / model", f"{s['throughput_per_replica_measured']} / {s['throughput_per_replica_model']} activities/s ({s['slots_per_replica']} slots)"))
+    lines = [f"**{s['label']}**", "", "| | |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(run: dict, s: dict, png: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prof, t0 = run["profile"], run["t0"]
+    burst = prof["baseline_seconds"]
+    load_end = burst + prof["ramp_seconds"] + prof["hold_seconds"]
+    fig, ax = plt.subplots(4, 1, figsize=(9, 9.5), sharex=True, dpi=80)
+    m = 60.0
+    for a in ax:
+        a.axvspan(burst / m, load_end / m, color="0.93", zorder=0)
+        a.grid(alpha=0.3)
+
+    buckets: dict[int, list[float]] = {}
+    for a in run["activities"]:
+        if a["attempt"] == 1:
+            buckets.setdefault(int((a["scheduled"] - t0) // BUCKET_SECONDS), []).append((a["started"] - a["scheduled"]) * 1000)
+    xs = sorted(buckets)
+    ax[0].plot([(b + 0.5) * BUCKET_SECONDS / m for b in xs], [max(p95(buckets[b]), 1) for b in xs], label="p95 per task (15 s buckets)")
+    sp = run["series"]["server_p95_seconds"]
+    ax[0].plot([t / m for t, _ in sp], [max(v * 1000, 1) for _, v in sp], label="server histogram p95 (autoscaler input)", alpha=0.8)
+    for y, name, c in ((WARNING_MS, "warning 200 ms", "orange"), (SCALE_UP_MS, "scale-up 300 ms", "green"), (CRITICAL_MS, "critical 500 ms", "red")):
+        ax[0].axhline(y, color=c, ls="--", lw=1, label=name)
+    ax[0].set_yscale("log")
+    ax[0].set_ylabel("schedule-to-start (ms)")
+    ax[0].legend(fontsize=7, loc="upper right")
+    ax[0].set_title(f"{s['label']}: {s['load']}", fontsize=9)
+
+    steps = run["steps"]
+    ax[1].plot([st["t"] / m for st in steps], [st["in_flight"] for st in steps], label="workflows in flight")
+    bc = run["series"]["backlog_count"]
+    if bc:
+        ax[1].plot([t / m for t, _ in bc], [v for _, v in bc], label="approximate_backlog_count", alpha=0.8)
+    ax[1].set_ylabel("backlog")
+    ax[1].legend(fontsize=7, loc="upper right")
+
+    ax[2].step([st["t"] / m for st in steps], [st["desired"] for st in steps], where="post", label="replicas")
+    if s.get("replicas_predicted_by_plan"):
+        ax[2].axhline(s["replicas_predicted_by_plan"], color="purple", ls=":", label="capacity plan for the peak")
+    ax[2].axhline(s["replicas_min_max"][1], color="0.5", ls="--", lw=1, label="maxReplicas")
+    ax[2].set_ylabel("replicas")
+    ax[2].legend(fontsize=7, loc="upper right")
+
+    def per_bucket(times):
+        counts: dict[int, int] = {}
+        for t in times:
+            counts[int(t // BUCKET_SECONDS)] = counts.get(int(t // BUCKET_SECONDS), 0) + 1
+        ks = sorted(counts)
+        return [(k + 0.5) * BUCKET_SECONDS / m for k in ks], [counts[k] / BUCKET_SECONDS for k in ks]
+
+    ax[3].plot(*per_bucket([w["start"] - t0 for w in run["workflows"]]), label="workflows started/s")
+    ax[3].plot(*per_bucket([a["ended"] - t0 for a in run["activities"]]), label="activities completed/s")
+    ax[3].set_ylabel("per second")
+    ax[3].set_xlabel("minutes since the start (grey: the burst)")
+    ax[3].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def check_short(s: dict) -> list[str]:
+    problems = []
+    if s["time_to_first_scale_up_s"] is None or s["time_to_first_scale_up_s"] > SCALE_UP_BOUND_SECONDS:
+        problems.append(f"first scale-up {s['time_to_first_scale_up_s']} s after the burst, bound {SCALE_UP_BOUND_SECONDS} s")
+    if s["time_until_p95_below_500ms_s"] is None:
+        problems.append("p95 schedule-to-start never came back below 500 ms during the load")
+    if s["failed_or_timed_out"]:
+        problems.append(f"{s['failed_or_timed_out']} workflows failed or timed out: {s['outcomes']}")
+    if s["replica_peak"] <= s["replicas_min_max"][0]:
+        problems.append("the pool never scaled above its minimum")
+    return problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--plan")
+    ap.add_argument("--png")
+    ap.add_argument("--check-short", action="store_true")
+    args = ap.parse_args()
+    d = pathlib.Path(args.run_dir)
+    run = json.loads((d / "run.json").read_text())
+    plan = json.loads(pathlib.Path(args.plan).read_text()) if args.plan else None
+    s = summarise(run, plan)
+    (d / "summary.json").write_text(json.dumps(s, indent=1))
+    (d / "summary.md").write_text(markdown(s))
+    plot(run, s, pathlib.Path(args.png) if args.png else d / "burst.png")
+    print(markdown(s))
+    if args.check_short:
+        problems = check_short(s)
+        for p in problems:
+            print(f"burst check: {p}", file=sys.stderr)
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
