@@ -108,6 +108,10 @@ def main() -> int:
         asyncio.run(drive(env))
         time.sleep(6)  # one more server scrape
         counts = {name: series_count(sel) for name, sel in sels.items()}
+        # The old chart replaced only '-': that selector must match nothing (the check can fail).
+        naive = 'task_schedule_to_start_latency_bucket{namespace="%s", taskqueue="%s"}' % (
+            NAMESPACE.replace("-", "_"), TASK_QUEUE.replace("-", "_"))
+        counts["naive '-' -> '_' selector"] = series_count(naive)
     finally:
         targets.unlink(missing_ok=True)
     print(f"labels: series matched in the real Prometheus {counts}", file=sys.stderr)
@@ -115,6 +119,9 @@ def main() -> int:
                if counts.get(name, 0) == 0]
     if missing:
         print(f"labels: the chart's selector for {missing} matches no series of the real scrape", file=sys.stderr)
+        return 1
+    if counts["naive '-' -> '_' selector"]:
+        print("labels: a selector that replaces only '-' matched series: the scrape is not what this check assumes", file=sys.stderr)
         return 1
     print("labels: both triggers' selectors match the real series (server: sanitised, SDK: as is)")
     return 0
