@@ -12,6 +12,8 @@ use crate::config::{PlatformConfig, Priority, VisibilityConfig, WorkerPoolConfig
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const SECONDS_PER_DAY: f64 = 86_400.0;
+/// history.cacheTTL: an untouched mutable state leaves the cache after an hour.
+const CACHE_TTL_SECONDS: f64 = 3_600.0;
 
 /// One Temporal service deployment with its per-replica requests.
 #[derive(Debug, Clone, Serialize)]
@@ -49,12 +51,19 @@ pub(super) fn services(
     let by_cpu = ceil_u64(h_cores / max_cores);
     let h_replicas = min_r.max(by_shards).max(by_cpu);
     let shards_per_replica = ceil_u64(f64::from(shards) / h_replicas as f64);
+    // The host-level cache holds the workflows touched within its TTL (1 h): the open ones and
+    // those started in the last hour, spread over the replicas, up to its entry limit.
+    let cached = ((load.open_workflows + load.workflow_starts_per_second * CACHE_TTL_SECONDS)
+        / h_replicas as f64)
+        .min(a.history_cache_entries_per_host);
     let history = Service {
         name: "history",
         replicas: h_replicas,
         cpu_millicores: cpu_request(a, h_cores, h_replicas),
         memory_mib: ceil_u64(
-            a.history_memory_base_mib + shards_per_replica as f64 * a.history_memory_per_shard_mib,
+            a.history_memory_base_mib
+                + shards_per_replica as f64 * a.history_memory_per_shard_mib
+                + cached * a.mutable_state_cache_entry_kib / 1024.0,
         ),
         basis: format!(
             "max(minimum {min_r}, {shards} shards / {} per replica = {by_shards}, {} updates/s / {} per core = {} cores / {} per replica = {by_cpu})",
