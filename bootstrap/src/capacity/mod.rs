@@ -424,7 +424,7 @@ mod tests {
         let hist = svc("history");
         assert_eq!(
             (hist.replicas, hist.cpu_millicores, hist.memory_mib),
-            (5, 6750, 1848)
+            (5, 6750, 10576)
         );
         assert_eq!(
             (svc("matching").replicas, svc("matching").cpu_millicores),
