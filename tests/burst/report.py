@@ -119,15 +119,18 @@ def summarise(run: dict, plan: dict | None) -> dict:
         "slots_per_replica": slots,
     }
     if plan is not None:
-        summary["replicas_predicted_by_plan"] = plan_replicas(plan, peak_rate)
+        summary["replicas_predicted_by_plan"] = plan_replicas(plan, peak_rate, prof["activity_seconds"])
     return summary
 
 
-def plan_replicas(plan: dict, rate: float) -> int | None:
+def plan_replicas(plan: dict, rate: float, activity_seconds: float) -> int | None:
+    """What the capacity plan's formula (`replicas_for_burst`) gives for this run's peak rate:
+    ceil(tasks/s x activity time / (slots per replica x target_slot_utilization))."""
     pool = next((p for p in plan["capacity"]["worker_pools"] if p["name"] == "burst-io"), None)
-    if not pool or "replicas_for_burst" not in pool:
+    target = next((a["value"] for a in plan["capacity"]["assumptions"] if a["name"] == "target_slot_utilization"), None)
+    if not pool or target is None:
         return None
-    return pool["replicas_for_burst"]
+    return math.ceil(rate * activity_seconds / (pool["max_concurrent_activities"] * target) - 1e-9)
 
 
 def markdown(s: dict) -> str:
