@@ -18,7 +18,7 @@ KEDA and the HPA themselves cannot run here (no kubelet, no pods); hpa.py implem
 documented algorithm. What a cluster adds and this does not: pod scheduling and image pull time
 (a worker process here is polling about 1-2 s after it is started).
 
-Usage: harness.py --profile short|full --label NAME --out DIR [--chart DIR] [--bootstrap BIN]
+Usage: harness.py --profile smoke|short|full --label NAME --out DIR [--chart DIR] [--bootstrap BIN]
 Environment: `scripts/dev-services env` (TB_TEMPORAL_*, TB_PROMETHEUS_URL, TB_PROMETHEUS_TARGETS_DIR).
 """
 
