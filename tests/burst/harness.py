@@ -31,6 +31,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -46,7 +47,9 @@ from datetime import timedelta
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "helm" / "tests"))
 import hpa  # noqa: E402
+from checks import merge  # noqa: E402  (Helm's rule for a later values file)
 from worker import BurstWorkflow  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -134,13 +137,6 @@ def render_pool(chart: pathlib.Path, bootstrap: str, pool_override: dict | None 
     dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
     so = next(d for d in docs if d["kind"] == "ScaledObject" and d["metadata"]["name"] == name)
     return values, dep, so
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def worker_env(dep: dict) -> dict[str, str]:
@@ -286,7 +282,7 @@ async def run(args: argparse.Namespace) -> dict:
 
     profile = PROFILES[args.profile]
     chart = pathlib.Path(args.chart).resolve()
-    values, dep, so_doc = render_pool(chart, args.bootstrap)
+    _, dep, so_doc = render_pool(chart, args.bootstrap)
     so = hpa.scaled_object_from_manifest(so_doc)
     env = worker_env(dep)
     out = pathlib.Path(args.out)
@@ -368,7 +364,7 @@ async def run(args: argparse.Namespace) -> dict:
     finally:
         pool.stop()
     t_end = time.time()
-    series = collect_series(values, so_doc, t0, t_end)
+    series = collect_series(so_doc, t0, t_end)
     outcomes = await workflow_outcomes(client, f"burst-{run_id}-", len(workflows))
     return {
         "label": args.label,
@@ -404,12 +400,12 @@ def fmt_values(values: dict[str, float | None]) -> str:
     return ", ".join(f"{k}={'n/a' if v is None else f'{v:.3g}'}" for k, v in values.items())
 
 
-def collect_series(values: dict, so_doc: dict, t0: float, t_end: float) -> dict:
-    """What Prometheus saw during the run, for the plot: the server's p95 and the backlog."""
-    pool = next(p for p in values["workerPools"] if p["name"] == POOL)
-    ns, tq = server_label(pool["namespace"]), server_label(pool["taskQueue"])
-    window = values.get("workerAutoscaling", {}).get("rateWindow", "2m")
-    sel = f'namespace="{ns}", taskqueue="{tq}"'
+def collect_series(so_doc: dict, t0: float, t_end: float) -> dict:
+    """What Prometheus saw during the run, for the plot: the server's p95 and the backlog, with the
+    label selector and rate window of the rendered schedule-to-start query (one source for both)."""
+    query = next(tr["metadata"]["query"] for tr in so_doc["spec"]["triggers"]
+                 if "task_schedule_to_start_latency_bucket" in tr["metadata"]["query"])
+    sel, window = re.search(r"task_schedule_to_start_latency_bucket\{([^}]*)\}\[([^\]]+)\]", query).groups()
     exprs = {
         "server_p95_seconds": f"histogram_quantile(0.95, sum by (le) (rate(task_schedule_to_start_latency_bucket{{{sel}}}[{window}])))",
         "backlog_count": f"sum(approximate_backlog_count{{{sel}}})",
@@ -430,11 +426,6 @@ def collect_series(values: dict, so_doc: dict, t0: float, t_end: float) -> dict:
         except OSError:
             out["triggers"][name] = []
     return out
-
-
-def server_label(value: str) -> str:
-    """The server's label sanitisation (every character outside [A-Za-z0-9_] becomes _)."""
-    return "".join(c if (c.isascii() and (c.isalnum() or c == "_")) else "_" for c in value)
 
 
 def main() -> int:

@@ -97,7 +97,7 @@ def main() -> int:
     ap.add_argument("--bootstrap", default=os.environ.get("TB_BOOTSTRAP_BIN") or str(harness.REPO / "target" / "debug" / "temporal-bootstrap"))
     args = ap.parse_args()
 
-    values, dep, so = harness.render_pool(pathlib.Path(args.chart), args.bootstrap,
+    _, dep, so = harness.render_pool(pathlib.Path(args.chart), args.bootstrap,
                                           pool_override={"namespace": NAMESPACE, "taskQueue": TASK_QUEUE})
     sels = selectors(so)
     print(f"labels: rendered selectors {json.dumps(sels, ensure_ascii=False)}", file=sys.stderr)
