@@ -388,3 +388,24 @@ class ManifestTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RecordedRealRuns(unittest.TestCase):
+    """The trigger values the harness read from the real Prometheus in the README's two 50x runs
+    (tests/burst/fixtures/recorded-50x-burst.json), replayed step by step: the model must take
+    exactly the decisions recorded then, for the old chart's ScaledObject and for the new one."""
+
+    def replay(self, name: str) -> None:
+        import json
+        from pathlib import Path
+
+        run = json.loads((Path(__file__).parent / "fixtures" / "recorded-50x-burst.json").read_text())[name]
+        a = Autoscaler(scaled_object_from_manifest(run["scaled_object"]))
+        got = [a.step(s["t"], s["current"], s["values"]).desired for s in run["steps"]]
+        self.assertEqual(got, [s["desired"] for s in run["steps"]])
+
+    def test_before_the_old_policy(self):
+        self.replay("before")
+
+    def test_after_the_new_policy(self):
+        self.replay("after")
